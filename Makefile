@@ -1,0 +1,33 @@
+# Thin wrappers over the real commands; see README.md.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test testenv lint unit integration bench bootstrap
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+testenv: bootstrap
+	@scripts/build-testenv.sh >/dev/null
+
+## The whole suite: lint, layer contracts, unit tests, and the integration tier against a real local
+## kube-apiserver + etcd + controller-manager and a real Prometheus (provisioned on first use, cached).
+test: testenv lint
+	$(BIN)/pytest -q
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/lint-imports
+
+unit: bootstrap
+	$(BIN)/pytest -q tests/unit
+
+integration: testenv
+	$(BIN)/pytest -q tests/integration
+
+demo: testenv
+	$(BIN)/campaign-autoscaler demo
+
+bench: testenv
+	$(BIN)/python -m benchmarks

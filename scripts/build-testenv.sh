@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Provision the local Kubernetes control plane used by the integration tests and the demo:
+# etcd, kube-apiserver and kube-controller-manager (v1.20.2), built from Debian bookworm's source package.
+#
+# The result is cached outside the repository (default ~/.cache/campaign-autoscaler/testenv) and reused;
+# a second run is a no-op. Point $CAMPAIGN_TESTENV_ASSETS at a folder holding the three binaries (for
+# example controller-runtime's envtest assets) to skip the build entirely.
+set -euo pipefail
+
+CACHE_ROOT="${CAMPAIGN_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/campaign-autoscaler/testenv}"
+K8S_VERSION="1.20.2"
+ASSETS="$CACHE_ROOT/k8s-$K8S_VERSION"
+BINARIES=(etcd kube-apiserver kube-controller-manager)
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+
+have_assets() {
+  local dir=$1 bin
+  for bin in "${BINARIES[@]}"; do [ -x "$dir/$bin" ] || return 1; done
+}
+
+if [ -n "${CAMPAIGN_TESTENV_ASSETS:-}" ]; then
+  if have_assets "$CAMPAIGN_TESTENV_ASSETS"; then
+    log "Using assets from \$CAMPAIGN_TESTENV_ASSETS=$CAMPAIGN_TESTENV_ASSETS"
+    echo "$CAMPAIGN_TESTENV_ASSETS"
+    exit 0
+  fi
+  log "\$CAMPAIGN_TESTENV_ASSETS=$CAMPAIGN_TESTENV_ASSETS lacks one of: ${BINARIES[*]}"
+  exit 1
+fi
+
+if have_assets "$ASSETS"; then
+  log "Control plane assets already cached in $ASSETS"
+  echo "$ASSETS"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+enable_deb_src() {
+  # Derive deb-src entries from the machine's own apt sources (deb822 and one-line formats).
+  local out=/etc/apt/sources.list.d/campaign-autoscaler-src.sources
+  local list=/etc/apt/sources.list.d/campaign-autoscaler-src.list
+  [ -e "$out" ] || [ -e "$list" ] && return 0
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] || continue
+    grep -q 'debian' "$f" || continue
+    awk '/^Types:/ && /deb/ {print "Types: deb-src"; next} {print}' "$f"
+    echo
+  done | $SUDO tee "$out" >/dev/null
+  if [ -f /etc/apt/sources.list ]; then
+    grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' | $SUDO tee "$list" >/dev/null || true
+  fi
+}
+
+log "Installing build dependencies (etcd-server golang-1.19-go rsync dpkg-dev reflect2)..."
+enable_deb_src
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+  etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make >/dev/null
+
+WORK="$CACHE_ROOT/build"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cd "$WORK"
+log "Fetching the kubernetes $K8S_VERSION source package..."
+apt-get source -qq kubernetes >/dev/null 2>&1  # bookworm: 1.20.5+really1.20.2
+SRC=$(find "$WORK" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n 1)
+[ -n "$SRC" ] || { log "Source tree not found after apt-get source"; exit 1; }
+
+# The vendored reflect2 predates Go 1.18 and makes the apiserver crash at start; use Debian's 1.0.2.
+log "Replacing vendor/github.com/modern-go/reflect2 with Debian's 1.0.2..."
+rm -rf "$SRC/vendor/github.com/modern-go/reflect2"
+mkdir -p "$SRC/vendor/github.com/modern-go/reflect2"
+rsync -a /usr/share/gocode/src/github.com/modern-go/reflect2/ "$SRC/vendor/github.com/modern-go/reflect2/"
+
+mkdir -p "$WORK/.go/src/k8s.io"
+ln -sfn "$SRC" "$WORK/.go/src/k8s.io/kubernetes"
+cd "$WORK/.go/src/k8s.io/kubernetes"
+log "Building kube-apiserver and kube-controller-manager (several minutes on 2 cores)..."
+export GOPATH="$WORK/.go" PATH="/usr/lib/go-1.19/bin:$PATH" GO111MODULE=off GOFLAGS="" GOCACHE="$CACHE_ROOT/gocache"
+make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$WORK/build.log" 2>&1 || {
+  tail -n 40 "$WORK/build.log" >&2; log "Build failed; full log in $WORK/build.log"; exit 1; }
+
+mkdir -p "$ASSETS.tmp"
+cp "_output/bin/kube-apiserver" "_output/bin/kube-controller-manager" "$ASSETS.tmp/"
+cp "$(command -v etcd || echo /usr/bin/etcd)" "$ASSETS.tmp/etcd"
+rm -rf "$ASSETS"
+mv "$ASSETS.tmp" "$ASSETS"
+cd /
+rm -rf "$WORK" "$CACHE_ROOT/gocache"
+log "Control plane assets ready in $ASSETS"
+echo "$ASSETS"
