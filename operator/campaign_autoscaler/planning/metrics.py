@@ -1,0 +1,53 @@
+"""Metric math for the live adjustment and the forecast."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .floors import Floor, clamp
+from .numbers import exact
+
+
+def replicas_for_metric(value: float, target_per_replica: float) -> int:
+    """`ceil(value / targetPerReplica)`, exactly (160 / 80 is 2); a negative value wants 0."""
+    if exact(target_per_replica) <= 0:
+        raise ValueError(f"targetPerReplica must be > 0, got {target_per_replica!r}")
+    measured = exact(value)
+    if measured <= 0:
+        return 0
+    return math.ceil(measured / exact(target_per_replica))
+
+
+def wanted_replicas(floor: Floor, metric_replicas: int | None) -> int:
+    """The floor raised to what the metric asks for, within the target's min/max."""
+    wanted = floor.replicas if metric_replicas is None else max(floor.replicas, metric_replicas)
+    return clamp(wanted, floor.min_replicas, floor.max_replicas)
+
+
+def forecast_replicas(peak: float, growth: float, target_per_replica: float) -> int:
+    """`ceil(peak x growth / targetPerReplica)`: the floor the previous campaign's peak asks for."""
+    if exact(growth) <= 0:
+        raise ValueError(f"growth must be > 0, got {growth!r}")
+    return replicas_for_metric(exact(peak) * exact(growth), target_per_replica)
+
+
+@dataclass(frozen=True)
+class Stabilizer:
+    """Recent `(at, wanted)` samples; going up is immediate, going down waits for the window.
+
+    Like the HPA's scale-down stabilization: the stabilized value is the highest wanted over the window.
+    """
+
+    samples: tuple[tuple[datetime, int], ...] = ()
+
+    def record(self, at: datetime, wanted: int, window: timedelta) -> Stabilizer:
+        """A new stabilizer with this sample added and the samples older than `window` dropped."""
+        recent = tuple(sample for sample in self.samples if sample[0] >= at - window)
+        return Stabilizer(samples=(*recent, (at, wanted)))
+
+    def stabilized(self, now: datetime, window: timedelta) -> int | None:
+        """The highest wanted value sampled in `[now - window, now]`; None without samples there."""
+        in_window = [wanted for at, wanted in self.samples if now - window <= at <= now]
+        return max(in_window, default=None)
