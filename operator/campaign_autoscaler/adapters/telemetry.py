@@ -1,0 +1,125 @@
+"""The operator's own Prometheus metrics (prometheus-client), on a registry of its own.
+
+One `Telemetry` per operator process; it travels in Kopf's memo with everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PREFIX = "campaign_autoscaler"
+PHASES = ("Pending", "PreScaling", "Active", "RampingDown", "Completed", "Invalid")
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._phases: dict[tuple[str, str], str] = {}
+        self._targets: dict[tuple[str, str], set[str]] = {}
+        self.events = Gauge(f"{PREFIX}_events", "CampaignEvents by phase", ["phase"], registry=self.registry)
+        self.baseline = Gauge(
+            f"{PREFIX}_target_baseline_replicas",
+            "Baseline replicas of a target",
+            ["namespace", "event", "target"],
+            registry=self.registry,
+        )
+        self.desired = Gauge(
+            f"{PREFIX}_target_desired_replicas",
+            "Replicas a CampaignEvent wants for a target now",
+            ["namespace", "event", "target"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            f"{PREFIX}_target_ready_replicas",
+            "Ready replicas of a target as last seen",
+            ["namespace", "event", "target"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            f"{PREFIX}_transitions", "Phase transitions acted on", ["phase"], registry=self.registry
+        )
+        self.transition_lag = Histogram(
+            f"{PREFIX}_transition_lag_seconds",
+            "From a transition's due time until it was applied",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.scale_operations = Counter(
+            f"{PREFIX}_scale_operations",
+            "Writes that changed a target's replicas or HPA bounds",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.api_errors = Counter(
+            f"{PREFIX}_kubernetes_api_errors",
+            "Kubernetes API calls that failed",
+            ["status"],
+            registry=self.registry,
+        )
+        self.query_duration = Histogram(
+            f"{PREFIX}_prometheus_query_duration_seconds",
+            "Prometheus query latency",
+            ["outcome"],
+            buckets=QUERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.query_errors = Counter(
+            f"{PREFIX}_prometheus_query_errors",
+            "Prometheus queries without a usable answer, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        for phase in PHASES:
+            self.events.labels(phase=phase).set(0)
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> Any:
+        """Expose /metrics over HTTP in a background thread; returns (server, thread)."""
+        return start_http_server(port, addr=address, registry=self.registry)
+
+    def observe_query(self, outcome: str, seconds: float) -> None:
+        self.query_duration.labels(outcome="ok" if outcome == "ok" else "error").observe(seconds)
+        if outcome != "ok":
+            self.query_errors.labels(reason=outcome).inc()
+
+    def observe_event(
+        self, namespace: str, name: str, phase: str, targets: Iterable[Mapping[str, Any]]
+    ) -> None:
+        self._phases[(namespace, name)] = phase
+        self._refresh_phases()
+        seen = set()
+        for entry in targets:
+            labels = {"namespace": namespace, "event": name, "target": entry["name"]}
+            seen.add(entry["name"])
+            self.baseline.labels(**labels).set(entry["baselineReplicas"])
+            self.desired.labels(**labels).set(entry["desiredReplicas"])
+            self.ready.labels(**labels).set(entry["readyReplicas"])
+        for gone in self._targets.get((namespace, name), set()) - seen:
+            self._remove_target(namespace, name, gone)
+        self._targets[(namespace, name)] = seen
+
+    def forget_event(self, namespace: str, name: str) -> None:
+        self._phases.pop((namespace, name), None)
+        self._refresh_phases()
+        for target in self._targets.pop((namespace, name), set()):
+            self._remove_target(namespace, name, target)
+
+    def count_transition(self, namespace: str, name: str, phase: str) -> None:
+        self.transitions.labels(phase=phase).inc()
+
+    def count_scale(self, namespace: str, target: str, reason: str) -> None:
+        self.scale_operations.labels(reason=reason).inc()
+
+    def _refresh_phases(self) -> None:
+        for phase in PHASES:
+            self.events.labels(phase=phase).set(sum(1 for p in self._phases.values() if p == phase))
+
+    def _remove_target(self, namespace: str, name: str, target: str) -> None:
+        for gauge in (self.baseline, self.desired, self.ready):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name, target)

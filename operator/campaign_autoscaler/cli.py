@@ -1,0 +1,554 @@
+"""`campaign-autoscaler run | plan | simulate | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from campaign_autoscaler import __version__
+from campaign_autoscaler.planning import SpecError, parse_duration
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from campaign_autoscaler.planning import CampaignSpec
+    from campaign_autoscaler.planview import ClusterView, EventManifest
+    from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
+
+
+def _positive_seconds(text: str) -> float:
+    """A duration flag: Go-style (`15s`, `1m30s`) or plain seconds (`15`, `0.5`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text, "flag").total_seconds()
+        except SpecError as err:
+            raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 15s, 1m, 0.5)") from err
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _scale_factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="run the operator against a cluster")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        default=[],
+        help="watch this namespace (repeatable; glob patterns allowed)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else $KUBECONFIG)")
+    run.add_argument("--context", help="kubeconfig context to use")
+    run.add_argument(
+        "--resync-interval",
+        type=_positive_seconds,
+        default=15.0,
+        help="re-assert floors against drift at least this often (default 15s)",
+    )
+    run.add_argument(
+        "--max-scale-factor",
+        type=_scale_factor,
+        default=10.0,
+        help="default maxReplicas = max(replicas, baseline x this) (default 10)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="plan and report in status and Events; patch nothing"
+    )
+    run.add_argument(
+        "--liveness-port",
+        type=int,
+        default=None,
+        help="serve Kopf's liveness probe on http://0.0.0.0:PORT/healthz",
+    )
+    run.add_argument(
+        "--peering",
+        default=None,
+        help="name of the Kopf peering object for HA (default: standalone, a single replica)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the operator's Prometheus metrics on http://0.0.0.0:PORT/metrics",
+    )
+    run.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("PROMETHEUS_URL"),
+        help="Prometheus to query for targets' metric.query (default $PROMETHEUS_URL)",
+    )
+    run.add_argument("--prometheus-bearer-token-file", help="bearer token file for Prometheus")
+    run.add_argument("--prometheus-ca-file", help="CA bundle to verify Prometheus' TLS certificate")
+    run.add_argument(
+        "--prometheus-timeout",
+        type=_positive_seconds,
+        default=5.0,
+        help="timeout of one Prometheus query (default 5s)",
+    )
+    run.add_argument(
+        "--metrics-interval",
+        type=_positive_seconds,
+        default=15.0,
+        help="query each target's metric this often while it is scaled (default 15s)",
+    )
+    run.add_argument(
+        "--scale-down-stabilization",
+        type=_positive_seconds,
+        default=300.0,
+        help="a metric-driven scale-down waits for the highest value over this window (default 5m)",
+    )
+    run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+# --- plan and simulate ------------------------------------------------------------------------------------
+def _instant(text: str) -> datetime:
+    """`--now`: an RFC 3339 instant with its offset (`2026-09-08T16:00:00Z`)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 date-time: {text!r}") from err
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a UTC offset or Z: {text!r}")
+    return moment.astimezone(UTC)
+
+
+def _non_negative_duration(text: str) -> timedelta:
+    try:
+        return timedelta(seconds=float(text))
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text, "flag")
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 2m)") from err
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _add_event_input_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        help="CampaignEvent manifest (YAML, several documents allowed; - for stdin)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        dest="baselines",
+        default=[],
+        metavar="NAME=N",
+        help="baseline replicas of a Deployment (or targets[i] for a selector target); repeatable",
+    )
+    parser.add_argument(
+        "--max-scale-factor",
+        type=_scale_factor,
+        default=10.0,
+        help="default maxReplicas = max(replicas, baseline x this), as the operator's flag (10)",
+    )
+    parser.add_argument(
+        "--now", type=_instant, help="plan as of this RFC 3339 instant (default: the current time)"
+    )
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+
+
+def _add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
+    plan = subparsers.add_parser(
+        "plan",
+        help="print an event's timeline: every transition and each target's replicas, no cluster needed",
+    )
+    _add_event_input_flags(plan)
+    plan.add_argument("--kubeconfig", help="read the baselines (and selector matches) from this cluster")
+    plan.add_argument("--context", help="kubeconfig context to use with --kubeconfig")
+    plan.add_argument(
+        "-n",
+        "--namespace",
+        help="namespace to read Deployments from with --kubeconfig (default: the event's)",
+    )
+
+
+def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
+    simulate = subparsers.add_parser(
+        "simulate", help="replay traffic against static, reactive HPA, cron-at-start and this operator"
+    )
+    _add_event_input_flags(simulate)
+    simulate.add_argument(
+        "--traffic",
+        required=True,
+        metavar="{9.9,FILE.csv}",
+        help="9.9 (a built-in synthetic 9.9 day) or a CSV of minute_offset_or_timestamp,rps "
+        "(offsets in minutes from the window opening)",
+    )
+    simulate.add_argument("--event", help="the CampaignEvent's metadata.name when the file holds several")
+    simulate.add_argument(
+        "--target", help="target to replay: a Deployment name or targets[i] (default: the first)"
+    )
+    simulate.add_argument(
+        "--pod-startup",
+        type=_non_negative_duration,
+        default=timedelta(seconds=90),
+        help="from scale-up to Ready (default 90s)",
+    )
+    simulate.add_argument(
+        "--capacity-per-pod",
+        type=_positive_number,
+        help="requests/s one pod serves (default: normal peak demand / baseline replicas)",
+    )
+    simulate.add_argument("--plot", metavar="OUT.png", help="also write a PNG of demand and Ready capacity")
+
+
+def _fail(message: object, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as stream:
+        return stream.read()
+
+
+def _stdout_console() -> Console:
+    from rich.console import Console
+
+    # Piped output is not wrapped at 80 columns: the tables stay whole for grep and diff.
+    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 250)
+
+
+def _apps_api(kubeconfig: str, context: str | None) -> Any:
+    """A kubernetes AppsV1Api for this kubeconfig."""
+    from kubernetes import client, config
+
+    return client.AppsV1Api(config.new_client_from_config(config_file=kubeconfig, context=context))
+
+
+def read_cluster_view(apps: Any, namespace: str, spec: CampaignSpec) -> ClusterView:
+    """Each target Deployment's baseline replicas, and what each selector matches, in `namespace`.
+
+    The baseline is the one the operator recorded on the Deployment if it already claims it, else
+    `spec.replicas`.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    from campaign_autoscaler.planview import ClusterView
+
+    replicas: dict[str, int] = {}
+    selected: dict[int, tuple[str, ...]] = {}
+    for target in spec.targets:
+        if target.name is not None:
+            try:
+                deployments = [apps.read_namespaced_deployment(target.name, namespace)]
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                deployments = []
+        else:
+            listing = apps.list_namespaced_deployment(namespace, label_selector=target.label_selector())
+            deployments = sorted(listing.items, key=lambda obj: obj.metadata.name)
+            selected[target.index] = tuple(obj.metadata.name for obj in deployments)
+        for obj in deployments:
+            replicas[obj.metadata.name] = _recorded_baseline(obj)
+    return ClusterView(namespace=namespace, replicas=replicas, selected=selected)
+
+
+def _recorded_baseline(deployment: Any) -> int:
+    from campaign_autoscaler.planning.claims import BASELINE_ANNOTATION, parse_baseline
+
+    annotations = deployment.metadata.annotations or {}
+    if BASELINE_ANNOTATION in annotations:
+        return parse_baseline(annotations[BASELINE_ANNOTATION]).replicas
+    return deployment.spec.replicas if deployment.spec.replicas is not None else 1
+
+
+class ClusterReadError(RuntimeError):
+    """`--kubeconfig` was given but the Deployments could not be read."""
+
+
+def _cluster_views(
+    args: argparse.Namespace, events: Sequence[EventManifest], specs: Sequence[CampaignSpec]
+) -> list[ClusterView | None]:
+    if args.kubeconfig is None:
+        return [None] * len(events)
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        apps = _apps_api(args.kubeconfig, args.context)
+        return [
+            read_cluster_view(apps, args.namespace or event.namespace or "default", spec)
+            for event, spec in zip(events, specs, strict=True)
+        ]
+    except ApiException as err:
+        raise ClusterReadError(f"--kubeconfig {args.kubeconfig}: {err.status} {err.reason}") from err
+    except (ConfigException, HTTPError, OSError, ValueError) as err:
+        raise ClusterReadError(f"--kubeconfig {args.kubeconfig}: {err}") from err
+
+
+def _spec_of(event: EventManifest) -> CampaignSpec:
+    """The parsed spec; a SpecError also names the event and its file."""
+    from campaign_autoscaler.planning import parse_spec
+
+    try:
+        return parse_spec(event.raw_spec)
+    except SpecError as err:
+        raise SpecError(err.field, f"{err.message} (CampaignEvent {event.ref} in {event.source})") from None
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from campaign_autoscaler import planview
+
+    now = args.now or datetime.now(UTC)
+    try:
+        events = planview.load_event_manifests(_read_text(args.filename), args.filename)
+        specs = [_spec_of(event) for event in events]
+        baselines = planview.parse_baseline_flags(args.baselines)
+        clusters = _cluster_views(args, events, specs)
+        known = set().union(
+            *(planview.known_baseline_names(s, c) for s, c in zip(specs, clusters, strict=True))
+        )
+        planview.check_baseline_names(baselines, known)
+        plans = []
+        for event, spec, cluster in zip(events, specs, clusters, strict=True):
+            workloads, notes = planview.plan_workloads(spec, baselines, cluster, args.max_scale_factor)
+            plans.append(planview.build_plan(event, spec, workloads, notes, now))
+    except (OSError, planview.PlanInputError, SpecError) as err:
+        return _fail(err)
+    except ClusterReadError as err:
+        return _fail(err, code=1)
+    if args.output == "json":
+        print(json.dumps({"events": [planview.plan_to_json(plan) for plan in plans]}, indent=2))
+        return 0
+    console = _stdout_console()
+    for index, plan in enumerate(plans):
+        if index:
+            console.print()
+        planview.render_plan(plan, console)
+    return 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from campaign_autoscaler import planview, simulation
+    from campaign_autoscaler.simulation.plot import PlotUnavailableError, write_plot
+
+    now = args.now or datetime.now(UTC)
+    try:
+        setup, curve, notes = _simulation_inputs(args, now)
+        result = simulation.simulate(setup, curve)
+        if args.plot:
+            write_plot(result, args.plot)
+            notes.append(f"Wrote {args.plot}.")
+    except (
+        OSError,
+        planview.PlanInputError,
+        SpecError,
+        simulation.TrafficError,
+        simulation.CapacityError,
+    ) as err:
+        return _fail(err)
+    except PlotUnavailableError as err:
+        return _fail(err, code=1)
+    if args.output == "json":
+        print(json.dumps({**simulation.to_json(result), "notes": notes}, indent=2))
+        return 0
+    console = _stdout_console()
+    simulation.render_table(result, console)
+    for note in notes:
+        console.print(f"Note: {note}", markup=False)
+    return 0
+
+
+def _simulation_inputs(
+    args: argparse.Namespace, now: datetime
+) -> tuple[SimulationSetup, TrafficCurve, list[str]]:
+    from campaign_autoscaler import planview, simulation
+    from campaign_autoscaler.planning import lifecycle_end, lifecycle_start, resolve_window
+
+    events = planview.load_event_manifests(_read_text(args.filename), args.filename)
+    event = _pick_event(events, args.event, args.filename)
+    spec = _spec_of(event)
+    target = planview.target_for_ref(spec, args.target) if args.target else spec.targets[0]
+    if target is None:
+        known = ", ".join(planview.target_ref(t) for t in spec.targets)
+        raise planview.PlanInputError(f"--target {args.target}: not a target of {event.ref} (known: {known})")
+    baselines = planview.parse_baseline_flags(args.baselines)
+    planview.check_baseline_names(baselines, planview.known_baseline_names(spec, None))
+    notes: list[str] = []
+    baseline = baselines.get(planview.target_ref(target), baselines.get(f"targets[{target.index}]"))
+    if baseline is None:
+        baseline = planview.ASSUMED_BASELINE
+        notes.append(f"Baseline {baseline} assumed for {target.display}: pass --baseline NAME=N.")
+    window = resolve_window(spec, now)
+    if args.traffic == "9.9":
+        curve = simulation.synthetic_9_9(
+            window.start,
+            window.end,
+            spec.timezone,
+            covers_from=lifecycle_start(spec, window),
+            covers_until=lifecycle_end(spec, window),
+        )
+        notes.append("The 9.9 traffic is SYNTHETIC: a diurnal day with a 2.5x surge at the opening.")
+    else:
+        curve = simulation.parse_traffic_csv(
+            _read_text(args.traffic), args.traffic, zero=window.start, timezone=spec.timezone
+        )
+    capacity = args.capacity_per_pod or simulation.default_capacity_per_pod(curve, spec, baseline)
+    setup = simulation.SimulationSetup(
+        spec=spec,
+        target=target,
+        target_label=f"{event.ref} {target.display}",
+        baseline=baseline,
+        capacity_per_pod=capacity,
+        pod_startup=args.pod_startup,
+        max_scale_factor=args.max_scale_factor,
+    )
+    return setup, curve, notes
+
+
+def _pick_event(events: Sequence[EventManifest], name: str | None, source: str) -> EventManifest:
+    from campaign_autoscaler.planview import PlanInputError
+
+    if name is None:
+        return events[0]
+    for event in events:
+        if event.name == name:
+            return event
+    known = ", ".join(event.name for event in events)
+    raise PlanInputError(f"{source}: --event {name}: no such CampaignEvent (found {known})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="campaign-autoscaler",
+        description="Scale Deployments ahead of known sales campaigns and restore them afterwards.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(subparsers)
+    _add_plan_parser(subparsers)
+    _add_simulate_parser(subparsers)
+    return parser
+
+
+def _load_api_client(kubeconfig: str | None, context: str | None):  # -> kubernetes.client.ApiClient
+    from kubernetes import client, config
+
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient(client.Configuration.get_default_copy())
+        except config.ConfigException:
+            pass
+    return config.new_client_from_config(config_file=kubeconfig, context=context)
+
+
+def _configure_logging(log_format: str, verbose: bool) -> None:
+    import kopf
+
+    kopf.configure(
+        debug=verbose,
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="object",
+    )
+    logging.getLogger("campaign_autoscaler").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from campaign_autoscaler.adapters.kube import KubeAdapter
+    from campaign_autoscaler.adapters.prometheus import PrometheusMetricsSource, PrometheusSettings
+    from campaign_autoscaler.adapters.telemetry import Telemetry
+    from campaign_autoscaler.handlers import OperatorConfig, Runtime, build_registry
+
+    _configure_logging(args.log_format, args.verbose)
+    api_client = _load_api_client(args.kubeconfig, args.context)
+    telemetry = Telemetry()
+    metrics = None
+    if args.prometheus_url:
+        settings = PrometheusSettings(
+            url=args.prometheus_url,
+            bearer_token_file=args.prometheus_bearer_token_file,
+            ca_file=args.prometheus_ca_file,
+            timeout=args.prometheus_timeout,
+        )
+        metrics = PrometheusMetricsSource(settings, observe=telemetry.observe_query)
+    if args.metrics_port:
+        telemetry.serve(args.metrics_port)
+    config = OperatorConfig(
+        resync_interval=args.resync_interval,
+        max_scale_factor=args.max_scale_factor,
+        dry_run=args.dry_run,
+        metrics_interval=args.metrics_interval,
+        scale_down_stabilization=args.scale_down_stabilization,
+    )
+    runtime = Runtime(
+        config=config,
+        kube=KubeAdapter(api_client),
+        api_client=api_client,
+        metrics=metrics,
+        telemetry=telemetry,
+    )
+    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+    asyncio.run(
+        kopf.operator(
+            registry=build_registry(),
+            memo=kopf.Memo(runtime=runtime),
+            clusterwide=not args.namespaces,
+            namespaces=args.namespaces,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_operator(args)
+    if args.command == "plan":
+        return run_plan(args)
+    if args.command == "simulate":
+        return run_simulate(args)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())
