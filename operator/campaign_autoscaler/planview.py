@@ -1,0 +1,471 @@
+"""`campaign-autoscaler plan`: a CampaignEvent's timeline, computed by the operator's own planning code.
+
+Pure apart from rendering: the manifest text, the baselines and `now` are arguments. Reading files, the
+cluster and the clock is the CLI's job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from campaign_autoscaler.planning import (
+    CampaignSpec,
+    Floor,
+    Phase,
+    TargetSpec,
+    Window,
+    compute_floor,
+    format_duration,
+    next_transition,
+    next_window,
+    phase_at,
+    ramp_replicas,
+    resolve_window,
+    transitions,
+)
+
+API_VERSION = "autoscaling.campaigns.dev/v1alpha1"
+KIND = "CampaignEvent"
+DEFAULT_MAX_SCALE_FACTOR = 10.0
+ASSUMED_BASELINE = 1
+UPCOMING_WINDOWS = 3
+_TARGET_REF = re.compile(r"targets\[(\d+)\]")
+
+
+class PlanInputError(ValueError):
+    """A problem with the command's input other than the spec itself; the message names the file or flag."""
+
+
+# --- manifests ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventManifest:
+    source: str  # the file it came from
+    name: str
+    namespace: str | None
+    raw_spec: Mapping[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+def load_event_manifests(text: str, source: str) -> tuple[EventManifest, ...]:
+    """Every CampaignEvent in a YAML stream (several documents and `kind: List` allowed; others skipped)."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as err:
+        raise PlanInputError(f"{source}: invalid YAML: {_yaml_problem(err)}") from None
+    objects = list(_objects(documents, source))
+    events = tuple(_event_manifest(obj, path, source) for obj, path in objects if obj.get("kind") == KIND)
+    if not events:
+        kinds = sorted({str(obj.get("kind")) for obj, _ in objects})
+        found = f"found {', '.join(kinds)}" if kinds else "the file is empty"
+        raise PlanInputError(f"{source}: kind: expected {KIND} ({API_VERSION}), {found}")
+    return events
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def _objects(documents: Sequence[Any], source: str) -> Iterator[tuple[Mapping[str, Any], str]]:
+    for number, document in enumerate(documents, start=1):
+        if not isinstance(document, Mapping):
+            raise PlanInputError(
+                f"{source}: document {number}: must be a Kubernetes object, got {type(document).__name__}"
+            )
+        if str(document.get("kind", "")).endswith("List") and isinstance(document.get("items"), list):
+            for index, item in enumerate(document["items"]):
+                if not isinstance(item, Mapping):
+                    raise PlanInputError(f"{source}: document {number}: items[{index}]: must be an object")
+                yield item, f"document {number} items[{index}]"
+        else:
+            yield document, f"document {number}"
+
+
+def _event_manifest(obj: Mapping[str, Any], path: str, source: str) -> EventManifest:
+    if obj.get("apiVersion") != API_VERSION:
+        raise PlanInputError(
+            f"{source}: {path}: apiVersion: expected {API_VERSION} for kind {KIND}, "
+            f"got {obj.get('apiVersion')!r}"
+        )
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        raise PlanInputError(f"{source}: {path}: metadata.name: required")
+    raw_spec = obj.get("spec")
+    if not isinstance(raw_spec, Mapping):
+        raise PlanInputError(f"{source}: {path}: spec: must be an object, got {type(raw_spec).__name__}")
+    namespace = metadata.get("namespace")
+    return EventManifest(
+        source=source,
+        name=metadata["name"],
+        namespace=namespace if isinstance(namespace, str) and namespace else None,
+        raw_spec=raw_spec,
+    )
+
+
+# --- baselines ----------------------------------------------------------------------------------------------
+def parse_baseline_flags(values: Sequence[str]) -> dict[str, int]:
+    """`--baseline NAME=N` flags: a Deployment name (or `targets[i]` for a whole target) -> replicas."""
+    baselines: dict[str, int] = {}
+    for value in values:
+        name, equals, number = value.rpartition("=")
+        if not equals or not name:
+            raise PlanInputError(f"--baseline {value}: expected NAME=N, e.g. order-tracking=4")
+        try:
+            replicas = int(number)
+        except ValueError:
+            raise PlanInputError(
+                f"--baseline {value}: {number!r} is not a whole number of replicas"
+            ) from None
+        if replicas < 0:
+            raise PlanInputError(f"--baseline {value}: replicas must be >= 0")
+        baselines[name] = replicas
+    return baselines
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What was read from a cluster: baseline replicas by Deployment, and what each selector matched."""
+
+    namespace: str
+    replicas: Mapping[str, int]
+    selected: Mapping[int, tuple[str, ...]]  # target index -> the matching Deployments' names, sorted
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One column of the timeline: a Deployment, or a selector target not resolved against a cluster."""
+
+    label: str
+    target: TargetSpec
+    baseline: int
+    baseline_source: str  # "--baseline", "cluster" or "assumed"
+    floor: Floor
+
+
+def target_for_ref(spec: CampaignSpec, ref: str) -> TargetSpec | None:
+    """The target a `--target`/`--baseline` reference names: a by-name target's name or `targets[i]`."""
+    index = _TARGET_REF.fullmatch(ref)
+    if index is not None:
+        position = int(index.group(1))
+        return spec.targets[position] if position < len(spec.targets) else None
+    return next((target for target in spec.targets if target.name == ref), None)
+
+
+def target_ref(target: TargetSpec) -> str:
+    """How flags name a target: its Deployment name, or `targets[i]` for a selector."""
+    return target.name if target.name is not None else f"targets[{target.index}]"
+
+
+def plan_workloads(
+    spec: CampaignSpec,
+    baselines: Mapping[str, int],
+    cluster: ClusterView | None,
+    max_scale_factor: float = DEFAULT_MAX_SCALE_FACTOR,
+) -> tuple[tuple[Workload, ...], tuple[str, ...]]:
+    """The workloads the event scales, each with its baseline and floor, and notes about how they were found.
+
+    `baselines` are `--baseline` values: by Deployment name, or by `targets[i]` for every Deployment of a
+    target; see `check_baseline_names`.
+    """
+    columns = _columns(spec, cluster)
+    notes = list(_cluster_notes(spec, cluster))
+    workloads = []
+    for target, label in columns:
+        baseline, source = _baseline(target, label, baselines, cluster)
+        floor = compute_floor(target, baseline, spec.traffic_multiplier, max_scale_factor)
+        workloads.append(Workload(label, target, baseline, source, floor))
+    assumed = [w for w in workloads if w.baseline_source == "assumed"]
+    if assumed:
+        flags = ", ".join(f"--baseline {_flag_name(w)}=N" for w in assumed)
+        notes.append(
+            f"Baseline {ASSUMED_BASELINE} assumed for {', '.join(w.label for w in assumed)}: "
+            f"pass {flags} or --kubeconfig to use the real replicas."
+        )
+    return tuple(workloads), tuple(notes)
+
+
+def _unresolved_selector(target: TargetSpec, label: str) -> bool:
+    """A selector target shown as itself: no cluster was read to find its Deployments."""
+    return target.name is None and label == target.display
+
+
+def _flag_name(workload: Workload) -> str:
+    if _unresolved_selector(workload.target, workload.label):
+        return f"targets[{workload.target.index}]"
+    return workload.label
+
+
+def _columns(spec: CampaignSpec, cluster: ClusterView | None) -> list[tuple[TargetSpec, str]]:
+    """(target, label) per workload; like the operator, a Deployment belongs to the first target naming it."""
+    seen: set[str] = set()
+    columns = []
+    for target in spec.targets:
+        if target.name is not None:
+            names = [target.name]
+        elif cluster is not None:
+            names = list(cluster.selected.get(target.index, ()))
+        else:
+            columns.append((target, target.display))
+            continue
+        for name in names:
+            if name not in seen:
+                seen.add(name)
+                columns.append((target, name))
+    return columns
+
+
+def known_baseline_names(spec: CampaignSpec, cluster: ClusterView | None) -> set[str]:
+    """What `--baseline NAME=N` may name for this event: its Deployments and `targets[i]`."""
+    names = {label for target, label in _columns(spec, cluster) if not _unresolved_selector(target, label)}
+    return names | {f"targets[{target.index}]" for target in spec.targets}
+
+
+def check_baseline_names(baselines: Mapping[str, int], known: set[str]) -> None:
+    for name in baselines:
+        if name not in known:
+            listed = ", ".join(sorted(known))
+            raise PlanInputError(f"--baseline {name}: not a target of this event (known: {listed})")
+
+
+def _baseline(
+    target: TargetSpec, label: str, baselines: Mapping[str, int], cluster: ClusterView | None
+) -> tuple[int, str]:
+    for key in (label, f"targets[{target.index}]"):
+        if key in baselines:
+            return baselines[key], "--baseline"
+    if cluster is not None and label in cluster.replicas:
+        return cluster.replicas[label], "cluster"
+    return ASSUMED_BASELINE, "assumed"
+
+
+def _cluster_notes(spec: CampaignSpec, cluster: ClusterView | None) -> Iterator[str]:
+    if cluster is None:
+        return
+    for target in spec.targets:
+        if target.name is not None and target.name not in cluster.replicas:
+            yield f"Deployment {cluster.namespace}/{target.name} was not found in the cluster."
+        if target.name is None and not cluster.selected.get(target.index):
+            yield f"{target.display} matched no Deployment in namespace {cluster.namespace}."
+
+
+# --- the plan -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlanStep:
+    at: datetime
+    phase: Phase
+    label: str
+    replicas: tuple[int, ...]  # one per workload, in the plan's order
+
+
+@dataclass(frozen=True)
+class Plan:
+    event: EventManifest
+    spec: CampaignSpec
+    now: datetime
+    window: Window
+    phase_now: Phase
+    next_at: datetime | None
+    workloads: tuple[Workload, ...]
+    steps: tuple[PlanStep, ...]
+    upcoming: tuple[Window, ...]  # for a recurring event, the windows after `window`
+    notes: tuple[str, ...]
+
+
+def build_plan(
+    event: EventManifest,
+    spec: CampaignSpec,
+    workloads: Sequence[Workload],
+    notes: Sequence[str],
+    now: datetime,
+) -> Plan:
+    """The current or next window at `now` and every transition of it, with each workload's replicas."""
+    window = resolve_window(spec, now)
+    steps = tuple(
+        PlanStep(
+            at=transition.at,
+            phase=transition.phase,
+            label=transition.label,
+            replicas=tuple(
+                ramp_replicas(w.baseline, w.floor.replicas, transition.fraction) for w in workloads
+            ),
+        )
+        for transition in transitions(spec, window)
+    )
+    return Plan(
+        event=event,
+        spec=spec,
+        now=now,
+        window=window,
+        phase_now=phase_at(spec, window, now),
+        next_at=next_transition(spec, window, now),
+        workloads=tuple(workloads),
+        steps=steps,
+        upcoming=_upcoming_windows(spec, window),
+        notes=(*notes, *_spec_notes(spec, workloads)),
+    )
+
+
+def _upcoming_windows(spec: CampaignSpec, window: Window) -> tuple[Window, ...]:
+    upcoming: list[Window] = []
+    following = next_window(spec, window)
+    while following is not None and len(upcoming) < UPCOMING_WINDOWS:
+        upcoming.append(following)
+        following = next_window(spec, following)
+    return tuple(upcoming)
+
+
+def _spec_notes(spec: CampaignSpec, workloads: Sequence[Workload]) -> Iterator[str]:
+    if spec.dry_run:
+        yield "dryRun is set: the operator only reports this plan, it patches nothing."
+    for workload in workloads:
+        metric = workload.target.metric
+        if metric is None:
+            continue
+        yield (
+            f"{workload.label}: from start - leadTime to the end of the ramp-down the live metric may "
+            f"raise the replicas above these floors, up to {workload.floor.max_replicas} "
+            f"(ceil(value / {metric.target_per_replica:g}))."
+        )
+        if metric.forecast is not None:
+            yield (
+                f"{workload.label}: the forecast floor (peak {metric.forecast.offset_text} ago x "
+                f"{metric.forecast.growth:g}) needs Prometheus and is not included."
+            )
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+def render_plan(plan: Plan, console: Console) -> None:
+    spec, zone = plan.spec, plan.spec.timezone
+    console.print(f"[bold]CampaignEvent {plan.event.ref}[/bold] ({plan.event.source})", highlight=False)
+    console.print(
+        f"Window: {_local(plan.window.start, zone)} -> {_local(plan.window.end, zone)} "
+        f"({_human_utc(plan.window.start)} -> {_human_utc(plan.window.end)}); lead time "
+        f"{format_duration(spec.lead_time)} in {spec.ramp_up_steps} step(s), ramp-down "
+        f"{format_duration(spec.ramp_down_duration)} in {spec.ramp_down_steps} step(s)"
+        + (
+            f"; recurring: cron '{spec.schedule.cron}' for {format_duration(spec.schedule.duration)}"
+            if spec.schedule is not None
+            else ""
+        ),
+        highlight=False,
+    )
+    next_at = f"next transition {_human_utc(plan.next_at)}" if plan.next_at else "no further transition"
+    console.print(f"At {_human_utc(plan.now)}: phase {plan.phase_now}, {next_at}", highlight=False)
+    console.print(_floors_table(plan))
+    console.print(_timeline_table(plan))
+    for window in plan.upcoming:
+        console.print(
+            f"Following window: {_local(window.start, zone)} -> {_local(window.end, zone)}", highlight=False
+        )
+    for note in plan.notes:
+        console.print(f"Note: {note}", highlight=False, markup=False)
+
+
+def _floors_table(plan: Plan) -> Table:
+    table = Table(title="Floors")
+    for header in ("Target", "Selected by", "Baseline", "Floor", "Min", "Max", "Reason"):
+        table.add_column(header, justify="right" if header in ("Baseline", "Floor", "Min", "Max") else "left")
+    for w in plan.workloads:
+        table.add_row(
+            w.label,
+            "name" if w.target.name is not None else w.target.display,
+            f"{w.baseline} ({w.baseline_source})",
+            str(w.floor.replicas),
+            str(w.floor.min_replicas),
+            str(w.floor.max_replicas),
+            w.floor.reason,
+        )
+    return table
+
+
+def _timeline_table(plan: Plan) -> Table:
+    table = Table(title=f"Timeline of the window opening {_local(plan.window.start, plan.spec.timezone)}")
+    table.add_column(plan.spec.timezone_name)
+    table.add_column("UTC")
+    table.add_column("Phase")
+    table.add_column("Step")
+    for workload in plan.workloads:
+        table.add_column(workload.label, justify="right")
+    for step in plan.steps:
+        table.add_row(
+            _local(step.at, plan.spec.timezone),
+            _human_utc(step.at),
+            str(step.phase),
+            step.label,
+            *(str(replicas) for replicas in step.replicas),
+        )
+    return table
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    spec, zone = plan.spec, plan.spec.timezone
+    return {
+        "name": plan.event.name,
+        "namespace": plan.event.namespace,
+        "source": plan.event.source,
+        "timezone": spec.timezone_name,
+        "now": _iso_utc(plan.now),
+        "phase": str(plan.phase_now),
+        "nextTransition": _iso_utc(plan.next_at) if plan.next_at else None,
+        "window": _window_json(plan.window, zone),
+        "upcomingWindows": [_window_json(window, zone) for window in plan.upcoming],
+        "targets": [
+            {
+                "name": w.label,
+                "target": w.target.field(),
+                "selector": w.target.label_selector(),
+                "baselineReplicas": w.baseline,
+                "baselineSource": w.baseline_source,
+                "floor": w.floor.replicas,
+                "minReplicas": w.floor.min_replicas,
+                "maxReplicas": w.floor.max_replicas,
+                "reason": w.floor.reason,
+            }
+            for w in plan.workloads
+        ],
+        "transitions": [
+            {
+                "at": _iso_utc(step.at),
+                "atLocal": step.at.astimezone(zone).isoformat(),
+                "phase": str(step.phase),
+                "step": step.label,
+                "replicas": {w.label: n for w, n in zip(plan.workloads, step.replicas, strict=True)},
+            }
+            for step in plan.steps
+        ],
+        "notes": list(plan.notes),
+    }
+
+
+def _window_json(window: Window, zone: ZoneInfo) -> dict[str, str]:
+    return {
+        "start": _iso_utc(window.start),
+        "end": _iso_utc(window.end),
+        "startLocal": window.start.astimezone(zone).isoformat(),
+        "endLocal": window.end.astimezone(zone).isoformat(),
+    }
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _human_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

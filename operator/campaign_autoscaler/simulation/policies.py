@@ -1,0 +1,228 @@
+"""The scaling policies a traffic curve is replayed against.
+
+A policy is a frozen dataclass; whatever it remembers between two decisions travels in an immutable state
+value that `decide` takes and returns. The replay calls `decide` every TICK (15 s) with what a controller
+would observe at that instant, and scales the pod pool to the replicas it returns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from campaign_autoscaler.planning import (
+    CampaignSpec,
+    Floor,
+    Stabilizer,
+    Window,
+    claim_fraction,
+    lifecycle_end,
+    lifecycle_start,
+    ramp_replicas,
+    replicas_for_metric,
+    wanted_replicas,
+)
+
+TICK = timedelta(seconds=15)
+# Above this much relative float noise a ratio is not "exactly" an integer (4 x 2.5 / 2.5 must be 4, not 5).
+_RATIO_NOISE = 1e-9
+
+
+def ceil_ratio(value: float) -> int:
+    """ceil(value), where a value within float noise of an integer counts as that integer."""
+    nearest = round(value)
+    if abs(value - nearest) <= _RATIO_NOISE * max(1.0, abs(value)):
+        return int(nearest)
+    return math.ceil(value)
+
+
+def pods_needed(demand_rps: float, capacity_per_pod: float) -> int:
+    """Pods that must be Ready to serve `demand_rps`: what an oracle would run."""
+    return max(0, ceil_ratio(demand_rps / capacity_per_pod))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a controller sees at one instant."""
+
+    at: datetime
+    demand_rps: float
+    replicas: int  # pods asked for: Ready or still starting
+    ready: int
+
+
+class Policy(Protocol):
+    name: str
+
+    def initial_state(self) -> Any: ...
+
+    def decide(self, state: Any, seen: Observation) -> tuple[Any, int]:
+        """The new state and the replicas wanted from now on."""
+        ...
+
+
+# --- 1. static baseline -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StaticBaseline:
+    """No autoscaling at all: the baseline replicas, whatever the traffic."""
+
+    replicas: int
+    name: str = "static baseline"
+
+    def initial_state(self) -> None:
+        return None
+
+    def decide(self, state: None, seen: Observation) -> tuple[None, int]:
+        return None, self.replicas
+
+
+# --- 2. reactive HPA ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HpaState:
+    recommendations: tuple[tuple[datetime, int], ...] = ()  # (when, raw recommendation), oldest first
+
+
+@dataclass(frozen=True)
+class ReactiveHpa:
+    """A HorizontalPodAutoscaler (autoscaling/v2) with the defaults documented by Kubernetes.
+
+    From https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/ :
+    - the controller syncs every 15 s (`--horizontal-pod-autoscaler-sync-period`, default 15s): one
+      decision per replay TICK;
+    - `desiredReplicas = ceil(currentReplicas x currentMetricValue / desiredMetricValue)`, skipped while the
+      ratio is within the 10 % tolerance (`--horizontal-pod-autoscaler-tolerance`, default 0.1);
+    - pods not Ready yet count as 0 % of the target when scaling up (the conservative rule for missing and
+      not-yet-ready pods), so a scale-up in flight is not repeated;
+    - default `behavior.scaleUp`: no stabilization, policies `Percent 100 / 15s` and `Pods 4 / 15s` with
+      `selectPolicy: Max`: at most max(double, +4 pods) per 15 s;
+    - default `behavior.scaleDown`: 300 s stabilization window (the highest recommendation of the last
+      5 minutes wins), then `Percent 100 / 15s`.
+
+    The metric is the request rate per pod with a target of `capacity_per_pod` (a 100 % target, the same
+    per-pod capacity the oracle uses), read at the sync instant without the metrics pipeline's delay:
+    slightly optimistic for the HPA.
+    """
+
+    capacity_per_pod: float
+    min_replicas: int
+    max_replicas: int
+    tolerance: float = 0.1
+    scale_up_percent: int = 100
+    scale_up_pods: int = 4
+    scale_down_stabilization: timedelta = timedelta(seconds=300)
+    name: str = "reactive HPA"
+
+    def initial_state(self) -> HpaState:
+        return HpaState()
+
+    def decide(self, state: HpaState, seen: Observation) -> tuple[HpaState, int]:
+        recommendation = self.recommendation(seen)
+        cutoff = seen.at - self.scale_down_stabilization
+        history = tuple((at, value) for at, value in state.recommendations if at > cutoff)
+        history += ((seen.at, recommendation),)
+        # Kubernetes' stabilizeRecommendationWithBehaviors with a 0 s scale-up window.
+        highest_recent = max(value for _, value in history)
+        stabilized = min(max(seen.replicas, recommendation), highest_recent)
+        return HpaState(history), self._rate_limited(stabilized, seen.replicas)
+
+    def recommendation(self, seen: Observation) -> int:
+        """The replica calculator's raw recommendation for a resource-style (per-pod average) metric."""
+        if seen.ready == 0:
+            return seen.replicas  # no pod reports a metric yet
+        usage_ratio = seen.demand_rps / (seen.ready * self.capacity_per_pod)
+        starting = seen.replicas - seen.ready
+        if not (starting > 0 and usage_ratio > 1.0):
+            if abs(1.0 - usage_ratio) <= self.tolerance:
+                return seen.replicas
+            return ceil_ratio(usage_ratio * seen.ready)
+        usage_with_starting = seen.demand_rps / (seen.replicas * self.capacity_per_pod)
+        if abs(1.0 - usage_with_starting) <= self.tolerance or usage_with_starting < 1.0:
+            return seen.replicas
+        return max(seen.replicas, ceil_ratio(usage_with_starting * seen.replicas))
+
+    def _rate_limited(self, desired: int, current: int) -> int:
+        if desired > current:
+            limit = max(
+                math.ceil(current * (100 + self.scale_up_percent) / 100), current + self.scale_up_pods
+            )
+            desired = min(desired, limit)
+        return max(self.min_replicas, min(desired, self.max_replicas))
+
+
+# --- 3. cron at start ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CronState:
+    replicas: int
+    next_poll: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CronAtStart:
+    """The KEDA cron-scaler pattern: the floor from `start` to `end` of each window, no lead time.
+
+    KEDA polls its triggers every 30 s (`pollingInterval`, default 30). Optimistic for this policy: the rate
+    limits of the HPA that KEDA creates are not applied, the floor is set in one step.
+    """
+
+    windows: tuple[Window, ...]
+    baseline: int
+    floor: int
+    polling_interval: timedelta = timedelta(seconds=30)
+    name: str = "cron at start"
+
+    def initial_state(self) -> CronState:
+        return CronState(replicas=self.baseline)
+
+    def decide(self, state: CronState, seen: Observation) -> tuple[CronState, int]:
+        if state.next_poll is not None and seen.at < state.next_poll:
+            return state, state.replicas
+        in_window = any(window.start <= seen.at < window.end for window in self.windows)
+        replicas = max(self.baseline, self.floor) if in_window else self.baseline
+        return CronState(replicas=replicas, next_poll=seen.at + self.polling_interval), replicas
+
+
+# --- 4. campaign-autoscaler ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CampaignAutoscaler:
+    """This operator: the planned floor over time, from the planning code the operator itself runs.
+
+    From `start - leadTime` to the end of the ramp-down the target holds
+    `ramp_replicas(baseline, floor, claim_fraction(...))`; with a `metric`, the claim is
+    `max(floor now, ceil(value / targetPerReplica))` clamped, the value read every TICK (the operator's
+    default `--metrics-interval` 15s) and a decrease held for the 5 minute stabilization window. The
+    metric's value is the demand in requests/s. Outside the lifecycle there is no claim: the baseline.
+    """
+
+    spec: CampaignSpec
+    windows: tuple[Window, ...]
+    baseline: int
+    floor: Floor
+    target_per_replica: float | None  # the target's metric.targetPerReplica, None without a metric
+    stabilization: timedelta = timedelta(minutes=5)
+    name: str = "campaign-autoscaler"
+
+    def initial_state(self) -> Stabilizer:
+        return Stabilizer()
+
+    def decide(self, state: Stabilizer, seen: Observation) -> tuple[Stabilizer, int]:
+        window = self._window_at(seen.at)
+        fraction = claim_fraction(self.spec, window, seen.at) if window is not None else None
+        if fraction is None:
+            return Stabilizer(), self.baseline
+        planned = ramp_replicas(self.baseline, self.floor.replicas, fraction)
+        if self.target_per_replica is None:
+            return state, planned
+        from_metric = replicas_for_metric(seen.demand_rps, self.target_per_replica)
+        wanted = wanted_replicas(replace(self.floor, replicas=planned), from_metric)
+        state = state.record(seen.at, wanted, self.stabilization)
+        stabilized = state.stabilized(seen.at, self.stabilization)
+        claim = wanted if stabilized is None else stabilized
+        return state, max(self.baseline, claim)
+
+    def _window_at(self, at: datetime) -> Window | None:
+        for window in self.windows:
+            if lifecycle_start(self.spec, window) <= at < lifecycle_end(self.spec, window):
+                return window
+        return None

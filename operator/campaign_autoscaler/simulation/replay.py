@@ -1,0 +1,199 @@
+"""Replay a traffic curve, 15 s at a time, against each policy; pods become Ready after a start-up delay."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from campaign_autoscaler.planning import (
+    CampaignSpec,
+    Floor,
+    TargetSpec,
+    Window,
+    compute_floor,
+    lifecycle_end,
+    lifecycle_start,
+    windows_between,
+)
+
+from .policies import (
+    TICK,
+    CampaignAutoscaler,
+    CronAtStart,
+    Observation,
+    Policy,
+    ReactiveHpa,
+    StaticBaseline,
+    pods_needed,
+)
+from .traffic import MINUTE, TrafficCurve
+
+TICKS_PER_MINUTE = MINUTE // TICK
+
+
+@dataclass(frozen=True)
+class PodPool:
+    """The pods of one Deployment, as the instants they are (or were) Ready at, in increasing order."""
+
+    ready_at: tuple[datetime, ...] = ()
+
+    @property
+    def replicas(self) -> int:
+        return len(self.ready_at)
+
+    def ready(self, now: datetime) -> int:
+        return bisect.bisect_right(self.ready_at, now)
+
+    def scaled(self, replicas: int, now: datetime, startup: timedelta) -> PodPool:
+        """Add pods Ready after `startup`, or remove pods as a ReplicaSet does: not Ready, newest first."""
+        if replicas >= self.replicas:
+            return PodPool(self.ready_at + (now + startup,) * (replicas - self.replicas))
+        return PodPool(self.ready_at[:replicas])
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One 15 s slot of a replay, as the policy left it at the slot's start."""
+
+    at: datetime
+    demand_rps: float
+    needed: int  # pods an oracle has Ready
+    replicas: int  # pods running or starting (they all cost)
+    ready: int
+
+
+@dataclass(frozen=True)
+class Trace:
+    policy: str
+    slots: tuple[Slot, ...]
+
+
+@dataclass(frozen=True)
+class SimulationSetup:
+    spec: CampaignSpec
+    target: TargetSpec
+    target_label: str  # how reports name the target
+    baseline: int
+    capacity_per_pod: float
+    pod_startup: timedelta
+    max_scale_factor: float = 10.0
+
+
+@dataclass(frozen=True)
+class Simulation:
+    setup: SimulationSetup
+    curve: TrafficCurve
+    floor: Floor
+    windows: tuple[Window, ...]  # every window whose lifecycle overlaps the curve
+    oracle: Trace
+    traces: tuple[Trace, ...]  # one per policy, in the order of `policies_for`
+
+
+def campaign_windows(spec: CampaignSpec, start: datetime, end: datetime) -> tuple[Window, ...]:
+    """The windows whose lifecycle (start - leadTime .. end + rampDown.duration) overlaps [start, end)."""
+    return tuple(windows_between(spec, start, end))
+
+
+def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ...]) -> tuple[Policy, ...]:
+    metric = setup.target.metric
+    return (
+        StaticBaseline(replicas=setup.baseline),
+        ReactiveHpa(
+            capacity_per_pod=setup.capacity_per_pod,
+            min_replicas=setup.baseline,
+            max_replicas=max(setup.baseline, floor.max_replicas),
+        ),
+        CronAtStart(windows=windows, baseline=setup.baseline, floor=floor.replicas),
+        CampaignAutoscaler(
+            spec=setup.spec,
+            windows=windows,
+            baseline=setup.baseline,
+            floor=floor,
+            target_per_replica=metric.target_per_replica if metric is not None else None,
+        ),
+    )
+
+
+def simulate(setup: SimulationSetup, curve: TrafficCurve) -> Simulation:
+    """Replay `curve` against the four policies; every policy starts at the baseline, all pods Ready."""
+    floor = compute_floor(setup.target, setup.baseline, setup.spec.traffic_multiplier, setup.max_scale_factor)
+    windows = campaign_windows(setup.spec, curve.start, curve.end)
+    traces = tuple(
+        replay(policy, curve, setup.capacity_per_pod, setup.baseline, setup.pod_startup)
+        for policy in policies_for(setup, floor, windows)
+    )
+    return Simulation(
+        setup=setup,
+        curve=curve,
+        floor=floor,
+        windows=windows,
+        oracle=oracle_trace(curve, setup.capacity_per_pod),
+        traces=traces,
+    )
+
+
+def replay(
+    policy: Policy, curve: TrafficCurve, capacity_per_pod: float, initial_replicas: int, startup: timedelta
+) -> Trace:
+    """Ask `policy` every TICK, scale the pool to its answer, record what was Ready."""
+    pool = PodPool((curve.start,) * initial_replicas)
+    state = policy.initial_state()
+    slots: list[Slot] = []
+    for at, demand_rps in _ticks(curve):
+        seen = Observation(at=at, demand_rps=demand_rps, replicas=pool.replicas, ready=pool.ready(at))
+        state, wanted = policy.decide(state, seen)
+        pool = pool.scaled(wanted, at, startup)
+        needed = pods_needed(demand_rps, capacity_per_pod)
+        slots.append(Slot(at, demand_rps, needed, replicas=pool.replicas, ready=pool.ready(at)))
+    return Trace(policy=policy.name, slots=tuple(slots))
+
+
+def oracle_trace(curve: TrafficCurve, capacity_per_pod: float) -> Trace:
+    """Exactly the pods the demand needs, always Ready."""
+    slots = []
+    for at, demand_rps in _ticks(curve):
+        needed = pods_needed(demand_rps, capacity_per_pod)
+        slots.append(Slot(at, demand_rps, needed, replicas=needed, ready=needed))
+    return Trace(policy="oracle", slots=tuple(slots))
+
+
+def _ticks(curve: TrafficCurve) -> list[tuple[datetime, float]]:
+    return [
+        (minute_start + tick * TICK, rps)
+        for minute_start, rps in curve.minutes()
+        for tick in range(TICKS_PER_MINUTE)
+    ]
+
+
+class CapacityError(ValueError):
+    """The capacity of one pod cannot be derived from the inputs."""
+
+
+def baseline_demand(curve: TrafficCurve, spec: CampaignSpec) -> float | None:
+    """Normal peak demand: the curve's own figure, else the highest rate outside every lifecycle."""
+    if curve.normal_peak_rps is not None:
+        return curve.normal_peak_rps
+    windows = campaign_windows(spec, curve.start, curve.end)
+    normal = [
+        rps
+        for at, rps in curve.minutes()
+        if not any(lifecycle_start(spec, w) <= at < lifecycle_end(spec, w) for w in windows)
+    ]
+    return max(normal) if normal else None
+
+
+def default_capacity_per_pod(curve: TrafficCurve, spec: CampaignSpec, baseline: int) -> float:
+    """The baseline demand / the baseline replicas: the baseline is sized for a normal day's peak."""
+    demand = baseline_demand(curve, spec)
+    if demand is None:
+        raise CapacityError(
+            f"{curve.source}: every minute is inside the campaign's lifecycle, so the normal demand is "
+            "unknown; pass --capacity-per-pod"
+        )
+    if baseline <= 0 or demand <= 0:
+        raise CapacityError(
+            f"cannot derive the capacity of a pod from baseline {baseline} and normal demand {demand:g} rps; "
+            "pass --capacity-per-pod"
+        )
+    return demand / baseline

@@ -1,0 +1,130 @@
+"""What each policy cost and where it fell short, as a table or JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.table import Table
+
+from campaign_autoscaler.planning import format_duration
+
+from .policies import TICK
+from .replay import Simulation, Trace
+from .traffic import MINUTE
+
+_TICKS_PER_HOUR = 3600 // int(TICK.total_seconds())
+_TICKS_PER_MINUTE = MINUTE // TICK
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    policy: str
+    under_provisioned_minutes: Fraction  # time with fewer Ready pods than the demand needs
+    missing_pod_minutes: Fraction  # the capacity missing over that time, in pod-minutes
+    worst_shortfall_pods: int
+    pod_hours: Fraction  # every pod asked for, Ready or starting
+    cost_vs_oracle: Fraction | None  # pod_hours / the oracle's; None when the oracle needs no pod at all
+
+
+def summarize(trace: Trace, oracle: Trace) -> PolicySummary:
+    short_slots = [slot.needed - slot.ready for slot in trace.slots if slot.ready < slot.needed]
+    pod_ticks = sum(slot.replicas for slot in trace.slots)
+    oracle_pod_ticks = sum(slot.replicas for slot in oracle.slots)
+    return PolicySummary(
+        policy=trace.policy,
+        under_provisioned_minutes=Fraction(len(short_slots), _TICKS_PER_MINUTE),
+        missing_pod_minutes=Fraction(sum(short_slots), _TICKS_PER_MINUTE),
+        worst_shortfall_pods=max(short_slots, default=0),
+        pod_hours=Fraction(pod_ticks, _TICKS_PER_HOUR),
+        cost_vs_oracle=Fraction(pod_ticks, oracle_pod_ticks) if oracle_pod_ticks else None,
+    )
+
+
+def summaries(simulation: Simulation) -> tuple[PolicySummary, ...]:
+    """One summary per policy, then the oracle's."""
+    traces = (*simulation.traces, simulation.oracle)
+    return tuple(summarize(trace, simulation.oracle) for trace in traces)
+
+
+def render_table(simulation: Simulation, console: Console) -> None:
+    setup, curve = simulation.setup, simulation.curve
+    zone = setup.spec.timezone
+    console.print(f"Target {setup.target_label}: baseline {setup.baseline}, {simulation.floor.reason}")
+    console.print(
+        f"Traffic: {curve.source}, {len(curve.rps)} minutes from {_local(curve.start, zone)} "
+        f"({_utc(curve.start)}), peak {max(curve.rps, default=0):g} rps"
+    )
+    console.print(
+        f"Capacity {setup.capacity_per_pod:g} rps per pod, pods Ready {format_duration(setup.pod_startup)} "
+        f"after they are asked for, lead time {format_duration(setup.spec.lead_time)}"
+    )
+    for window in simulation.windows:
+        console.print(f"Window: {_local(window.start, zone)} -> {_local(window.end, zone)}")
+    table = Table(title="Replay, 15 s resolution")
+    for header in (
+        "Policy",
+        "Under-provisioned min",
+        "Missing pod-min",
+        "Worst shortfall (pods)",
+        "Pod-hours",
+    ):
+        table.add_column(header, justify="left" if header == "Policy" else "right")
+    table.add_column("Cost vs oracle", justify="right")
+    for summary in summaries(simulation):
+        table.add_row(
+            summary.policy,
+            _decimal(summary.under_provisioned_minutes, 2),
+            _decimal(summary.missing_pod_minutes, 2),
+            str(summary.worst_shortfall_pods),
+            _decimal(summary.pod_hours, 1),
+            "n/a" if summary.cost_vs_oracle is None else f"{_decimal(summary.cost_vs_oracle, 2)}x",
+        )
+    console.print(table)
+
+
+def to_json(simulation: Simulation) -> dict[str, Any]:
+    setup, curve = simulation.setup, simulation.curve
+    return {
+        "target": setup.target_label,
+        "baselineReplicas": setup.baseline,
+        "floor": {
+            "replicas": simulation.floor.replicas,
+            "minReplicas": simulation.floor.min_replicas,
+            "maxReplicas": simulation.floor.max_replicas,
+            "reason": simulation.floor.reason,
+        },
+        "traffic": {"source": curve.source, "start": _utc(curve.start), "minutes": len(curve.rps)},
+        "capacityPerPod": setup.capacity_per_pod,
+        "podStartup": format_duration(setup.pod_startup),
+        "windows": [{"start": _utc(w.start), "end": _utc(w.end)} for w in simulation.windows],
+        "policies": [
+            {
+                "policy": summary.policy,
+                "underProvisionedMinutes": float(summary.under_provisioned_minutes),
+                "missingPodMinutes": float(summary.missing_pod_minutes),
+                "worstShortfallPods": summary.worst_shortfall_pods,
+                "podHours": round(float(summary.pod_hours), 4),
+                "costVsOracle": None
+                if summary.cost_vs_oracle is None
+                else round(float(summary.cost_vs_oracle), 4),
+            }
+            for summary in summaries(simulation)
+        ],
+    }
+
+
+def _decimal(value: Fraction, places: int) -> str:
+    return f"{float(value):.{places}f}"
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
