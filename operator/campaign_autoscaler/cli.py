@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -116,6 +117,12 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_seconds,
         default=300.0,
         help="a metric-driven scale-down waits for the highest value over this window (default 5m)",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="Kopf peering priority (default with --peering: random, so replicas differ)",
     )
     run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -488,6 +495,14 @@ def _configure_logging(log_format: str, verbose: bool) -> None:
     logging.getLogger("campaign_autoscaler").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _peering_priority(args: argparse.Namespace) -> int:
+    """Replicas of one Deployment share their arguments, and Kopf pauses every peer of equal priority: a
+    random priority per process lets exactly one of them be active."""
+    if args.priority is not None:
+        return args.priority
+    return secrets.randbelow(1_000_000) if args.peering else 0
+
+
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
@@ -533,6 +548,7 @@ def run_operator(args: argparse.Namespace) -> int:
             namespaces=args.namespaces,
             standalone=args.peering is None,
             peering_name=args.peering,
+            priority=_peering_priority(args),
             liveness_endpoint=liveness,
         )
     )

@@ -21,6 +21,9 @@ from typing import Any, Protocol
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from requests.adapters import Retry
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
 
 class MetricsUnavailableError(Exception):
@@ -96,7 +99,7 @@ class PrometheusMetricsSource:
         self._client = PrometheusConnect(
             url=settings.url.rstrip("/"),
             session=session,
-            retry=Retry(total=0, raise_on_status=False),
+            retry=Retry(total=False),  # no retries, and the original error, not a MaxRetryError wrapping it
             timeout=settings.timeout,
         )
         self._observe = observe or (lambda outcome, seconds: None)
@@ -124,11 +127,12 @@ class PrometheusMetricsSource:
     def _raw_result(self, query: str, params: dict[str, str] | None) -> Any:
         try:
             return self._client.custom_query(query, params=params, timeout=self._settings.timeout)
-        except requests.Timeout as err:
-            raise MetricsUnavailableError("Timeout", f"no answer within {self._settings.timeout}s") from err
-        except requests.ConnectionError as err:
+        except (requests.ConnectionError, NewConnectionError) as err:
+            # urllib3 files a refused connection under its timeouts; it is not one.
             raise MetricsUnavailableError("ConnectionFailed", _first_line(err)) from err
-        except requests.RequestException as err:
+        except (requests.Timeout, Urllib3TimeoutError) as err:
+            raise MetricsUnavailableError("Timeout", f"no answer within {self._settings.timeout}s") from err
+        except (requests.RequestException, Urllib3HTTPError) as err:
             raise MetricsUnavailableError("HTTPError", _first_line(err)) from err
         except PrometheusApiClientException as err:
             # The client folds the response into its message: "HTTP Status Code 400 (b'{...}')".

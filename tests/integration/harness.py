@@ -1,0 +1,288 @@
+"""Helpers for driving the real operator process against the local control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
+from campaign_autoscaler.planning.claims import BASELINE_ANNOTATION, CLAIMS_ANNOTATION
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO / "crds" / "campaignevents.autoscaling.campaigns.dev.yaml"
+T = TypeVar("T")
+
+
+def wait_until(
+    probe: Callable[[], T | None], *, timeout: float, interval: float = 0.1, message: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something truthy; after `timeout`, fail naming `message`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ensure_crd(api_client: client.ApiClient) -> None:
+    """Create (or update) the CampaignEvent CRD and wait until it is Established and served."""
+    extensions = client.ApiextensionsV1Api(api_client)
+    body = yaml.safe_load(CRD_PATH.read_text())
+    name = body["metadata"]["name"]
+    try:
+        existing = extensions.read_custom_resource_definition(name)
+        body["metadata"]["resourceVersion"] = existing.metadata.resource_version
+        extensions.replace_custom_resource_definition(name, body)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        extensions.create_custom_resource_definition(body)
+
+    def established() -> bool:
+        crd = extensions.read_custom_resource_definition(name)
+        return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+    wait_until(established, timeout=30, message=f"CRD {name} Established")
+    custom = client.CustomObjectsApi(api_client)
+    wait_until(lambda: _served(custom), timeout=30, message="CampaignEvents served")
+
+
+def _served(custom: client.CustomObjectsApi) -> bool:
+    try:
+        custom.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)
+        return True
+    except ApiException:
+        return False
+
+
+class Cluster:
+    """Thin typed conveniences over the admin client for one test namespace."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.autoscaling = client.AutoscalingV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    # Deployments ------------------------------------------------------------------------------------------
+    def create_deployment(
+        self, name: str, replicas: int, labels: dict[str, str] | None = None, namespace: str | None = None
+    ) -> None:
+        selector = {"app": name}
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": {**selector, **(labels or {})}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": selector},
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/shop/app:1"}]},
+                },
+            },
+        }
+        self.apps.create_namespaced_deployment(namespace or self.namespace, body)
+
+    def deployment(self, name: str, namespace: str | None = None) -> Any:
+        return self.apps.read_namespaced_deployment(name, namespace or self.namespace)
+
+    def replicas(self, name: str, namespace: str | None = None) -> int:
+        return self.deployment(name, namespace).spec.replicas
+
+    def ready(self, name: str) -> int:
+        return self.deployment(name).status.ready_replicas or 0
+
+    def annotations(self, name: str) -> dict[str, str]:
+        return dict(self.deployment(name).metadata.annotations or {})
+
+    def claims(self, name: str) -> dict[str, int]:
+        return json.loads(self.annotations(name).get(CLAIMS_ANNOTATION) or "{}")
+
+    def campaign_annotations(self, name: str) -> dict[str, str]:
+        return {
+            key: value
+            for key, value in self.annotations(name).items()
+            if key in (BASELINE_ANNOTATION, CLAIMS_ANNOTATION)
+        }
+
+    def scale(self, name: str, replicas: int) -> None:
+        self.apps.patch_namespaced_deployment_scale(name, self.namespace, {"spec": {"replicas": replicas}})
+
+    # HPAs -------------------------------------------------------------------------------------------------
+    def create_hpa(self, name: str, target: str, min_replicas: int, max_replicas: int) -> None:
+        body = {
+            "apiVersion": "autoscaling/v1",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                "minReplicas": min_replicas,
+                "maxReplicas": max_replicas,
+                "targetCPUUtilizationPercentage": 80,
+            },
+        }
+        self.autoscaling.create_namespaced_horizontal_pod_autoscaler(self.namespace, body)
+
+    def hpa_bounds(self, name: str) -> tuple[int, int]:
+        hpa = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, self.namespace)
+        return hpa.spec.min_replicas, hpa.spec.max_replicas
+
+    # CampaignEvents ---------------------------------------------------------------------------------------
+    def create_event(self, name: str, spec: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "CampaignEvent",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        self.custom.create_namespaced_custom_object(API_GROUP, API_VERSION, self.namespace, PLURAL, body)
+
+    def event(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, self.namespace, PLURAL, name
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def status(self, name: str) -> dict[str, Any]:
+        return (self.event(name) or {}).get("status") or {}
+
+    def phase(self, name: str) -> str | None:
+        return self.status(name).get("phase")
+
+    def condition(self, name: str, kind: str) -> dict[str, Any] | None:
+        return next((c for c in self.status(name).get("conditions") or [] if c["type"] == kind), None)
+
+    def delete_event(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(API_GROUP, API_VERSION, self.namespace, PLURAL, name)
+
+    def patch_event_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, self.namespace, PLURAL, name, {"spec": spec}
+        )
+
+    def k8s_events(self, reason: str | None = None, kind: str | None = None) -> list[Any]:
+        items = self.core.list_namespaced_event(self.namespace).items
+        return [
+            e
+            for e in items
+            if (reason is None or e.reason == reason) and (kind is None or e.involved_object.kind == kind)
+        ]
+
+
+class OperatorProcess:
+    """The real operator, `python -m campaign_autoscaler run`, in its own process."""
+
+    def __init__(self, kubeconfig: str, log_path: Path, args: Sequence[str] = ()) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.args = list(args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("KUBECONFIG", None)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "campaign_autoscaler",
+                    "run",
+                    "--kubeconfig",
+                    self.kubeconfig,
+                    *self.args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as when a node dies."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then wait; returns the exit code (SIGKILL after `timeout`)."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"Operator did not stop within {timeout}s of SIGTERM") from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def running_operator(kubeconfig: str, log_path: Path, args: Sequence[str]) -> Iterator[OperatorProcess]:
+    operator = OperatorProcess(kubeconfig, log_path, args).start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
+def campaign_spec(
+    *,
+    start: datetime,
+    end: datetime,
+    targets: list[dict[str, Any]],
+    lead_time: str = "6s",
+    ramp_up_steps: int = 2,
+    ramp_down: dict[str, Any] | None = None,
+    multiplier: float = 2.5,
+    **extra: Any,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "timezone": "UTC",
+        "start": rfc3339(start),
+        "end": rfc3339(end),
+        "leadTime": lead_time,
+        "rampUp": {"steps": ramp_up_steps},
+        "rampDown": ramp_down or {"duration": "4s", "steps": 2},
+        "trafficMultiplier": multiplier,
+        "targets": targets,
+    }
+    spec.update(extra)
+    return spec
+
+
+def seconds_from_now(seconds: float) -> datetime:
+    return (utc_now() + timedelta(seconds=seconds)).replace(microsecond=0) + timedelta(seconds=1)
