@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test testenv lint unit integration bench bootstrap
+.PHONY: demo test testenv lint unit integration bench bootstrap manifests
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -31,3 +31,7 @@ demo: testenv
 
 bench: testenv
 	$(BIN)/python -m benchmarks
+
+## Re-render manifests/ (and the chart's copy of the CRD) from the chart; a test fails when they are stale.
+manifests: bootstrap
+	$(BIN)/python scripts/render_manifests.py

@@ -38,6 +38,15 @@ fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# One build at a time (a second caller waits, then finds the cache filled).
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.lock"
+flock 9
+if have_assets "$ASSETS"; then
+  echo "$ASSETS"
+  exit 0
+fi
+
 enable_deb_src() {
   # Derive deb-src entries from the machine's own apt sources (deb822 and one-line formats).
   local out=/etc/apt/sources.list.d/campaign-autoscaler-src.sources
@@ -64,9 +73,16 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recomme
 WORK="$CACHE_ROOT/build"
 rm -rf "$WORK"
 mkdir -p "$WORK"
+trap 'rm -rf "$WORK" "$CACHE_ROOT/gocache" "$ASSETS.tmp"' EXIT
 cd "$WORK"
 log "Fetching the kubernetes $K8S_VERSION source package..."
-apt-get source -qq kubernetes >/dev/null 2>&1  # bookworm: 1.20.5+really1.20.2
+# Debian versions it 1.20.5+really1.20.2 (a revert to 1.20.2 after a 1.20.5 upload); take the newest
+# revision of that (security updates add +deb12uN).
+SRC_VERSION=$(apt-cache showsrc kubernetes | awk -v want="really$K8S_VERSION" '/^Version:/ && index($2, want) {print $2}' |
+  sort -V | tail -n 1)
+[ -n "$SRC_VERSION" ] || { log "No kubernetes $K8S_VERSION source package in the apt sources"; exit 1; }
+apt-get source -qq "kubernetes=$SRC_VERSION" >"$WORK/source.log" 2>&1 || {
+  tail -n 20 "$WORK/source.log" >&2; log "apt-get source kubernetes failed"; exit 1; }
 SRC=$(find "$WORK" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n 1)
 [ -n "$SRC" ] || { log "Source tree not found after apt-get source"; exit 1; }
 
@@ -90,6 +106,5 @@ cp "$(command -v etcd || echo /usr/bin/etcd)" "$ASSETS.tmp/etcd"
 rm -rf "$ASSETS"
 mv "$ASSETS.tmp" "$ASSETS"
 cd /
-rm -rf "$WORK" "$CACHE_ROOT/gocache"
 log "Control plane assets ready in $ASSETS"
 echo "$ASSETS"
