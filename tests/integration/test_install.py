@@ -1,0 +1,316 @@
+"""Installed as platform teams install it: `kubectl apply -f crds/ -f manifests/`, the operator running as its
+own ServiceAccount with exactly the rendered RBAC, HA through Kopf peering, and its /metrics endpoint."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from campaign_autoscaler.devenv.controlplane import ControlPlane
+from tests.integration.harness import (
+    REPO,
+    Cluster,
+    OperatorProcess,
+    campaign_spec,
+    ensure_crd,
+    seconds_from_now,
+    wait_until,
+)
+
+MANIFESTS = REPO / "manifests"
+SERVICE_ACCOUNT_NAMESPACE = "campaign-system"
+FORBIDDEN_LINE = re.compile(r"\b403\b|Forbidden", re.IGNORECASE)
+
+
+def kubectl(kubeconfig: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def rendered_operator_args() -> list[str]:
+    """The container arguments of the operator Deployment in manifests/, as a cluster would run them."""
+    for document in yaml.safe_load_all((MANIFESTS / "campaign-autoscaler.yaml").read_text()):
+        if document and document.get("kind") == "Deployment":
+            return list(document["spec"]["template"]["spec"]["containers"][0]["args"])
+    raise AssertionError("no Deployment in manifests/campaign-autoscaler.yaml")
+
+
+def local_args(args: list[str]) -> list[str]:
+    """Cluster arguments adapted to a process on this machine: free ports, short intervals, readable logs."""
+    replaced = {"--liveness-port", "--metrics-port", "--resync-interval", "--log-format"}
+    kept = [arg for arg in args if arg.split("=", 1)[0] not in replaced]
+    return [*kept, "--resync-interval=2s", "--log-format=text", f"--liveness-port={free_port()}"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def installed(control_plane: ControlPlane, api_client: client.ApiClient, tmp_path: Path) -> Iterator[None]:
+    """The operator installed from crds/ and manifests/, applied twice: the first apply creates the Kopf
+    peering CRDs, which the peering object in the same apply cannot be mapped to yet. Its RBAC bindings are
+    removed afterwards, so that the restricted identity is granted nothing in the tests that follow."""
+    admin = control_plane.kubeconfig_path
+    first = kubectl(admin, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
+    second = kubectl(admin, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
+    assert second.returncode == 0, f"first:\n{first.stderr}\nsecond:\n{second.stderr}"
+    ensure_crd(api_client)
+    yield
+    documents = yaml.safe_load_all((MANIFESTS / "campaign-autoscaler.yaml").read_text())
+    granted = [doc for doc in documents if doc and doc["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+    bindings = tmp_path / "bindings.yaml"
+    bindings.write_text(yaml.safe_dump_all(granted))
+    removed = kubectl(admin, "delete", "--ignore-not-found", "-f", str(bindings))
+    assert removed.returncode == 0, removed.stderr
+
+
+def restricted_api(control_plane: ControlPlane) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(control_plane.restricted_kubeconfig_path))
+
+
+def forbidden(call: Any, *args: Any) -> bool:
+    try:
+        call(*args)
+    except ApiException as err:
+        return err.status == 403
+    return False
+
+
+def test_manifests_install_and_the_operator_runs_a_campaign_as_its_service_account(
+    installed: None, control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+):
+    cluster = Cluster(api_client, namespace)
+    cluster.create_deployment("order-tracking", replicas=2)
+    cluster.create_deployment("checkout", replicas=1)
+    cluster.create_hpa("checkout", target="checkout", min_replicas=1, max_replicas=3)
+    args = local_args(rendered_operator_args())
+    assert "--peering=campaign-autoscaler" in args
+    operator = OperatorProcess(
+        str(control_plane.restricted_kubeconfig_path), tmp_path / "op.log", args
+    ).start()
+    try:
+        start = seconds_from_now(6)
+        cluster.create_event(
+            "sale",
+            campaign_spec(
+                start=start,
+                end=start + timedelta(seconds=6),
+                lead_time="3s",
+                ramp_up_steps=1,
+                ramp_down={"duration": "2s", "steps": 1},
+                targets=[{"name": "order-tracking"}, {"name": "checkout", "replicas": 4}],
+            ),
+        )
+        wait_until(
+            lambda: cluster.replicas("order-tracking") == 5, timeout=15, message="order-tracking 2 -> 5"
+        )
+        wait_until(lambda: cluster.hpa_bounds("checkout") == (4, 4), timeout=5, message="HPA raised")
+        wait_until(lambda: cluster.phase("sale") == "Completed", timeout=20, message="Completed")
+        assert cluster.replicas("order-tracking") == 2
+        assert cluster.hpa_bounds("checkout") == (1, 3)
+        assert cluster.campaign_annotations("order-tracking") == {}
+        cluster.delete_event("sale")
+        wait_until(lambda: cluster.event("sale") is None, timeout=10, message="finalizer removed")
+    finally:
+        assert operator.stop() == 0
+    log = operator.log()
+    denied = [line for line in log.splitlines() if FORBIDDEN_LINE.search(line)]
+    assert not denied, "the rendered RBAC must grant all the operator does:\n" + "\n".join(denied[:10])
+
+    restricted = restricted_api(control_plane)
+    core = client.CoreV1Api(restricted)
+    assert forbidden(core.list_namespaced_secret, namespace)
+    assert forbidden(core.list_secret_for_all_namespaces)
+    assert forbidden(client.AppsV1Api(restricted).delete_namespaced_deployment, "order-tracking", namespace)
+
+
+def test_namespaced_mode_touches_nothing_outside_its_namespaces(
+    control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import render_manifests
+    finally:
+        sys.path.pop(0)
+    ensure_crd(api_client)
+    other = f"{namespace}-other"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": other}})
+    rendered = render_manifests.render_chart(
+        {"watchNamespaces": [namespace], "peering": {"enabled": False}, "replicaCount": 1}
+    )
+    objects = [
+        doc.text
+        for doc in render_manifests.rendered_objects(rendered)
+        if doc.kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    ]
+    manifest = tmp_path / "rbac.yaml"
+    manifest.write_text("\n---\n".join(objects))
+    kubectl(control_plane.kubeconfig_path, "create", "namespace", SERVICE_ACCOUNT_NAMESPACE)  # may exist
+    applied = kubectl(control_plane.kubeconfig_path, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        cluster = Cluster(api_client, namespace)
+        cluster.create_deployment("checkout", replicas=2)
+        cluster.create_deployment("checkout", replicas=2, namespace=other)
+        restricted_apps = client.AppsV1Api(restricted_api(control_plane))
+        assert forbidden(
+            restricted_apps.patch_namespaced_deployment, "checkout", other, {"spec": {"replicas": 9}}
+        )
+        assert forbidden(restricted_apps.list_namespaced_deployment, other)
+        args = ["--namespace", namespace, "--resync-interval=2s"]
+        operator = OperatorProcess(
+            str(control_plane.restricted_kubeconfig_path), tmp_path / "op.log", args
+        ).start()
+        try:
+            start = seconds_from_now(3)
+            cluster.create_event(
+                "sale",
+                campaign_spec(
+                    start=start,
+                    end=start + timedelta(seconds=4),
+                    lead_time="1s",
+                    ramp_up_steps=1,
+                    ramp_down={"duration": "1s", "steps": 1},
+                    targets=[{"name": "checkout", "replicas": 5}],
+                ),
+            )
+            wait_until(
+                lambda: cluster.replicas("checkout") == 5, timeout=10, message="scaled in its namespace"
+            )
+            wait_until(lambda: cluster.phase("sale") == "Completed", timeout=15, message="Completed")
+            assert cluster.replicas("checkout") == 2
+            assert cluster.replicas("checkout", namespace=other) == 2
+        finally:
+            assert operator.stop() == 0
+        denied = [line for line in operator.log().splitlines() if FORBIDDEN_LINE.search(line)]
+        assert not denied, "\n".join(denied[:10])
+    finally:
+        kubectl(
+            control_plane.kubeconfig_path, "delete", "--wait=false", "--ignore-not-found", "-f", str(manifest)
+        )
+        client.CoreV1Api(api_client).delete_namespace(other)
+
+
+def test_ha_standby_takes_over_when_the_active_replica_is_killed(
+    installed: None, control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+):
+    cluster = Cluster(api_client, namespace)
+    cluster.create_deployment("checkout", replicas=2)
+    base = [
+        "--namespace",
+        namespace,
+        "--peering",
+        "campaign-autoscaler",
+        "--peering-lifetime",
+        "4s",
+        "--resync-interval",
+        "2s",
+    ]
+    kubeconfig = str(control_plane.kubeconfig_path)
+    # Operators that serve a namespace elect their leader through a KopfPeering object in it.
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "kopf.dev", "v1", namespace, "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "campaign-autoscaler"}},
+    )  # fmt: skip
+    active = OperatorProcess(kubeconfig, tmp_path / "active.log", [*base, "--priority", "200"]).start()
+    standby = OperatorProcess(kubeconfig, tmp_path / "standby.log", [*base, "--priority", "100"]).start()
+    try:
+        time.sleep(3)  # let both see each other
+        start = seconds_from_now(4)
+        end = start + timedelta(seconds=14)
+        cluster.create_event(
+            "sale",
+            campaign_spec(
+                start=start,
+                end=end,
+                lead_time="2s",
+                ramp_up_steps=1,
+                ramp_down={"duration": "4s", "steps": 2},
+                targets=[{"name": "checkout", "replicas": 6}],
+            ),
+        )
+        wait_until(lambda: cluster.phase("sale") == "Active", timeout=15, message="Active")
+        assert cluster.replicas("checkout") == 6
+        assert "Scaled Deployment" in active.log() and "Scaled Deployment" not in standby.log()
+        active.kill()
+        killed_at = time.time()
+        cluster.scale("checkout", 3)  # drift while nobody is active: the standby must correct it
+        wait_until(
+            lambda: cluster.replicas("checkout") == 6, timeout=20, message="standby re-asserted the floor"
+        )
+        print(f"standby took over {time.time() - killed_at:.1f}s after the kill")
+        wait_until(
+            lambda: cluster.phase("sale") == "Completed", timeout=30, message="Completed by the standby"
+        )
+        assert cluster.replicas("checkout") == 2
+        assert cluster.campaign_annotations("checkout") == {}
+        assert "Restored Deployment" in standby.log()
+    finally:
+        print("--- active ---\n" + active.log()[-3000:] + "\n--- standby ---\n" + standby.log()[-3000:])
+        active.stop()
+        assert standby.stop() == 0
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_metrics_endpoint_exposes_the_campaign(
+    control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+):
+    ensure_crd(api_client)
+    cluster = Cluster(api_client, namespace)
+    cluster.create_deployment("checkout", replicas=2)
+    port = free_port()
+    args = ["--namespace", namespace, "--resync-interval", "2s", "--metrics-port", str(port)]
+    operator = OperatorProcess(str(control_plane.kubeconfig_path), tmp_path / "op.log", args).start()
+    try:
+        start = seconds_from_now(3)
+        cluster.create_event(
+            "sale",
+            campaign_spec(
+                start=start,
+                end=start + timedelta(minutes=5),
+                lead_time="1s",
+                ramp_up_steps=1,
+                targets=[{"name": "checkout", "replicas": 4}],
+            ),
+        )
+        wait_until(lambda: cluster.phase("sale") == "Active", timeout=10, message="Active")
+        text = wait_until(
+            lambda: (body := scrape(port)) and 'phase="Active"} 1.0' in body and body,
+            timeout=5,
+            message="the Active event in /metrics",
+        )
+        labels = f'event="sale",namespace="{namespace}",target="checkout"'
+        assert f"campaign_autoscaler_target_baseline_replicas{{{labels}}} 2.0" in text
+        assert f"campaign_autoscaler_target_desired_replicas{{{labels}}} 4.0" in text
+        assert 'campaign_autoscaler_transitions_total{phase="Active"} 1.0' in text
+        assert 'campaign_autoscaler_scale_operations_total{reason="Scaled"}' in text
+        lag_count = re.search(r"^campaign_autoscaler_transition_lag_seconds_count (\S+)$", text, re.MULTILINE)
+        assert lag_count and float(lag_count.group(1)) >= 1
+        assert "campaign_autoscaler_kubernetes_api_errors_total" in text or "kubernetes_api_errors" in text
+    finally:
+        assert operator.stop() == 0
