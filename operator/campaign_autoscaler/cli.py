@@ -119,6 +119,12 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a metric-driven scale-down waits for the highest value over this window (default 5m)",
     )
     run.add_argument(
+        "--peering-lifetime",
+        type=_positive_seconds,
+        default=60.0,
+        help="a standby replica takes over this long after the active one went silent (default 60s)",
+    )
+    run.add_argument(
         "--priority",
         type=int,
         default=None,
@@ -531,6 +537,7 @@ def run_operator(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         metrics_interval=args.metrics_interval,
         scale_down_stabilization=args.scale_down_stabilization,
+        peering_lifetime=args.peering_lifetime,
     )
     runtime = Runtime(
         config=config,

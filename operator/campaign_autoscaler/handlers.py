@@ -69,6 +69,7 @@ class OperatorConfig:
     dry_run: bool = False
     metrics_interval: float = 15.0
     scale_down_stabilization: float = 300.0
+    peering_lifetime: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -811,8 +812,11 @@ async def on_event_deleted(name: str, namespace: str, uid: str, memo: kopf.Memo,
     log.info("Released CampaignEvent %s/%s from %d target(s)", namespace, name, len(outcomes))
 
 
-def on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Keep Kopf's bookkeeping out of status (the daemon is its only writer) and under our own names."""
+    runtime: Runtime = memo["runtime"]
+    # How long a silent peer counts as alive: a standby takes over this long after the active one died.
+    settings.peering.lifetime = max(1, round(runtime.config.peering_lifetime))
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
