@@ -24,10 +24,14 @@ from campaign_autoscaler.adapters.kube import (
     ClaimOutcome,
     CorruptAnnotationError,
     DeploymentView,
+    HpaView,
     KubeAdapter,
+    NamespaceSnapshot,
     TargetConflictError,
     deployment_object_ref,
+    deployment_view,
     event_object_ref,
+    hpa_view,
 )
 from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsSource, MetricsUnavailableError
 from campaign_autoscaler.adapters.telemetry import Telemetry
@@ -209,8 +213,11 @@ def reconcile_event(
     generation: int,
     raw_spec: Mapping[str, Any],
     old_status: Mapping[str, Any],
+    snapshot: NamespaceSnapshot,
 ) -> Reconciled:
-    """Bring the event's targets to what the plan wants now; return the status to write."""
+    """Bring the event's targets to what the plan wants now; return the status to write.
+
+    `snapshot` is the namespace as the watches see it: reading targets costs no API call."""
     ctx = EventContext(runtime, memory, name, namespace, uid, generation, runtime.clock())
     previous_conditions = list(old_status.get("conditions") or [])
     try:
@@ -223,13 +230,15 @@ def reconcile_event(
     phase = phase_at(spec, window, ctx.now)
     fraction = claim_fraction(spec, window, ctx.now)
     dry_run = runtime.config.dry_run or spec.dry_run
-    targets = _resolve_targets(runtime.kube, namespace, spec)
+    targets = _resolve_targets(snapshot, spec)
     if memory.reconciled_generation != generation:
-        _release_dropped_targets(ctx, {deployment for _, deployment in targets})
+        _release_dropped_targets(ctx, snapshot, {deployment for _, deployment in targets})
 
     reports = []
     for target, deployment_name in targets:
-        report = _reconcile_target(ctx, spec, window, target, deployment_name, fraction, dry_run, old_status)
+        report = _reconcile_target(
+            ctx, snapshot, spec, window, target, deployment_name, fraction, dry_run, old_status
+        )
         if report is not None:
             reports.append(report)
             _announce_change(ctx, report.outcome, dry_run)
@@ -310,7 +319,7 @@ def _validate_queries(ctx: EventContext, spec: CampaignSpec) -> None:
 
 
 # --- targets ---------------------------------------------------------------------------------------------
-def _resolve_targets(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> list[tuple[TargetSpec, str]]:
+def _resolve_targets(snapshot: NamespaceSnapshot, spec: CampaignSpec) -> list[tuple[TargetSpec, str]]:
     """Each Deployment the event targets, once (the first target entry that names or selects it wins)."""
     seen: set[str] = set()
     resolved: list[tuple[TargetSpec, str]] = []
@@ -318,7 +327,7 @@ def _resolve_targets(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> l
         if target.name is not None:
             names = [target.name]
         else:
-            names = [view.name for view in kube.list_deployments(namespace, target.label_selector())]
+            names = [view.name for view in snapshot.matching(target.matches)]
         for name in names:
             if name not in seen:
                 seen.add(name)
@@ -332,6 +341,7 @@ def _baseline_of(view: DeploymentView) -> int:
 
 def _reconcile_target(
     ctx: EventContext,
+    snapshot: NamespaceSnapshot,
     spec: CampaignSpec,
     window: Window,
     target: TargetSpec,
@@ -340,7 +350,7 @@ def _reconcile_target(
     dry_run: bool,
     old_status: Mapping[str, Any],
 ) -> TargetReport | None:
-    view = ctx.runtime.kube.get_deployment(ctx.namespace, deployment_name)
+    view = snapshot.deployment(deployment_name)
     if view is None:
         return None
     baseline = _baseline_of(view)
@@ -360,7 +370,7 @@ def _reconcile_target(
         metric = _metric_replicas(ctx, target, deployment_name, seed=view.claims.get(ctx.key))
         if metric.held is not None:
             wanted = clamp(max(wanted, metric.held), floor.min_replicas, floor.max_replicas)
-    outcome = ctx.runtime.kube.set_claim(ctx.namespace, deployment_name, ctx.key, wanted, dry_run=dry_run)
+    outcome = ctx.runtime.kube.set_claim(snapshot, deployment_name, ctx.key, wanted, dry_run=dry_run)
     if outcome is None:
         return None
     return TargetReport(outcome=outcome, wanted=wanted, floor=floor, metric=metric, forecast=forecast)
@@ -470,21 +480,23 @@ def _forecast_from_status(marker: tuple[str, str], old_status: Mapping[str, Any]
     return None
 
 
-def _release_dropped_targets(ctx: EventContext, targeted: set[str]) -> None:
+def _release_dropped_targets(ctx: EventContext, snapshot: NamespaceSnapshot, targeted: set[str]) -> None:
     """Targets this event still claims but no longer names (the spec was edited) are given back."""
-    for deployment_name in ctx.runtime.kube.claimed_deployments(ctx.namespace, ctx.key):
+    for deployment_name in snapshot.claimed_by(ctx.key):
         if deployment_name not in targeted:
-            outcome = ctx.runtime.kube.set_claim(ctx.namespace, deployment_name, ctx.key, None)
+            outcome = ctx.runtime.kube.set_claim(snapshot, deployment_name, ctx.key, None)
             if outcome is not None:
                 _announce_change(ctx, outcome, dry_run=False)
 
 
-def release_event(runtime: Runtime, *, name: str, namespace: str, uid: str) -> list[ClaimOutcome]:
+def release_event(
+    runtime: Runtime, *, name: str, namespace: str, uid: str, snapshot: NamespaceSnapshot
+) -> list[ClaimOutcome]:
     """Drop every claim of this event, restoring targets to their baseline or to the claims that remain."""
     ctx = EventContext(runtime, EventMemory(), name, namespace, uid, 0, runtime.clock())
     outcomes = []
-    for deployment_name in runtime.kube.claimed_deployments(namespace, ctx.key):
-        outcome = runtime.kube.set_claim(namespace, deployment_name, ctx.key, None)
+    for deployment_name in snapshot.claimed_by(ctx.key):
+        outcome = runtime.kube.set_claim(snapshot, deployment_name, ctx.key, None)
         if outcome is not None:
             outcomes.append(outcome)
             _announce_change(ctx, outcome, dry_run=False)
@@ -684,9 +696,11 @@ def _warn_about_capacity(
     target_status: list[dict[str, Any]],
 ) -> None:
     window_id = _iso(window.start) or ""
+    # Judged once, on the reconcile that opens the window (after a restart mid-window nobody saw it open).
+    opening = phase == Phase.ACTIVE and ctx.memory.last_phase in (str(Phase.PENDING), str(Phase.PRE_SCALING))
     for report, entry in zip(reports, target_status, strict=True):
         deployment = report.outcome.deployment
-        if phase == Phase.ACTIVE and report.wanted is not None and deployment.ready_replicas < report.wanted:
+        if opening and report.wanted is not None and deployment.ready_replicas < report.wanted:
             ctx.warn_once(
                 ("shortfall", window_id, deployment.name),
                 "CapacityShortfall",
@@ -749,6 +763,8 @@ async def campaign_daemon(
     status: kopf.Status,
     stopped: kopf.DaemonStopped,
     memo: kopf.Memo,
+    index_deployments: kopf.Index[str, DeploymentView],
+    index_hpas: kopf.Index[str, HpaView],
     **_: Any,
 ) -> None:
     """The event's own loop: act on every transition when it is due, re-assert floors every resync."""
@@ -770,6 +786,7 @@ async def campaign_daemon(
                     generation=int(meta.get("generation") or 0),
                     raw_spec=dict(spec),
                     old_status=dict(status),
+                    snapshot=_snapshot(namespace, index_deployments, index_hpas),
                 )
                 if result.status != dict(status):
                     await asyncio.to_thread(runtime.kube.patch_event_status, namespace, name, result.status)
@@ -803,13 +820,41 @@ async def on_event_changed(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
         memory.wakeup.set()
 
 
-async def on_event_deleted(name: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+async def on_event_deleted(
+    name: str,
+    namespace: str,
+    uid: str,
+    memo: kopf.Memo,
+    index_deployments: kopf.Index[str, DeploymentView],
+    index_hpas: kopf.Index[str, HpaView],
+    **_: Any,
+) -> None:
     """Finalizer: release every claim of the event at once."""
     runtime: Runtime = memo["runtime"]
     memory = _event_memory(memo)
     async with memory.lock:
-        outcomes = await asyncio.to_thread(release_event, runtime, name=name, namespace=namespace, uid=uid)
+        snapshot = _snapshot(namespace, index_deployments, index_hpas)
+        outcomes = await asyncio.to_thread(
+            release_event, runtime, name=name, namespace=namespace, uid=uid, snapshot=snapshot
+        )
     log.info("Released CampaignEvent %s/%s from %d target(s)", namespace, name, len(outcomes))
+
+
+def index_deployments(namespace: str, body: kopf.Body, **_: Any) -> dict[str, DeploymentView]:
+    """Every watched Deployment, by namespace: targets are found and read without a LIST per reconcile."""
+    return {namespace: deployment_view(body)}
+
+
+def index_hpas(namespace: str, body: kopf.Body, **_: Any) -> dict[str, HpaView]:
+    """Every watched HorizontalPodAutoscaler (autoscaling/v1 view), by namespace."""
+    return {namespace: hpa_view(body)}
+
+
+def _snapshot(
+    namespace: str, deployments: kopf.Index[str, DeploymentView], hpas: kopf.Index[str, HpaView]
+) -> NamespaceSnapshot:
+    # Copied here, in the event loop that updates the indexes, before the reconcile moves to a thread.
+    return NamespaceSnapshot.of(list(deployments.get(namespace, ())), list(hpas.get(namespace, ())))
 
 
 def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -854,6 +899,8 @@ def build_registry() -> kopf.OperatorRegistry:
     resource = (API_GROUP, API_VERSION, PLURAL)
     kopf.on.startup(registry=registry)(on_startup)
     kopf.on.login(registry=registry)(on_login)
+    kopf.index("apps", "v1", "deployments", registry=registry)(index_deployments)
+    kopf.index("autoscaling", "v1", "horizontalpodautoscalers", registry=registry)(index_hpas)
     kopf.daemon(*resource, registry=registry, cancellation_timeout=10.0)(campaign_daemon)
     kopf.on.event(*resource, registry=registry)(on_event_changed)
     kopf.on.delete(*resource, registry=registry)(on_event_deleted)

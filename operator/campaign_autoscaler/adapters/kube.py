@@ -11,7 +11,7 @@ is idempotent and a crash between the two writes converges on the next reconcile
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +53,8 @@ class HpaView:
     min_replicas: int
     max_replicas: int
     resource_version: str
+    target: str | None = None  # the Deployment its scaleTargetRef names
+    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class DeploymentView:
     labels: Mapping[str, str]
     baseline: Baseline | None
     claims: Mapping[str, int]
+    annotation_error: str | None = None  # a campaign annotation that cannot be read
 
     @property
     def ref(self) -> str:
@@ -87,80 +90,120 @@ class ClaimOutcome:
     released: bool  # no claim at all is left on the target: it is back at its baseline
 
 
-def _deployment_view(obj: Any) -> DeploymentView:
-    annotations = obj.metadata.annotations or {}
-    ref = f"{obj.metadata.namespace}/{obj.metadata.name}"
+def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
+    """A Deployment as the API serves it (camelCase JSON, e.g. a watch event's body)."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    baseline, claims, problem = None, {}, None
     try:
-        baseline = (
-            parse_baseline(annotations[BASELINE_ANNOTATION]) if BASELINE_ANNOTATION in annotations else None
-        )
+        if BASELINE_ANNOTATION in annotations:
+            baseline = parse_baseline(annotations[BASELINE_ANNOTATION])
         claims = parse_claims(annotations.get(CLAIMS_ANNOTATION))
     except ValueError as err:
-        raise CorruptAnnotationError(f"Deployment {ref}: {err}") from err
-    replicas = obj.spec.replicas if obj.spec.replicas is not None else 1
+        problem = f"Deployment {meta.get('namespace')}/{meta.get('name')}: {err}"
     return DeploymentView(
-        namespace=obj.metadata.namespace,
-        name=obj.metadata.name,
-        uid=obj.metadata.uid,
-        resource_version=obj.metadata.resource_version,
-        replicas=replicas,
-        ready_replicas=(obj.status.ready_replicas or 0) if obj.status else 0,
-        labels=dict(obj.metadata.labels or {}),
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        resource_version=meta.get("resourceVersion", ""),
+        replicas=spec["replicas"] if spec.get("replicas") is not None else 1,
+        ready_replicas=status.get("readyReplicas") or 0,
+        labels=dict(meta.get("labels") or {}),
         baseline=baseline,
         claims=claims,
+        annotation_error=problem,
     )
 
 
-def _hpa_view(obj: Any) -> HpaView:
+def hpa_view(body: Mapping[str, Any]) -> HpaView:
+    """An autoscaling/v1 HorizontalPodAutoscaler as the API serves it."""
+    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    scales_a_deployment = ref.get("kind") == "Deployment" and str(
+        ref.get("apiVersion", "apps/v1")
+    ).startswith("apps/")
     return HpaView(
-        name=obj.metadata.name,
-        min_replicas=obj.spec.min_replicas if obj.spec.min_replicas is not None else 1,
-        max_replicas=obj.spec.max_replicas,
-        resource_version=obj.metadata.resource_version,
+        name=meta.get("name", ""),
+        min_replicas=spec["minReplicas"] if spec.get("minReplicas") is not None else 1,
+        max_replicas=spec.get("maxReplicas", 1),
+        resource_version=meta.get("resourceVersion", ""),
+        target=ref.get("name") if scales_a_deployment else None,
+        created=str(meta.get("creationTimestamp", "")),
     )
+
+
+@dataclass(frozen=True)
+class NamespaceSnapshot:
+    """The Deployments and HPAs of one namespace as the operator's watches last saw them.
+
+    Reconciles read from here, not from LIST calls: the API server is asked only to write, and to re-read one
+    object when a write hit a conflict (a 409 also says the snapshot was stale).
+    """
+
+    deployments: Mapping[str, DeploymentView]
+    hpas: tuple[HpaView, ...] = ()
+
+    @classmethod
+    def of(cls, deployments: Iterable[DeploymentView], hpas: Iterable[HpaView] = ()) -> NamespaceSnapshot:
+        return cls({view.name: view for view in deployments}, tuple(hpas))
+
+    def deployment(self, name: str) -> DeploymentView | None:
+        return self.deployments.get(name)
+
+    def matching(self, labels_match: Callable[[Mapping[str, str]], bool]) -> list[DeploymentView]:
+        return sorted((v for v in self.deployments.values() if labels_match(v.labels)), key=lambda v: v.name)
+
+    def claimed_by(self, event_key: str) -> list[str]:
+        return sorted(name for name, view in self.deployments.items() if event_key in view.claims)
+
+    def hpa_for(self, deployment_name: str) -> HpaView | None:
+        """The HPA whose scaleTargetRef is this Deployment, if any."""
+        # Two HPAs on one Deployment already fight each other; follow the oldest, deterministically.
+        matches = sorted(
+            (h for h in self.hpas if h.target == deployment_name), key=lambda h: (h.created, h.name)
+        )
+        return matches[0] if matches else None
+
+    def hpa(self, name: str) -> HpaView | None:
+        return next((hpa for hpa in self.hpas if hpa.name == name), None)
 
 
 class KubeAdapter:
     """Every Kubernetes call the operator makes. Synchronous; handlers run it in a worker thread."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
+        self._api_client = api_client
         self._apps = client.AppsV1Api(api_client)
         self._autoscaling = client.AutoscalingV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
-    # --- reading targets -------------------------------------------------------------------------------
+    def _as_json(self, obj: Any) -> dict[str, Any]:
+        return self._api_client.sanitize_for_serialization(obj)
+
+    # --- reading targets (fresh, for conflicts and for callers without a watch) ------------------------
     def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
         try:
-            return _deployment_view(self._apps.read_namespaced_deployment(name, namespace))
+            return deployment_view(self._as_json(self._apps.read_namespaced_deployment(name, namespace)))
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
 
-    def list_deployments(self, namespace: str, label_selector: str | None = None) -> list[DeploymentView]:
-        listing = self._apps.list_namespaced_deployment(namespace, label_selector=label_selector or "")
-        return sorted((_deployment_view(obj) for obj in listing.items), key=lambda view: view.name)
-
-    def find_hpa(self, namespace: str, deployment_name: str) -> HpaView | None:
-        """The HPA whose scaleTargetRef is this Deployment (autoscaling/v1 view), if any."""
-        matches = [
-            hpa
-            for hpa in self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
-            if hpa.spec.scale_target_ref.kind == "Deployment"
-            and hpa.spec.scale_target_ref.name == deployment_name
-            and (hpa.spec.scale_target_ref.api_version or "apps/v1").startswith("apps/")
-        ]
-        if not matches:
-            return None
-        # Two HPAs on one Deployment already fight each other; follow the oldest, as the HPA controller's
-        # own conflict report does not pick one either.
-        matches.sort(key=lambda hpa: (hpa.metadata.creation_timestamp, hpa.metadata.name))
-        return _hpa_view(matches[0])
+    def snapshot(self, namespace: str) -> NamespaceSnapshot:
+        """A namespace read with two LIST calls: for callers that have no watch of their own."""
+        deployments = self._apps.list_namespaced_deployment(namespace).items
+        hpas = self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
+        return NamespaceSnapshot.of(
+            (deployment_view(self._as_json(obj)) for obj in deployments),
+            (hpa_view(self._as_json(obj)) for obj in hpas),
+        )
 
     def _get_hpa(self, namespace: str, name: str) -> HpaView | None:
         try:
-            return _hpa_view(self._autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace))
+            return hpa_view(
+                self._as_json(self._autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace))
+            )
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -168,46 +211,69 @@ class KubeAdapter:
 
     # --- claiming --------------------------------------------------------------------------------------
     def set_claim(
-        self, namespace: str, name: str, event_key: str, wanted: int | None, *, dry_run: bool = False
+        self,
+        snapshot: NamespaceSnapshot,
+        name: str,
+        event_key: str,
+        wanted: int | None,
+        *,
+        dry_run: bool = False,
     ) -> ClaimOutcome | None:
         """Record `wanted` as this event's claim on the Deployment (None: drop it) and apply the result.
 
-        With `dry_run` nothing is written; the outcome says what would have been. Returns None when the
-        Deployment does not exist (any more).
+        The first attempt decides on the snapshot; after a conflict, on the object read afresh. With `dry_run`
+        nothing is written; the outcome says what would have been. Returns None when the Deployment does not
+        exist (any more).
         """
+        deployment = snapshot.deployment(name)
+        hpas = snapshot
         for _attempt in range(MAX_CONFLICT_RETRIES):
-            deployment = self.get_deployment(namespace, name)
             if deployment is None:
                 return None
+            if deployment.annotation_error:
+                raise CorruptAnnotationError(deployment.annotation_error)
             try:
-                return self._apply_claim(deployment, event_key, wanted, dry_run)
+                return self._apply_claim(
+                    deployment, self._hpa_for(deployment, hpas), event_key, wanted, dry_run
+                )
             except ApiException as err:
                 if err.status != 409:
                     raise
-                log.debug("Conflict on Deployment %s/%s; retrying on fresh data", namespace, name)
+                log.debug("Conflict on %s; deciding again on fresh data", deployment.ref)
+            deployment = self.get_deployment(deployment.namespace, name)
+            hpas = None
         raise TargetConflictError(
-            f"Deployment {namespace}/{name} changed on every one of {MAX_CONFLICT_RETRIES} attempts"
+            f"Deployment {name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
         )
 
     def _apply_claim(
-        self, deployment: DeploymentView, event_key: str, wanted: int | None, dry_run: bool
+        self,
+        deployment: DeploymentView,
+        hpa: HpaView | None,
+        event_key: str,
+        wanted: int | None,
+        dry_run: bool,
     ) -> ClaimOutcome:
         new_claims = {key: value for key, value in deployment.claims.items() if key != event_key}
         if wanted is not None:
             new_claims[event_key] = wanted
-        hpa = self._hpa_for(deployment)
         baseline = deployment.baseline or self._baseline_now(deployment, hpa)
         if hpa is not None and (baseline.hpa_name == hpa.name):
             return self._apply_via_hpa(deployment, hpa, baseline, new_claims, dry_run)
         return self._apply_via_deployment(deployment, baseline, new_claims, dry_run)
 
-    def _hpa_for(self, deployment: DeploymentView) -> HpaView | None:
+    def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> HpaView | None:
+        """The HPA this target is scaled through; from the snapshot, or read afresh (`snapshot` None)."""
         if deployment.baseline is not None:
             # The way a target is scaled is fixed by its first claim, so that the restore matches it.
             if deployment.baseline.hpa_name is None:
                 return None
+            if snapshot is not None:
+                return snapshot.hpa(deployment.baseline.hpa_name)
             return self._get_hpa(deployment.namespace, deployment.baseline.hpa_name)
-        return self.find_hpa(deployment.namespace, deployment.name)
+        if snapshot is not None:
+            return snapshot.hpa_for(deployment.name)
+        return self.snapshot(deployment.namespace).hpa_for(deployment.name)
 
     @staticmethod
     def _baseline_now(deployment: DeploymentView, hpa: HpaView | None) -> Baseline:
@@ -319,10 +385,6 @@ class KubeAdapter:
             field_manager=FIELD_MANAGER,
         )
 
-    def claimed_deployments(self, namespace: str, event_key: str) -> list[str]:
-        """Names of the Deployments in `namespace` that carry a claim of this event."""
-        return [view.name for view in self.list_deployments(namespace) if event_key in view.claims]
-
     # --- the CampaignEvent itself ----------------------------------------------------------------------
     def patch_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self._custom.patch_namespaced_custom_object_status(
@@ -363,6 +425,10 @@ class KubeAdapter:
         try:
             self._core.create_namespaced_event(namespace, body)
         except ApiException as err:
+            if err.status == 403 and "being terminated" in str(err.body):
+                # Nothing new may be created in a namespace on its way out; that is no denied permission.
+                log.debug("Skipped Event %s in namespace %s: it is being terminated", reason, namespace)
+                return
             log.warning(
                 "Failed to post Event %s on %s %s/%s: %s",
                 reason,

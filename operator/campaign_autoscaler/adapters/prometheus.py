@@ -111,13 +111,14 @@ class PrometheusMetricsSource:
         token = Path(self._settings.bearer_token_file).read_text().strip()
         return {"Authorization": f"Bearer {token}"}
 
-    def _query(self, query: str, at: datetime | None = None) -> Any:
+    def _number(self, query: str, at: datetime | None = None) -> float:
+        """One query, read as exactly one finite number; its latency and outcome are observed."""
         params = {"time": f"{at.timestamp():.3f}"} if at is not None else None
         self._client.headers = self._headers()
         began = time.monotonic()
         outcome = "ok"
         try:
-            return self._raw_result(query, params)
+            return single_value(self._raw_result(query, params), query)
         except MetricsUnavailableError as err:
             outcome = err.reason
             raise
@@ -143,15 +144,14 @@ class PrometheusMetricsSource:
             raise MetricsUnavailableError("NonNumeric", f"unreadable answer: {_first_line(err)}") from err
 
     def value(self, query: str) -> float:
-        return single_value(self._query(query), query)
+        return self._number(query)
 
     def peak(self, query: str, start: datetime, end: datetime) -> float | None:
         length = max(1, math.ceil((end - start).total_seconds()))
         step = max(1, length // 500)
         subquery = f"max_over_time(({query})[{length}s:{step}s])"
-        result = self._query(f"max({subquery})", at=end)
         try:
-            return single_value(result, subquery)
+            return self._number(f"max({subquery})", at=end)
         except MetricsUnavailableError as err:
             if err.reason == "NoSeries":
                 return None
