@@ -464,6 +464,27 @@ def _pick_event(events: Sequence[EventManifest], name: str | None, source: str) 
     raise PlanInputError(f"{source}: --event {name}: no such CampaignEvent (found {known})")
 
 
+def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="watch the operator scale for a compressed 9.9 sale on a throw-away local cluster (~2 minutes)",
+    )
+    demo.add_argument(
+        "--short", action="store_true", help="a shorter compressed timeline (under a minute), e.g. for CI"
+    )
+    demo.add_argument(
+        "--plot",
+        default="campaign-demo.png",
+        metavar="PATH",
+        help="write the PNG of replicas, Ready and traffic here (default ./campaign-demo.png)",
+    )
+    demo.add_argument(
+        "--no-prometheus",
+        action="store_true",
+        help="run without Prometheus and the live metric: checkout holds its plain floor",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="campaign-autoscaler",
@@ -474,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(subparsers)
     _add_plan_parser(subparsers)
     _add_simulate_parser(subparsers)
+    _add_demo_parser(subparsers)
     return parser
 
 
@@ -570,6 +592,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_plan(args)
     if args.command == "simulate":
         return run_simulate(args)
+    if args.command == "demo":
+        from campaign_autoscaler.demo import run_demo_command
+
+        return run_demo_command(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown commands
 
 
