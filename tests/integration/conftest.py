@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import kubernetes
 import pytest
 import yaml
 
-from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
 from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, ControlPlane, find_assets
 from campaign_autoscaler.devenv.prometheus import (
     PROMETHEUS_HELP,
@@ -29,6 +27,7 @@ from campaign_autoscaler.devenv.prometheus import (
     find_prometheus,
     find_promtool,
 )
+from tests.integration.harness import Cluster, ensure_crd
 
 HERE = Path(__file__).resolve().parent
 CRD_PATH = HERE.parents[1] / "crds" / "campaignevents.autoscaling.campaigns.dev.yaml"
@@ -85,44 +84,15 @@ def api_client(kubeconfig: str) -> Iterator[kubernetes.client.ApiClient]:
 
 @pytest.fixture(scope="session")
 def campaignevent_crd(api_client: kubernetes.client.ApiClient) -> dict[str, object]:
-    """The CampaignEvent CRD from crds/, applied and Established; returns the manifest."""
-    manifest = yaml.safe_load(CRD_PATH.read_text())
-    extensions = kubernetes.client.ApiextensionsV1Api(api_client)
-    name = manifest["metadata"]["name"]
-    try:
-        extensions.create_custom_resource_definition(manifest)
-    except kubernetes.client.ApiException as error:
-        if error.status != HTTP_CONFLICT:
-            raise
-        existing = extensions.read_custom_resource_definition(name)
-        manifest["metadata"]["resourceVersion"] = existing.metadata.resource_version
-        extensions.replace_custom_resource_definition(name, manifest)
-        del manifest["metadata"]["resourceVersion"]
-    watch = kubernetes.watch.Watch()
-    for event in watch.stream(
-        extensions.list_custom_resource_definition,
-        field_selector=f"metadata.name={name}",
-        timeout_seconds=30,
-    ):
-        conditions = event["object"].status.conditions or []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
-            watch.stop()
-            wait_until_served(kubernetes.client.CustomObjectsApi(api_client))
-            return dict(manifest)
-    raise AssertionError("The CampaignEvent CRD was not Established within 30s")
+    """The CampaignEvent CRD from crds/, applied, Established and served; returns the manifest."""
+    ensure_crd(api_client)
+    return yaml.safe_load(CRD_PATH.read_text())
 
 
-def wait_until_served(custom: kubernetes.client.CustomObjectsApi, timeout: float = 30.0) -> None:
-    """Established is reported a moment before the endpoint serves; one list call proves it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            custom.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)
-            return
-        except kubernetes.client.ApiException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+@pytest.fixture
+def cluster(api_client: kubernetes.client.ApiClient, namespace: str, campaignevent_crd: object) -> Cluster:
+    """Conveniences over the admin client for this test's namespace, with the CRD installed."""
+    return Cluster(api_client, namespace)
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import pytest
@@ -26,6 +25,7 @@ from campaign_autoscaler.devenv.controlplane import (
     ControlPlaneError,
 )
 from campaign_autoscaler.devenv.prometheus import MetricFeed, PrometheusServer, PrometheusUnavailable
+from tests.integration.harness import wait_until
 from tests.unit.test_crd import (
     EXAMPLE_PATH,
     FULL_SPEC,
@@ -36,21 +36,8 @@ from tests.unit.test_crd import (
     campaign_event,
 )
 
-T = TypeVar("T")
 HTTP_FORBIDDEN = 403
 HTTP_UNPROCESSABLE = 422
-
-
-def eventually(probe: Callable[[], T], timeout: float, message: str, interval: float = 0.05) -> T:
-    """Poll until `probe` returns something truthy; fail after `timeout` seconds naming `message`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {message}; last: {last!r}")
 
 
 def kubectl(
@@ -100,7 +87,7 @@ def test_kubectl_explain_shows_the_field_descriptions(campaignevent_crd, kubecon
         result = kubectl(kubeconfig, "explain", "campaignevent.spec.targets")
         return " ".join(result.stdout.split()) if result.returncode == 0 else None
 
-    text = eventually(explained, timeout=30, message="kubectl explain campaignevent.spec.targets")
+    text = wait_until(explained, timeout=30, message="kubectl explain campaignevent.spec.targets")
     assert " ".join(targets["description"].split()) in text
     for field_name, field_schema in targets["items"]["properties"].items():
         assert field_name in text
@@ -175,7 +162,7 @@ def test_scaled_deployment_turns_ready_after_the_simulated_delay(
     assert {pod.status.phase for pod in pods} == {"Running"}
     assert all(pod.spec.node_name is None for pod in pods)
     apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 1}})
-    eventually(
+    wait_until(
         lambda: len(core.list_namespaced_pod(namespace, label_selector="app=web").items) == 1,
         timeout=10,
         message="unscheduled Pods deleted at once on scale-down",
@@ -219,7 +206,7 @@ def test_restricted_identity_is_forbidden_until_granted(
                 return False
             return True
 
-        eventually(listed, timeout=10, message="the RoleBinding to take effect")
+        wait_until(listed, timeout=10, message="the RoleBinding to take effect")
         with pytest.raises(ApiException) as elsewhere:
             restricted_apps.list_namespaced_deployment("default")
         assert elsewhere.value.status == HTTP_FORBIDDEN
@@ -265,7 +252,7 @@ def test_hpa_controller_raises_a_deployment_to_min_replicas(api_client: ApiClien
             },
         },
     )
-    eventually(
+    wait_until(
         lambda: apps.read_namespaced_deployment("checkout", namespace).spec.replicas == 3,
         timeout=20,
         message="the HPA controller to scale checkout to minReplicas 3",

@@ -23,7 +23,6 @@ from tests.integration.harness import (
     Cluster,
     OperatorProcess,
     campaign_spec,
-    ensure_crd,
     free_port,
     scrape,
     seconds_from_now,
@@ -61,7 +60,7 @@ def local_args(args: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def installed(control_plane: ControlPlane, api_client: client.ApiClient, tmp_path: Path) -> Iterator[None]:
+def installed(control_plane: ControlPlane, campaignevent_crd: object, tmp_path: Path) -> Iterator[None]:
     """The operator installed from crds/ and manifests/, applied twice: the first apply creates the Kopf
     peering CRDs, which the peering object in the same apply cannot be mapped to yet. Its RBAC bindings are
     removed afterwards, so that the restricted identity is granted nothing in the tests that follow."""
@@ -69,7 +68,6 @@ def installed(control_plane: ControlPlane, api_client: client.ApiClient, tmp_pat
     first = kubectl(admin, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
     second = kubectl(admin, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
     assert second.returncode == 0, f"first:\n{first.stderr}\nsecond:\n{second.stderr}"
-    ensure_crd(api_client)
     yield
     documents = yaml.safe_load_all((MANIFESTS / "campaign-autoscaler.yaml").read_text())
     granted = [doc for doc in documents if doc and doc["kind"] in ("ClusterRoleBinding", "RoleBinding")]
@@ -140,14 +138,17 @@ def test_manifests_install_and_the_operator_runs_a_campaign_as_its_service_accou
 
 
 def test_namespaced_mode_touches_nothing_outside_its_namespaces(
-    control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    campaignevent_crd: object,
 ):
     sys.path.insert(0, str(REPO / "scripts"))
     try:
         import render_manifests
     finally:
         sys.path.pop(0)
-    ensure_crd(api_client)
     other = f"{namespace}-other"
     client.CoreV1Api(api_client).create_namespace({"metadata": {"name": other}})
     rendered = render_manifests.render_chart(
@@ -267,9 +268,12 @@ def test_ha_standby_takes_over_when_the_active_replica_is_killed(
 
 
 def test_metrics_endpoint_exposes_the_campaign(
-    control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    campaignevent_crd: object,
 ):
-    ensure_crd(api_client)
     cluster = Cluster(api_client, namespace)
     cluster.create_deployment("checkout", replicas=2)
     port = free_port()

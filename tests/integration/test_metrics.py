@@ -9,14 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from campaign_autoscaler.devenv.prometheus import MetricFeed, PrometheusServer
 from tests.integration.harness import (
     Cluster,
     OperatorProcess,
     campaign_spec,
-    ensure_crd,
     free_port,
     scrape,
     seconds_from_now,
@@ -28,16 +26,6 @@ from tests.integration.promproxy import FAIL_500, PASS, SLOW, FaultyPrometheusPr
 METRIC = "shop_requests_per_second"
 STABILIZATION = 6.0
 METRICS_PORT = free_port()
-
-
-@pytest.fixture(scope="module")
-def crd(api_client: client.ApiClient) -> None:
-    ensure_crd(api_client)
-
-
-@pytest.fixture
-def cluster(api_client: client.ApiClient, namespace: str, crd: None) -> Cluster:
-    return Cluster(api_client, namespace)
 
 
 @pytest.fixture
@@ -64,7 +52,7 @@ def start_operator(
 
 @pytest.fixture
 def operator(
-    kubeconfig: str, namespace: str, tmp_path: Path, proxy: FaultyPrometheusProxy, crd: None
+    kubeconfig: str, namespace: str, tmp_path: Path, proxy: FaultyPrometheusProxy, campaignevent_crd: object
 ) -> Iterator[OperatorProcess]:
     process = start_operator(kubeconfig, namespace, tmp_path / "operator.log", proxy.url, METRICS_PORT)
     yield process
@@ -165,7 +153,7 @@ def test_prometheus_stopped_mid_window_holds_and_recovers(
 
 
 def test_connection_refused_is_its_own_reason(
-    cluster: Cluster, kubeconfig: str, namespace: str, tmp_path: Path, crd: None
+    cluster: Cluster, kubeconfig: str, namespace: str, tmp_path: Path, campaignevent_crd: object
 ):
     refused = FaultyPrometheusProxy("http://127.0.0.1:9").start()
     url = refused.url

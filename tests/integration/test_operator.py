@@ -18,7 +18,6 @@ from tests.integration.harness import (
     Cluster,
     OperatorProcess,
     campaign_spec,
-    ensure_crd,
     seconds_from_now,
     utc_now,
     wait_until,
@@ -27,18 +26,10 @@ from tests.integration.harness import (
 RESYNC = "2s"
 
 
-@pytest.fixture(scope="session")
-def crd(api_client: client.ApiClient) -> None:
-    ensure_crd(api_client)
-
-
 @pytest.fixture
-def cluster(api_client: client.ApiClient, namespace: str, crd: None) -> Cluster:
-    return Cluster(api_client, namespace)
-
-
-@pytest.fixture
-def operator(kubeconfig: str, namespace: str, tmp_path: Path, crd: None) -> Iterator[OperatorProcess]:
+def operator(
+    kubeconfig: str, namespace: str, tmp_path: Path, campaignevent_crd: object
+) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
         str(kubeconfig), tmp_path / "operator.log", ["--namespace", namespace, "--resync-interval", RESYNC]
     ).start()
@@ -240,7 +231,7 @@ def test_deleting_an_event_mid_window_releases_at_once(cluster: Cluster, operato
 
 
 def test_operator_killed_mid_window_loses_nothing(
-    cluster: Cluster, kubeconfig: str, namespace: str, tmp_path: Path, crd: None
+    cluster: Cluster, kubeconfig: str, namespace: str, tmp_path: Path, campaignevent_crd: object
 ):
     cluster.create_deployment("order-tracking", replicas=3)
     args = ["--namespace", namespace, "--resync-interval", RESYNC]
@@ -316,7 +307,7 @@ def test_invalid_event_touches_nothing(cluster: Cluster, operator: OperatorProce
 
 
 def test_an_event_never_touches_another_namespace(
-    cluster: Cluster, api_client: client.ApiClient, kubeconfig: str, tmp_path: Path, crd: None
+    cluster: Cluster, api_client: client.ApiClient, kubeconfig: str, tmp_path: Path, campaignevent_crd: object
 ):
     other = f"{cluster.namespace}-other"
     core = client.CoreV1Api(api_client)
