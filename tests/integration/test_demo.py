@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,33 +188,44 @@ def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_leaves_not
     assert_nothing_left(watcher, expected | ({"prometheus"} if find_prometheus() else set()))
 
 
-def _read_until(stream: Iterator[str], marker: str, timeout: float) -> str:
+def _wait_for_output(log: Path, marker: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
-    seen = []
-    for line in stream:
-        seen.append(line)
-        if marker in line or time.monotonic() > deadline:
-            break
-    return "".join(seen)
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if marker in text:
+            return text
+        time.sleep(0.1)
+    return log.read_text(errors="replace") if log.exists() else ""
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_SECONDS)
 def test_ctrl_c_mid_campaign_stops_everything_the_demo_started(control_plane_assets: None, tmp_path: Path):
-    demo = start_demo("--short", "--plot", "x.png", cwd=tmp_path)
+    log = tmp_path / "demo.log"
+    with log.open("w") as output:
+        # The output goes to a file, not a pipe: nothing the demo prints while it stops can be lost unread.
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "campaign_autoscaler", "demo", "--short", "--plot", "x.png"],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_restore_default_sigint,
+        )
     with ChildWatcher(demo.pid) as watcher:
         try:
-            assert demo.stdout is not None
-            head = _read_until(iter(demo.stdout.readline, ""), "Applied CampaignEvent", timeout=120)
+            head = _wait_for_output(log, "Applied CampaignEvent", timeout=120)
             assert "Applied CampaignEvent" in head, head
-            scaling = _read_until(iter(demo.stdout.readline, ""), "PreScaling", timeout=60)
-            assert "PreScaling" in scaling, scaling  # mid-campaign: the operator has scaled
-            head += scaling
+            head = _wait_for_output(log, "PreScaling", timeout=60)
+            assert "PreScaling" in head, head  # mid-campaign: the operator has scaled
             demo.send_signal(signal.SIGINT)
-            rest, _ = demo.communicate(timeout=60)
+            demo.wait(timeout=60)
         finally:
             if demo.poll() is None:
                 demo.kill()
-    print(head + rest)
+    text = log.read_text(errors="replace")
+    rest = text[len(head) :]
+    print(text)
 
     assert demo.returncode == 130, rest[-4000:]
     assert "Interrupted: everything the demo started has been stopped." in rest
