@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -430,3 +430,37 @@ def test_a_lead_time_too_short_for_readiness_is_reported(cluster: Cluster, opera
     entry = cluster.status("sale")["targets"][0]
     assert entry["observedReadySeconds"] > 1.0
     assert cluster.condition("sale", "CapacityReady")["status"] == "True"
+
+
+def test_a_recurring_event_returns_to_pending_and_scales_again_for_its_next_window(
+    cluster: Cluster, operator: OperatorProcess
+):
+    cluster.create_deployment("checkout", replicas=2)
+    spec = {
+        "timezone": "UTC",
+        "schedule": {"cron": "* * * * *", "duration": "10s"},  # a window every minute
+        "leadTime": "4s",
+        "rampDown": {"duration": "2s", "steps": 1},
+        "targets": [{"name": "checkout", "replicas": 5}],
+    }
+    cluster.create_event("every-minute", spec)
+    scaled_windows: set[str] = set()
+    restored_between = False
+    deadline = time.time() + 150
+    while len(scaled_windows) < 2 and time.time() < deadline:
+        status = cluster.status("every-minute")
+        replicas = cluster.replicas("checkout")
+        window = (status.get("window") or {}).get("start")
+        if replicas == 5 and status.get("phase") in ("PreScaling", "Active", "RampingDown") and window:
+            if scaled_windows and window not in scaled_windows:
+                assert restored_between, "the baseline came back between two windows"
+            scaled_windows.add(window)
+        if scaled_windows and replicas == 2 and status.get("phase") == "Pending":
+            restored_between = True
+            assert cluster.campaign_annotations("checkout") == {}
+            assert status["nextTransition"] < status["window"]["start"], status
+        time.sleep(0.3)
+    assert len(scaled_windows) == 2, scaled_windows
+    first, second = sorted(scaled_windows)
+    gap = datetime.fromisoformat(second) - datetime.fromisoformat(first)
+    assert gap == timedelta(minutes=1)
