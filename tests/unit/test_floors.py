@@ -122,3 +122,13 @@ def test_negative_baseline_is_a_bug():
 )
 def test_clamp(value, low, high, expected):
     assert clamp(value, low, high) == expected
+
+
+def test_floors_and_default_caps_stay_within_the_int32_replicas_of_the_api():
+    spec = parse_spec(
+        {"start": "2026-09-09T00:00:00Z", "end": "2026-09-10T00:00:00Z", "targets": [{"name": "checkout"}]}
+    )
+    floor = compute_floor(spec.targets[0], 214_748_365, traffic_multiplier=10, max_scale_factor=10)
+    assert floor.replicas == floor.max_replicas == 2**31 - 1
+    huge = compute_floor(spec.targets[0], 4, traffic_multiplier=1e308, max_scale_factor=10)
+    assert huge.replicas == 40 and huge.reason.endswith("capped at the int32 limit, clamped to max 40")

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from .numbers import exact, format_number
-from .spec import TargetSpec
+from .spec import MAX_REPLICAS, TargetSpec
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,15 @@ def _planned_floor(target: TargetSpec, baseline: int, traffic_multiplier: float)
         return target.replicas, f"floor {target.replicas} = replicas"
     multiplier = target.multiplier if target.multiplier is not None else traffic_multiplier
     replicas = math.ceil(baseline * exact(multiplier))
-    return replicas, f"floor {replicas} = ceil({format_number(multiplier)} x baseline {baseline})"
+    formula = f"ceil({format_number(multiplier)} x baseline {baseline})"
+    if replicas > MAX_REPLICAS:
+        return MAX_REPLICAS, f"floor {MAX_REPLICAS} = {formula}, capped at the int32 limit"
+    return replicas, f"floor {replicas} = {formula}"
 
 
 def _max_replicas(target: TargetSpec, baseline: int, max_scale_factor: float) -> int:
     if target.max_replicas is not None:
         return target.max_replicas
-    scaled_cap = math.ceil(baseline * exact(max_scale_factor))
+    # Replicas are an int32 in the API: a default cap beyond it would be a patch the API server refuses.
+    scaled_cap = min(MAX_REPLICAS, math.ceil(baseline * exact(max_scale_factor)))
     return max(target.replicas or 0, target.min_replicas or 0, scaled_cap)
