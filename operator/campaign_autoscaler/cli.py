@@ -9,6 +9,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -499,16 +500,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Reconciles run in worker threads, and every one of them may hold an HTTP connection to the API server: a
+# transition due for hundreds of targets in the same second must not queue behind a handful of either.
+WORKER_THREADS = 32
+
+
 def _load_api_client(kubeconfig: str | None, context: str | None):  # -> kubernetes.client.ApiClient
     from kubernetes import client, config
 
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config()
-            return client.ApiClient(client.Configuration.get_default_copy())
-        except config.ConfigException:
-            pass
-    return config.new_client_from_config(config_file=kubeconfig, context=context)
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is not None:
+            raise config.ConfigException("a kubeconfig was given")
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    configuration.connection_pool_maxsize = WORKER_THREADS
+    return client.ApiClient(configuration)
 
 
 def _configure_logging(log_format: str, verbose: bool) -> None:
@@ -569,8 +577,12 @@ def run_operator(args: argparse.Namespace) -> int:
         telemetry=telemetry,
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
-    asyncio.run(
-        kopf.operator(
+
+    async def serve() -> None:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
+        )
+        await kopf.operator(
             registry=build_registry(),
             memo=kopf.Memo(runtime=runtime),
             clusterwide=not args.namespaces,
@@ -580,7 +592,8 @@ def run_operator(args: argparse.Namespace) -> int:
             priority=_peering_priority(args),
             liveness_endpoint=liveness,
         )
-    )
+
+    asyncio.run(serve())
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -241,7 +241,8 @@ def reconcile_event(
         )
         if report is not None:
             reports.append(report)
-            _announce_change(ctx, report.outcome, dry_run)
+    # Every target is scaled before any Event is posted: Events must not delay the next target's write.
+    _announce_changes(ctx, (report.outcome for report in reports), dry_run)
 
     target_status = [_target_status(ctx, spec, window, report, old_status) for report in reports]
     capacity = _capacity_condition(ctx, phase, reports, previous_conditions)
@@ -480,13 +481,17 @@ def _forecast_from_status(marker: tuple[str, str], old_status: Mapping[str, Any]
     return None
 
 
+def _release(ctx: EventContext, snapshot: NamespaceSnapshot, names: Iterable[str]) -> list[ClaimOutcome]:
+    """Drop this event's claim on each named Deployment: back to its baseline or the claims that remain."""
+    outcomes = [ctx.runtime.kube.set_claim(snapshot, name, ctx.key, None) for name in names]
+    released = [outcome for outcome in outcomes if outcome is not None]
+    _announce_changes(ctx, released, dry_run=False)
+    return released
+
+
 def _release_dropped_targets(ctx: EventContext, snapshot: NamespaceSnapshot, targeted: set[str]) -> None:
     """Targets this event still claims but no longer names (the spec was edited) are given back."""
-    for deployment_name in snapshot.claimed_by(ctx.key):
-        if deployment_name not in targeted:
-            outcome = ctx.runtime.kube.set_claim(snapshot, deployment_name, ctx.key, None)
-            if outcome is not None:
-                _announce_change(ctx, outcome, dry_run=False)
+    _release(ctx, snapshot, [name for name in snapshot.claimed_by(ctx.key) if name not in targeted])
 
 
 def release_event(
@@ -494,14 +499,9 @@ def release_event(
 ) -> list[ClaimOutcome]:
     """Drop every claim of this event, restoring targets to their baseline or to the claims that remain."""
     ctx = EventContext(runtime, EventMemory(), name, namespace, uid, 0, runtime.clock())
-    outcomes = []
-    for deployment_name in snapshot.claimed_by(ctx.key):
-        outcome = runtime.kube.set_claim(snapshot, deployment_name, ctx.key, None)
-        if outcome is not None:
-            outcomes.append(outcome)
-            _announce_change(ctx, outcome, dry_run=False)
+    released = _release(ctx, snapshot, snapshot.claimed_by(ctx.key))
     runtime.telemetry.forget_event(namespace, name)
-    return outcomes
+    return released
 
 
 def _describe_change(outcome: ClaimOutcome, event_name: str, dry_run: bool) -> tuple[str, str] | None:
@@ -519,22 +519,29 @@ def _describe_change(outcome: ClaimOutcome, event_name: str, dry_run: bool) -> t
     return "Scaled", f"Scaled {what} {before} -> {after} for CampaignEvent {event_name}"
 
 
-def _announce_change(ctx: EventContext, outcome: ClaimOutcome, dry_run: bool) -> None:
-    change = _describe_change(outcome, ctx.name, dry_run)
-    if change is None:
-        return
-    reason, message = change
-    if dry_run:
-        # A dry run changes nothing, so the same plan would be announced again on every resync.
-        marker = ("dry-run", outcome.deployment.name, str(outcome.replicas_after))
-        if marker in ctx.memory.announced:
-            return
-        ctx.memory.announced.add(marker)
-    else:
-        ctx.runtime.telemetry.count_scale(ctx.namespace, outcome.deployment.name, reason)
-    log.info(message)
-    ctx.post(deployment_object_ref(outcome.deployment), "Normal", reason, message)
-    ctx.post(event_object_ref(ctx.name, ctx.uid), "Normal", reason, message)
+def _announce_changes(ctx: EventContext, outcomes: Iterable[ClaimOutcome], dry_run: bool) -> None:
+    """An Event on each Deployment that changed, and one per reason on the CampaignEvent naming them all:
+    a transition of many targets costs the API server one Event per target, not two."""
+    by_reason: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        change = _describe_change(outcome, ctx.name, dry_run)
+        if change is None:
+            continue
+        reason, message = change
+        if dry_run:
+            # A dry run changes nothing, so the same plan would be announced again on every resync.
+            marker = ("dry-run", outcome.deployment.name, str(outcome.replicas_after))
+            if marker in ctx.memory.announced:
+                continue
+            ctx.memory.announced.add(marker)
+        else:
+            ctx.runtime.telemetry.count_scale(ctx.namespace, outcome.deployment.name, reason)
+        log.info(message)
+        ctx.post(deployment_object_ref(outcome.deployment), "Normal", reason, message)
+        by_reason.setdefault(reason, []).append(message)
+    if ctx.uid:
+        for reason, messages in by_reason.items():
+            ctx.post(event_object_ref(ctx.name, ctx.uid), "Normal", reason, "; ".join(messages))
 
 
 # --- status ----------------------------------------------------------------------------------------------
