@@ -298,5 +298,19 @@ def campaign_spec(
     return spec
 
 
+def active_soon(targets: list[dict[str, Any]], *, opens_in: float = 2, **extra: Any) -> dict[str, Any]:
+    """A one-off event whose window opens `opens_in` seconds from now (1 s lead time, one step) and stays
+    open for five minutes: for tests about what happens while a window is open."""
+    start = seconds_from_now(opens_in)
+    return campaign_spec(
+        start=start,
+        end=start + timedelta(minutes=5),
+        lead_time="1s",
+        ramp_up_steps=1,
+        targets=targets,
+        **extra,
+    )
+
+
 def seconds_from_now(seconds: float) -> datetime:
     return (utc_now() + timedelta(seconds=seconds)).replace(microsecond=0) + timedelta(seconds=1)

@@ -22,6 +22,7 @@ from tests.integration.harness import (
     REPO,
     Cluster,
     OperatorProcess,
+    active_soon,
     campaign_spec,
     free_port,
     scrape,
@@ -280,17 +281,7 @@ def test_metrics_endpoint_exposes_the_campaign(
     args = ["--namespace", namespace, "--resync-interval", "2s", "--metrics-port", str(port)]
     operator = OperatorProcess(str(control_plane.kubeconfig_path), tmp_path / "op.log", args).start()
     try:
-        start = seconds_from_now(3)
-        cluster.create_event(
-            "sale",
-            campaign_spec(
-                start=start,
-                end=start + timedelta(minutes=5),
-                lead_time="1s",
-                ramp_up_steps=1,
-                targets=[{"name": "checkout", "replicas": 4}],
-            ),
-        )
+        cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 4}], opens_in=3))
         wait_until(lambda: cluster.phase("sale") == "Active", timeout=10, message="Active")
         text = wait_until(
             lambda: (body := scrape(port)) and 'phase="Active"} 1.0' in body and body,

@@ -14,6 +14,7 @@ from campaign_autoscaler.devenv.prometheus import MetricFeed, PrometheusServer
 from tests.integration.harness import (
     Cluster,
     OperatorProcess,
+    active_soon,
     campaign_spec,
     free_port,
     scrape,
@@ -67,18 +68,7 @@ def metric_target(namespace: str, name: str = "checkout", per_replica: float = 1
 
 
 def active_event(cluster: Cluster, target: dict, multiplier: float = 1.0) -> None:
-    start = seconds_from_now(2)
-    cluster.create_event(
-        "sale",
-        campaign_spec(
-            start=start,
-            end=start + timedelta(minutes=10),
-            lead_time="1s",
-            ramp_up_steps=1,
-            multiplier=multiplier,
-            targets=[target],
-        ),
-    )
+    cluster.create_event("sale", active_soon([target], multiplier=multiplier))
 
 
 def metrics_reason(cluster: Cluster) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ from kubernetes import client, watch
 from tests.integration.harness import (
     Cluster,
     OperatorProcess,
+    active_soon,
     campaign_spec,
     seconds_from_now,
     utc_now,
@@ -265,17 +266,7 @@ def test_operator_killed_mid_window_loses_nothing(
 
 def test_drift_below_the_floor_is_corrected_within_one_resync(cluster: Cluster, operator: OperatorProcess):
     cluster.create_deployment("checkout", replicas=2)
-    start = seconds_from_now(2)
-    cluster.create_event(
-        "sale",
-        campaign_spec(
-            start=start,
-            end=start + timedelta(minutes=5),
-            lead_time="1s",
-            ramp_up_steps=1,
-            targets=[{"name": "checkout", "replicas": 6}],
-        ),
-    )
+    cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 6}]))
     wait_until(lambda: cluster.replicas("checkout") == 6, timeout=10, message="floor 6")
     cluster.scale("checkout", 3)
     scaled_at = time.time()
@@ -319,20 +310,8 @@ def test_an_event_never_touches_another_namespace(
         args = ["--namespace", cluster.namespace, "--namespace", other, "--resync-interval", RESYNC]
         with_operator = OperatorProcess(str(kubeconfig), tmp_path / "op.log", args).start()
         try:
-            start = seconds_from_now(2)
-            cluster.create_event(
-                "sale",
-                campaign_spec(
-                    start=start,
-                    end=start + timedelta(minutes=5),
-                    lead_time="1s",
-                    ramp_up_steps=1,
-                    targets=[
-                        {"name": "checkout", "replicas": 5},
-                        {"selector": {"matchLabels": {"app": "checkout"}}},
-                    ],
-                ),
-            )
+            by_labels = {"selector": {"matchLabels": {"app": "checkout"}}}
+            cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 5}, by_labels]))
             wait_until(lambda: cluster.replicas("checkout") == 5, timeout=10, message="own namespace scaled")
             time.sleep(2)
             assert cluster.replicas("checkout", namespace=other) == 2
@@ -346,18 +325,7 @@ def test_an_event_never_touches_another_namespace(
 
 def test_dry_run_plans_and_patches_nothing(cluster: Cluster, operator: OperatorProcess):
     cluster.create_deployment("checkout", replicas=2)
-    start = seconds_from_now(2)
-    cluster.create_event(
-        "sale",
-        campaign_spec(
-            start=start,
-            end=start + timedelta(minutes=5),
-            lead_time="1s",
-            ramp_up_steps=1,
-            dryRun=True,
-            targets=[{"name": "checkout", "replicas": 6}],
-        ),
-    )
+    cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 6}], dryRun=True))
     wait_until(lambda: cluster.phase("sale") == "Active", timeout=10, message="Active")
     entry = wait_until(
         lambda: (cluster.status("sale").get("targets") or [None])[0], timeout=5, message="target status"
@@ -373,17 +341,8 @@ def test_dry_run_plans_and_patches_nothing(cluster: Cluster, operator: OperatorP
 def test_spec_edit_replans_from_the_new_spec(cluster: Cluster, operator: OperatorProcess):
     cluster.create_deployment("checkout", replicas=2)
     cluster.create_deployment("search", replicas=1)
-    start = seconds_from_now(2)
-    cluster.create_event(
-        "sale",
-        campaign_spec(
-            start=start,
-            end=start + timedelta(minutes=5),
-            lead_time="1s",
-            ramp_up_steps=1,
-            targets=[{"name": "checkout", "replicas": 6}, {"name": "search", "replicas": 3}],
-        ),
-    )
+    targets = [{"name": "checkout", "replicas": 6}, {"name": "search", "replicas": 3}]
+    cluster.create_event("sale", active_soon(targets))
     wait_until(
         lambda: cluster.replicas("checkout") == 6 and cluster.replicas("search") == 3,
         timeout=10,
@@ -403,17 +362,7 @@ def test_spec_edit_replans_from_the_new_spec(cluster: Cluster, operator: Operato
 def test_a_lead_time_too_short_for_readiness_is_reported(cluster: Cluster, operator: OperatorProcess):
     # Pods here become Ready 2 s after they are created: a 1 s lead time cannot be enough.
     cluster.create_deployment("checkout", replicas=1)
-    start = seconds_from_now(3)
-    cluster.create_event(
-        "sale",
-        campaign_spec(
-            start=start,
-            end=start + timedelta(minutes=5),
-            lead_time="1s",
-            ramp_up_steps=1,
-            targets=[{"name": "checkout", "replicas": 4}],
-        ),
-    )
+    cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 4}], opens_in=3))
     shortfall = wait_until(
         lambda: cluster.k8s_events(reason="CapacityShortfall"),
         timeout=10,
