@@ -908,7 +908,10 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.login(registry=registry)(on_login)
     kopf.index("apps", "v1", "deployments", registry=registry)(index_deployments)
     kopf.index("autoscaling", "v1", "horizontalpodautoscalers", registry=registry)(index_hpas)
-    kopf.daemon(*resource, registry=registry, cancellation_timeout=10.0)(campaign_daemon)
+    # A failure is retried after RETRY_SECONDS, not Kopf's default minute: a release is due "at once".
+    kopf.daemon(*resource, registry=registry, cancellation_timeout=10.0, backoff=RETRY_SECONDS)(
+        campaign_daemon
+    )
     kopf.on.event(*resource, registry=registry)(on_event_changed)
-    kopf.on.delete(*resource, registry=registry)(on_event_deleted)
+    kopf.on.delete(*resource, registry=registry, backoff=RETRY_SECONDS)(on_event_deleted)
     return registry

@@ -6,6 +6,7 @@ One `Telemetry` per operator process; it travels in Kopf's memo with everything 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Reconciles run in worker threads: the bookkeeping behind the gauges is shared between them.
+        self._lock = threading.Lock()
         self._phases: dict[tuple[str, str], str] = {}
         self._targets: dict[tuple[str, str], set[str]] = {}
         self.events = Gauge(f"{PREFIX}_events", "CampaignEvents by phase", ["phase"], registry=self.registry)
@@ -90,6 +93,12 @@ class Telemetry:
     def observe_event(
         self, namespace: str, name: str, phase: str, targets: Iterable[Mapping[str, Any]]
     ) -> None:
+        with self._lock:
+            self._observe_event(namespace, name, phase, targets)
+
+    def _observe_event(
+        self, namespace: str, name: str, phase: str, targets: Iterable[Mapping[str, Any]]
+    ) -> None:
         self._phases[(namespace, name)] = phase
         self._refresh_phases()
         seen = set()
@@ -104,10 +113,11 @@ class Telemetry:
         self._targets[(namespace, name)] = seen
 
     def forget_event(self, namespace: str, name: str) -> None:
-        self._phases.pop((namespace, name), None)
-        self._refresh_phases()
-        for target in self._targets.pop((namespace, name), set()):
-            self._remove_target(namespace, name, target)
+        with self._lock:
+            self._phases.pop((namespace, name), None)
+            self._refresh_phases()
+            for target in self._targets.pop((namespace, name), set()):
+                self._remove_target(namespace, name, target)
 
     def count_transition(self, namespace: str, name: str, phase: str) -> None:
         self.transitions.labels(phase=phase).inc()
