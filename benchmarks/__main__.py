@@ -1,0 +1,44 @@
+"""`python -m benchmarks [lag|scale|prometheus ...]`: run the named benchmarks (all when none is named) and
+print their results as Markdown, headed by the machine, the command and the date, ready for RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from benchmarks import lag, prometheus_load, scale
+from benchmarks.common import BenchmarkResult, source_state, this_machine
+
+BENCHMARKS: dict[str, Callable[[], BenchmarkResult]] = {
+    "lag": lag.run,
+    "scale": scale.run,
+    "prometheus": prometheus_load.run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="{lag,scale,prometheus}", help="default: all three")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    logging.basicConfig(level=logging.WARNING)
+    names = args.names or list(BENCHMARKS)
+    command = " ".join([".venv/bin/python -m benchmarks", *(args.names or [])])
+    print(f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`\n")
+    print(f"Machine: {this_machine().describe()}. Operator: {source_state()}.\n")
+    for name in names:
+        began = time.monotonic()
+        result = BENCHMARKS[name]()
+        print(result.markdown())
+        print(f"({name} took {time.monotonic() - began:.0f} s)\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
