@@ -188,23 +188,6 @@ def create_namespace(api: ApiClient, name: str, *, pod_quota: int | None = None)
         )
 
 
-def deployment_body(name: str, replicas: int, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    selector = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {**selector, **(labels or {})}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": selector},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/shop/app:1"}]},
-            },
-        },
-    }
-
-
 def event_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",

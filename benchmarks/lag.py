@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.faultproxy import DeploymentRecorder
-from tests.integration.harness import OperatorProcess, campaign_spec, ensure_crd, seconds_from_now
+from tests.integration.harness import (
+    OperatorProcess,
+    campaign_spec,
+    deployment_body,
+    ensure_crd,
+    seconds_from_now,
+)
 
 from benchmarks.common import (
     BenchmarkResult,
@@ -24,7 +30,6 @@ from benchmarks.common import (
     create_deployments,
     create_events,
     create_namespace,
-    deployment_body,
     event_phases,
     lag_after,
     local_control_plane,

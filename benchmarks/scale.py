@@ -28,7 +28,13 @@ from tests.integration.faultproxy import (
     TrafficSnapshot,
     proxied_kubeconfig,
 )
-from tests.integration.harness import OperatorProcess, campaign_spec, ensure_crd, seconds_from_now
+from tests.integration.harness import (
+    OperatorProcess,
+    campaign_spec,
+    deployment_body,
+    ensure_crd,
+    seconds_from_now,
+)
 
 from benchmarks.common import (
     BenchmarkResult,
@@ -38,7 +44,6 @@ from benchmarks.common import (
     create_deployments,
     create_events_in,
     create_namespace,
-    deployment_body,
     event_phases,
     lag_after,
     local_control_plane,

@@ -93,6 +93,24 @@ def _served(custom: client.CustomObjectsApi) -> bool:
         return False
 
 
+def deployment_body(name: str, replicas: int, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment of `replicas` Pods labelled app=<name> (plus `labels` on the Deployment)."""
+    selector = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {**selector, **(labels or {})}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/shop/app:1"}]},
+            },
+        },
+    }
+
+
 class Cluster:
     """Thin typed conveniences over the admin client for one test namespace."""
 
@@ -107,21 +125,9 @@ class Cluster:
     def create_deployment(
         self, name: str, replicas: int, labels: dict[str, str] | None = None, namespace: str | None = None
     ) -> None:
-        selector = {"app": name}
-        body = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "labels": {**selector, **(labels or {})}},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": selector},
-                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/shop/app:1"}]},
-                },
-            },
-        }
-        self.apps.create_namespaced_deployment(namespace or self.namespace, body)
+        self.apps.create_namespaced_deployment(
+            namespace or self.namespace, deployment_body(name, replicas, labels)
+        )
 
     def deployment(self, name: str, namespace: str | None = None) -> Any:
         return self.apps.read_namespaced_deployment(name, namespace or self.namespace)
