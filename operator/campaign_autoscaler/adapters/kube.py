@@ -190,14 +190,10 @@ class KubeAdapter:
                 return None
             raise
 
-    def snapshot(self, namespace: str) -> NamespaceSnapshot:
-        """A namespace read with two LIST calls: for callers that have no watch of their own."""
-        deployments = self._apps.list_namespaced_deployment(namespace).items
+    def _list_hpas(self, namespace: str) -> NamespaceSnapshot:
+        """The namespace's HPAs read afresh (one LIST), as a snapshot without Deployments."""
         hpas = self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
-        return NamespaceSnapshot.of(
-            (deployment_view(self._as_json(obj)) for obj in deployments),
-            (hpa_view(self._as_json(obj)) for obj in hpas),
-        )
+        return NamespaceSnapshot.of((), (hpa_view(self._as_json(obj)) for obj in hpas))
 
     def _get_hpa(self, namespace: str, name: str) -> HpaView | None:
         try:
@@ -273,7 +269,7 @@ class KubeAdapter:
             return self._get_hpa(deployment.namespace, deployment.baseline.hpa_name)
         if snapshot is not None:
             return snapshot.hpa_for(deployment.name)
-        return self.snapshot(deployment.namespace).hpa_for(deployment.name)
+        return self._list_hpas(deployment.namespace).hpa_for(deployment.name)
 
     @staticmethod
     def _baseline_now(deployment: DeploymentView, hpa: HpaView | None) -> Baseline:
