@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
+import aiohttp
 import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 FINALIZER = f"{API_GROUP}/finalizer"
 READINESS_POLL_SECONDS = 1.0
 RETRY_SECONDS = 1.0
+# Kopf's requests in flight at once (patches of CampaignEvents, peering), not counting its watch streams.
+KOPF_CONCURRENT_REQUESTS = 8
 # A transition is acted on a hair after it is due, so that `now` is never a microsecond short of it.
 TRANSITION_GRACE_SECONDS = 0.02
 
@@ -847,12 +850,12 @@ async def on_event_deleted(
     log.info("Released CampaignEvent %s/%s from %d target(s)", namespace, name, len(outcomes))
 
 
-def index_deployments(namespace: str, body: kopf.Body, **_: Any) -> dict[str, DeploymentView]:
+async def index_deployments(namespace: str, body: kopf.Body, **_: Any) -> dict[str, DeploymentView]:
     """Every watched Deployment, by namespace: targets are found and read without a LIST per reconcile."""
     return {namespace: deployment_view(body)}
 
 
-def index_hpas(namespace: str, body: kopf.Body, **_: Any) -> dict[str, HpaView]:
+async def index_hpas(namespace: str, body: kopf.Body, **_: Any) -> dict[str, HpaView]:
     """Every watched HorizontalPodAutoscaler (autoscaling/v1 view), by namespace."""
     return {namespace: hpa_view(body)}
 
@@ -879,9 +882,8 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
     settings.networking.error_backoffs = [1, 2, 5, 10]
 
 
-def on_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    """Kopf talks to the same cluster, as the same identity, as the kubernetes client of the adapters."""
-    runtime: Runtime = memo["runtime"]
+def _connection_info(runtime: Runtime) -> kopf.ConnectionInfo:
+    """The same cluster, as the same identity, as the kubernetes client of the adapters."""
     configuration = runtime.api_client.configuration
     header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
         "authorization"
@@ -897,6 +899,49 @@ def on_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
         private_key_path=configuration.key_file,
         username=configuration.username or None,
         password=configuration.password or None,
+    )
+
+
+def _is_watch(request: aiohttp.ClientRequest) -> bool:
+    return request.url.query.get("watch") in ("true", "1")
+
+
+def bounded_session(info: kopf.ConnectionInfo, max_requests: int) -> aiohttp.ClientSession:
+    """An HTTP session for Kopf that sends at most `max_requests` requests at a time, watches aside.
+
+    Kopf's own session opens a new TLS connection for every concurrent request, without a limit: 500 events
+    seen at once at start-up meant hundreds of connections, each with a 256 KiB read buffer, and most of the
+    operator's peak memory. A connection-count limit cannot be used instead: every watch stream holds its
+    connection for minutes, and how many there are depends on the namespaces, so a limit could starve them.
+    """
+    gate = asyncio.Semaphore(max_requests)
+
+    async def bounded(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if _is_watch(request):
+            return await handler(request)
+        async with gate:
+            response = await handler(request)
+            # Read the body while holding the gate: the connection goes back to the pool before the next one.
+            await response.read()
+            return response
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        middlewares=(bounded,),
+    )
+
+
+async def on_login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
+    """Kopf talks to the same cluster as the adapters, through a session that bounds its requests in flight.
+
+    Kopf closes the session itself when it forgets the credentials (at exit or on a new login).
+    """
+    info = _connection_info(memo["runtime"])
+    return kopf.AiohttpSession(
+        server=info.server, aiohttp_session=bounded_session(info, KOPF_CONCURRENT_REQUESTS)
     )
 
 
