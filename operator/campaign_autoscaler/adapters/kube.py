@@ -1,15 +1,22 @@
 """Kubernetes behind one small interface: find targets and their HPAs, claim and restore, post Events.
 
 The annotations on the Deployment are the source of truth (baseline + every event's claim). A claim on a plain
-Deployment is one merge patch that carries the annotations *and* `spec.replicas`, guarded by the
-resourceVersion the decision was made on: the baseline can never be written without the scale (or the other
-way round), and a concurrent writer makes the patch fail with 409, after which the decision is made again on
-fresh data. For an HPA-backed Deployment the HPA's bounds are derived from those annotations, so every write
-is idempotent and a crash between the two writes converges on the next reconcile.
+Deployment is one JSON Patch that carries the annotations *and* `spec.replicas`, guarded by `test` operations
+on exactly what the decision was made on (the replicas and the two campaign annotations): the baseline can
+never be written without the scale (or the other way round), and a concurrent change of any of them makes the
+patch fail (422), after which the decision is made again on fresh data. A status update or someone else's
+annotation does not make it fail, as a resourceVersion precondition would. For an HPA-backed Deployment the
+HPA's bounds are derived from those annotations, so every write is idempotent and a crash between the two
+writes converges on the next reconcile.
+
+Requests go through the kubernetes client's ApiClient (configuration, credentials, TLS, connection pool) as
+plain JSON: the typed API classes and models cost tens of MiB of memory and a validation per call, for
+fields this module reads straight from the JSON anyway.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +44,13 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "campaign-autoscaler"
 MAX_CONFLICT_RETRIES = 8
+REQUEST_TIMEOUT = (5.0, 30.0)  # seconds to connect, seconds to wait for the response
+JSON = "application/json"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+ANNOTATIONS = "/metadata/annotations"
+# A refused write made on stale data: 409 for a stale resourceVersion, 422 for a failed JSON Patch `test`.
+STALE_WRITE = (409, 422)
 
 
 class TargetConflictError(RuntimeError):
@@ -69,6 +83,11 @@ class DeploymentView:
     baseline: Baseline | None
     claims: Mapping[str, int]
     annotation_error: str | None = None  # a campaign annotation that cannot be read
+    # The two annotations as served (None: absent), and whether the object has annotations at all: what a
+    # write tests before it changes anything.
+    baseline_text: str | None = None
+    claims_text: str | None = None
+    has_annotations: bool = True
 
     @property
     def ref(self) -> str:
@@ -93,7 +112,9 @@ class ClaimOutcome:
 def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
     """A Deployment as the API serves it (camelCase JSON, e.g. a watch event's body)."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    annotations = meta.get("annotations") or {}
+    annotations = meta.get("annotations")
+    has_annotations = annotations is not None
+    annotations = annotations or {}
     baseline, claims, problem = None, {}, None
     try:
         if BASELINE_ANNOTATION in annotations:
@@ -112,6 +133,9 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         baseline=baseline,
         claims=claims,
         annotation_error=problem,
+        baseline_text=annotations.get(BASELINE_ANNOTATION),
+        claims_text=annotations.get(CLAIMS_ANNOTATION),
+        has_annotations=has_annotations,
     )
 
 
@@ -173,18 +197,45 @@ class KubeAdapter:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api_client = api_client
-        self._apps = client.AppsV1Api(api_client)
-        self._autoscaling = client.AutoscalingV1Api(api_client)
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
 
-    def _as_json(self, obj: Any) -> dict[str, Any]:
-        return self._api_client.sanitize_for_serialization(obj)
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str | None = None,
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """One API request with the client's credentials; the response's JSON, or ApiException."""
+        headers = {"Accept": JSON}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        method, url, headers, body, post = self._api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api_client.call_api(
+            method, url, headers, body, post, _request_timeout=REQUEST_TIMEOUT
+        )
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(data) if data else {}
+
+    def _patch(self, path: str, body: Any, content_type: str) -> dict[str, Any]:
+        return self._request(
+            "PATCH", path, body=body, content_type=content_type, query=[("fieldManager", FIELD_MANAGER)]
+        )
 
     # --- reading targets (fresh, for conflicts and for callers without a watch) ------------------------
     def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
         try:
-            return deployment_view(self._as_json(self._apps.read_namespaced_deployment(name, namespace)))
+            return deployment_view(self._request("GET", _deployment_path(namespace, name)))
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -192,14 +243,14 @@ class KubeAdapter:
 
     def _list_hpas(self, namespace: str) -> NamespaceSnapshot:
         """The namespace's HPAs read afresh (one LIST), as a snapshot without Deployments."""
-        hpas = self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
-        return NamespaceSnapshot.of((), (hpa_view(self._as_json(obj)) for obj in hpas))
+        listing = self._request(
+            "GET", f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
+        )
+        return NamespaceSnapshot.of((), (hpa_view(item) for item in listing.get("items") or ()))
 
     def _get_hpa(self, namespace: str, name: str) -> HpaView | None:
         try:
-            return hpa_view(
-                self._as_json(self._autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace))
-            )
+            return hpa_view(self._request("GET", _hpa_path(namespace, name)))
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -217,9 +268,9 @@ class KubeAdapter:
     ) -> ClaimOutcome | None:
         """Record `wanted` as this event's claim on the Deployment (None: drop it) and apply the result.
 
-        The first attempt decides on the snapshot; after a conflict, on the object read afresh. With `dry_run`
-        nothing is written; the outcome says what would have been. Returns None when the Deployment does not
-        exist (any more).
+        The first attempt decides on the snapshot; after a refused write, on the object read afresh. With
+        `dry_run` nothing is written; the outcome says what would have been. Returns None when the Deployment
+        does not exist (any more).
         """
         deployment = snapshot.deployment(name)
         hpas = snapshot
@@ -233,9 +284,11 @@ class KubeAdapter:
                     deployment, self._hpa_for(deployment, hpas), event_key, wanted, dry_run
                 )
             except ApiException as err:
-                if err.status != 409:
+                if err.status not in STALE_WRITE:
                     raise
-                log.debug("Conflict on %s; deciding again on fresh data", deployment.ref)
+                log.debug(
+                    "Write to %s refused (%s); deciding again on fresh data", deployment.ref, err.status
+                )
             deployment = self.get_deployment(deployment.namespace, name)
             hpas = None
         raise TargetConflictError(
@@ -299,17 +352,12 @@ class KubeAdapter:
             replicas = None  # never claimed: nothing to restore
         written = False
         if (annotations_change or (replicas is not None and replicas != deployment.replicas)) and not dry_run:
-            patch: dict[str, Any] = {
-                "metadata": {
-                    "resourceVersion": deployment.resource_version,
-                    "annotations": self._annotations_patch(baseline, new_claims),
-                }
-            }
+            operations = _annotation_operations(deployment, self._annotations_patch(baseline, new_claims))
+            # The decision (and a first baseline) rests on the replicas read: it holds only if they did.
+            operations.append({"op": "test", "path": "/spec/replicas", "value": deployment.replicas})
             if replicas is not None and replicas != deployment.replicas:
-                patch["spec"] = {"replicas": replicas}
-            self._apps.patch_namespaced_deployment(
-                deployment.name, deployment.namespace, patch, field_manager=FIELD_MANAGER
-            )
+                operations.append({"op": "replace", "path": "/spec/replicas", "value": replicas})
+            self._patch(_deployment_path(deployment.namespace, deployment.name), operations, JSON_PATCH)
             written = True
         after = replicas if replicas is not None else deployment.replicas
         return ClaimOutcome(
@@ -340,14 +388,17 @@ class KubeAdapter:
                 self._write_annotations(deployment, baseline, new_claims)
                 written = True
             if (hpa.min_replicas, hpa.max_replicas) != (min_replicas, max_replicas):
-                self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
-                    hpa.name,
-                    deployment.namespace,
-                    {
-                        "metadata": {"resourceVersion": hpa.resource_version},
-                        "spec": {"minReplicas": min_replicas, "maxReplicas": max_replicas},
-                    },
-                    field_manager=FIELD_MANAGER,
+                self._patch(
+                    _hpa_path(deployment.namespace, hpa.name),
+                    [
+                        # Guarded by the bounds read, not the resourceVersion: the HPA controller updates
+                        # the status all the time.
+                        {"op": "test", "path": "/spec/minReplicas", "value": hpa.min_replicas},
+                        {"op": "test", "path": "/spec/maxReplicas", "value": hpa.max_replicas},
+                        {"op": "replace", "path": "/spec/minReplicas", "value": min_replicas},
+                        {"op": "replace", "path": "/spec/maxReplicas", "value": max_replicas},
+                    ],
+                    JSON_PATCH,
                 )
                 written = True
             if not new_claims and (deployment.baseline is not None or deployment.claims):
@@ -369,22 +420,20 @@ class KubeAdapter:
     def _write_annotations(
         self, deployment: DeploymentView, baseline: Baseline, claims: Mapping[str, int]
     ) -> None:
-        self._apps.patch_namespaced_deployment(
-            deployment.name,
-            deployment.namespace,
-            {
-                "metadata": {
-                    "resourceVersion": deployment.resource_version,
-                    "annotations": self._annotations_patch(baseline, claims),
-                }
-            },
-            field_manager=FIELD_MANAGER,
+        # The HPA controller moves the replicas of an HPA-backed target: only the annotations are tested.
+        self._patch(
+            _deployment_path(deployment.namespace, deployment.name),
+            _annotation_operations(deployment, self._annotations_patch(baseline, claims)),
+            JSON_PATCH,
         )
 
     # --- the CampaignEvent itself ----------------------------------------------------------------------
     def patch_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self._custom.patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": dict(status)}
+        self._request(
+            "PATCH",
+            f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+            body={"status": dict(status)},
+            content_type=MERGE_PATCH,
         )
 
     def post_event(
@@ -398,28 +447,30 @@ class KubeAdapter:
         now: datetime,
     ) -> None:
         """Post a core/v1 Event about `involved` ({apiVersion, kind, name, uid}). Events are best effort."""
-        timestamp = now.astimezone(UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{involved['name']}."),
-            involved_object=client.V1ObjectReference(
-                api_version=involved["apiVersion"],
-                kind=involved["kind"],
-                name=involved["name"],
-                namespace=namespace,
-                uid=involved.get("uid"),
-            ),
-            type=event_type,
-            reason=reason,
-            message=message[:1024],
-            first_timestamp=timestamp,
-            last_timestamp=timestamp,
-            count=1,
-            source=client.V1EventSource(component=FIELD_MANAGER),
-            reporting_component=FIELD_MANAGER,
-            reporting_instance=FIELD_MANAGER,
-        )
+        timestamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{involved['name']}."},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": involved["name"],
+                "namespace": namespace,
+                "uid": involved.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": timestamp,
+            "lastTimestamp": timestamp,
+            "count": 1,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
+        }
         try:
-            self._core.create_namespaced_event(namespace, body)
+            self._request("POST", f"/api/v1/namespaces/{namespace}/events", body=body, content_type=JSON)
         except ApiException as err:
             if err.status == 403 and "being terminated" in str(err.body):
                 # Nothing new may be created in a namespace on its way out; that is no denied permission.
@@ -433,6 +484,44 @@ class KubeAdapter:
                 involved["name"],
                 err.reason,
             )
+
+
+def _deployment_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+
+
+def _hpa_path(namespace: str, name: str) -> str:
+    return f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers/{name}"
+
+
+def _pointer(key: str) -> str:
+    """The JSON Pointer (RFC 6901) of one annotation."""
+    return f"{ANNOTATIONS}/{key.replace('~', '~0').replace('/', '~1')}"
+
+
+def _annotation_operations(
+    deployment: DeploymentView, annotations: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
+    """JSON Patch operations that set (None: remove) the campaign annotations, if they still read as seen.
+
+    A `test` against null passes when the annotation is absent: "nobody claimed it meanwhile" is tested too.
+    """
+    if not deployment.has_annotations:
+        wanted = {key: value for key, value in annotations.items() if value is not None}
+        return [
+            {"op": "test", "path": ANNOTATIONS, "value": None},
+            {"op": "add", "path": ANNOTATIONS, "value": wanted},
+        ]
+    seen = {BASELINE_ANNOTATION: deployment.baseline_text, CLAIMS_ANNOTATION: deployment.claims_text}
+    operations: list[dict[str, Any]] = [
+        {"op": "test", "path": _pointer(key), "value": value} for key, value in seen.items()
+    ]
+    for key, value in annotations.items():
+        if value is not None:
+            operations.append({"op": "add", "path": _pointer(key), "value": value})
+        elif seen.get(key) is not None:
+            operations.append({"op": "remove", "path": _pointer(key)})
+    return operations
 
 
 def event_object_ref(name: str, uid: str) -> dict[str, str]:

@@ -1,0 +1,148 @@
+"""The claim writes of the Kubernetes adapter against the real API server.
+
+A claim is one JSON Patch guarded by `test` operations on what the decision was made on (the replicas and the
+campaign annotations). A write made on a stale snapshot is refused only when one of those changed, and is then
+decided again on a fresh read; anything else that moved in between (status, other annotations) lets it through
+in one write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import kubernetes
+import pytest
+
+from campaign_autoscaler.adapters.kube import (
+    BASELINE_ANNOTATION,
+    CLAIMS_ANNOTATION,
+    KubeAdapter,
+    NamespaceSnapshot,
+    deployment_view,
+    hpa_view,
+)
+from campaign_autoscaler.planning.claims import parse_baseline, parse_claims
+from tests.integration.harness import Cluster
+
+
+class CountingAdapter(KubeAdapter):
+    """The real adapter, counting its requests by method."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        super().__init__(api_client)
+        self.requests: list[tuple[str, str]] = []
+
+    def _request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        self.requests.append((method, path))
+        return super()._request(method, path, **options)
+
+    def count(self, method: str, resource: str = "/deployments") -> int:
+        return sum(1 for seen, path in self.requests if seen == method and resource in path)
+
+
+@pytest.fixture
+def adapter(api_client: kubernetes.client.ApiClient) -> CountingAdapter:
+    return CountingAdapter(api_client)
+
+
+def snapshot(cluster: Cluster, *names: str) -> NamespaceSnapshot:
+    serialize = cluster.apps.api_client.sanitize_for_serialization
+    views = [deployment_view(serialize(cluster.deployment(name))) for name in names]
+    hpas = cluster.autoscaling.list_namespaced_horizontal_pod_autoscaler(cluster.namespace).items
+    return NamespaceSnapshot.of(views, [hpa_view(serialize(hpa)) for hpa in hpas])
+
+
+def annotations(cluster: Cluster, name: str) -> dict[str, str]:
+    return dict(cluster.deployment(name).metadata.annotations or {})
+
+
+def annotate(cluster: Cluster, name: str, **values: str) -> None:
+    cluster.apps.patch_namespaced_deployment(name, cluster.namespace, {"metadata": {"annotations": values}})
+
+
+def test_an_unrelated_change_does_not_refuse_the_claim(cluster: Cluster, adapter: CountingAdapter) -> None:
+    cluster.create_deployment("checkout", 2)
+    annotate(cluster, "checkout", team="payments")
+    stale = snapshot(cluster, "checkout")
+    # Someone else's annotation changes: a new resourceVersion, but nothing the claim rests on.
+    annotate(cluster, "checkout", team="checkout-squad")
+    outcome = adapter.set_claim(stale, "checkout", "shop/sale", 5)
+    assert outcome is not None and outcome.written
+    assert adapter.count("PATCH") == 1 and adapter.count("GET") == 0
+    assert cluster.replicas("checkout") == 5
+    seen = annotations(cluster, "checkout")
+    assert seen["team"] == "checkout-squad"
+    assert parse_baseline(seen[BASELINE_ANNOTATION]).replicas == 2
+    assert parse_claims(seen[CLAIMS_ANNOTATION]) == {"shop/sale": 5}
+
+
+def test_a_deployment_without_annotations_gets_them_without_losing_others(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    cluster.create_deployment("cart", 2)
+    stale = NamespaceSnapshot.of(
+        [replace(snapshot(cluster, "cart").deployment("cart"), has_annotations=False)]
+    )
+    annotate(cluster, "cart", team="cart")
+    # The whole annotations map is written only where there is none: here one appeared, so decide again.
+    outcome = adapter.set_claim(stale, "cart", "shop/sale", 4)
+    assert outcome is not None and outcome.written
+    assert adapter.count("PATCH") == 2 and adapter.count("GET") == 1
+    seen = annotations(cluster, "cart")
+    assert seen["team"] == "cart"
+    assert parse_claims(seen[CLAIMS_ANNOTATION]) == {"shop/sale": 4}
+    assert cluster.replicas("cart") == 4
+
+
+def test_a_claim_made_meanwhile_is_kept(cluster: Cluster, adapter: CountingAdapter) -> None:
+    cluster.create_deployment("tracking", 2)
+    stale = snapshot(cluster, "tracking")
+    first = adapter.set_claim(stale, "tracking", "shop/nine-nine", 6)
+    assert first is not None and first.written
+    # The second event decides on the same, now stale, snapshot: its write is refused and made again.
+    second = adapter.set_claim(stale, "tracking", "shop/flash", 4)
+    assert second is not None and second.written
+    assert adapter.count("PATCH") == 3 and adapter.count("GET") == 1
+    seen = annotations(cluster, "tracking")
+    assert parse_claims(seen[CLAIMS_ANNOTATION]) == {"shop/nine-nine": 6, "shop/flash": 4}
+    assert parse_baseline(seen[BASELINE_ANNOTATION]).replicas == 2
+    assert cluster.replicas("tracking") == 6
+
+
+def test_a_scale_meanwhile_becomes_the_baseline(cluster: Cluster, adapter: CountingAdapter) -> None:
+    cluster.create_deployment("search", 2)
+    stale = snapshot(cluster, "search")
+    cluster.apps.patch_namespaced_deployment_scale("search", cluster.namespace, {"spec": {"replicas": 3}})
+    outcome = adapter.set_claim(stale, "search", "shop/sale", 5)
+    assert outcome is not None and outcome.baseline.replicas == 3
+    assert parse_baseline(annotations(cluster, "search")[BASELINE_ANNOTATION]).replicas == 3
+    # Released: back to what it was when first claimed, the annotations gone, other annotations untouched.
+    released = adapter.set_claim(snapshot(cluster, "search"), "search", "shop/sale", None)
+    assert released is not None and released.released
+    assert cluster.replicas("search") == 3
+    assert not {BASELINE_ANNOTATION, CLAIMS_ANNOTATION} & set(annotations(cluster, "search"))
+
+
+def test_hpa_bounds_are_guarded_by_their_values(cluster: Cluster, adapter: CountingAdapter) -> None:
+    cluster.create_deployment("orders", 2)
+    cluster.create_hpa("orders", "orders", 2, 4)
+    stale = snapshot(cluster, "orders")
+    # A status write (the HPA controller makes them all the time) does not refuse the claim ...
+    cluster.autoscaling.patch_namespaced_horizontal_pod_autoscaler_status(
+        "orders", cluster.namespace, {"status": {"currentReplicas": 2, "desiredReplicas": 2}}
+    )
+    outcome = adapter.set_claim(stale, "orders", "shop/sale", 6)
+    assert outcome is not None and outcome.via == "HorizontalPodAutoscaler/orders"
+    assert adapter.count("GET") == 0
+    assert cluster.hpa_bounds("orders") == (6, 6)
+    # ... while a changed bound does: decided again on fresh data, and restored to exactly what was there.
+    claimed = snapshot(cluster, "orders")
+    cluster.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+        "orders", cluster.namespace, {"spec": {"maxReplicas": 10}}
+    )
+    released = adapter.set_claim(claimed, "orders", "shop/sale", None)
+    assert released is not None and released.released
+    assert adapter.count("GET") >= 1
+    assert cluster.hpa_bounds("orders") == (2, 4)
+    assert not {BASELINE_ANNOTATION, CLAIMS_ANNOTATION} & set(annotations(cluster, "orders"))
