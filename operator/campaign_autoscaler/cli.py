@@ -568,6 +568,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_interval=args.metrics_interval,
         scale_down_stabilization=args.scale_down_stabilization,
         peering_lifetime=args.peering_lifetime,
+        namespaces=tuple(args.namespaces or ()),
     )
     runtime = Runtime(
         config=config,

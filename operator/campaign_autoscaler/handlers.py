@@ -21,18 +21,16 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
+from campaign_autoscaler.adapters.informer import WorkloadCache
 from campaign_autoscaler.adapters.kube import (
     ClaimOutcome,
     CorruptAnnotationError,
     DeploymentView,
-    HpaView,
     KubeAdapter,
     NamespaceSnapshot,
     TargetConflictError,
     deployment_object_ref,
-    deployment_view,
     event_object_ref,
-    hpa_view,
 )
 from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsSource, MetricsUnavailableError
 from campaign_autoscaler.adapters.telemetry import Telemetry
@@ -77,6 +75,7 @@ class OperatorConfig:
     metrics_interval: float = 15.0
     scale_down_stabilization: float = 300.0
     peering_lifetime: float = 60.0
+    namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
 
 
 @dataclass(frozen=True)
@@ -773,8 +772,6 @@ async def campaign_daemon(
     status: kopf.Status,
     stopped: kopf.DaemonStopped,
     memo: kopf.Memo,
-    index_deployments: kopf.Index[str, DeploymentView],
-    index_hpas: kopf.Index[str, HpaView],
     **_: Any,
 ) -> None:
     """The event's own loop: act on every transition when it is due, re-assert floors every resync."""
@@ -796,7 +793,7 @@ async def campaign_daemon(
                     generation=int(meta.get("generation") or 0),
                     raw_spec=dict(spec),
                     old_status=dict(status),
-                    snapshot=_snapshot(namespace, index_deployments, index_hpas),
+                    snapshot=_workloads(memo).snapshot(namespace),
                 )
                 if result.status != dict(status):
                     await asyncio.to_thread(runtime.kube.patch_event_status, namespace, name, result.status)
@@ -835,40 +832,28 @@ async def on_event_deleted(
     namespace: str,
     uid: str,
     memo: kopf.Memo,
-    index_deployments: kopf.Index[str, DeploymentView],
-    index_hpas: kopf.Index[str, HpaView],
     **_: Any,
 ) -> None:
     """Finalizer: release every claim of the event at once."""
     runtime: Runtime = memo["runtime"]
     memory = _event_memory(memo)
     async with memory.lock:
-        snapshot = _snapshot(namespace, index_deployments, index_hpas)
+        snapshot = _workloads(memo).snapshot(namespace)
         outcomes = await asyncio.to_thread(
             release_event, runtime, name=name, namespace=namespace, uid=uid, snapshot=snapshot
         )
     log.info("Released CampaignEvent %s/%s from %d target(s)", namespace, name, len(outcomes))
 
 
-async def index_deployments(namespace: str, body: kopf.Body, **_: Any) -> dict[str, DeploymentView]:
-    """Every watched Deployment, by namespace: targets are found and read without a LIST per reconcile."""
-    return {namespace: deployment_view(body)}
+def _workloads(memo: kopf.Memo) -> WorkloadCache:
+    # Read in the event loop that keeps it current, before the reconcile moves to a thread.
+    workloads: WorkloadCache = memo["workloads"]
+    return workloads
 
 
-async def index_hpas(namespace: str, body: kopf.Body, **_: Any) -> dict[str, HpaView]:
-    """Every watched HorizontalPodAutoscaler (autoscaling/v1 view), by namespace."""
-    return {namespace: hpa_view(body)}
-
-
-def _snapshot(
-    namespace: str, deployments: kopf.Index[str, DeploymentView], hpas: kopf.Index[str, HpaView]
-) -> NamespaceSnapshot:
-    # Copied here, in the event loop that updates the indexes, before the reconcile moves to a thread.
-    return NamespaceSnapshot.of(list(deployments.get(namespace, ())), list(hpas.get(namespace, ())))
-
-
-def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Keep Kopf's bookkeeping out of status (the daemon is its only writer) and under our own names."""
+async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep Kopf's bookkeeping out of status (the daemon is its only writer) and under our own names; and
+    start watching the Deployments and HPAs the events may target, before any event is reconciled."""
     runtime: Runtime = memo["runtime"]
     # How long a silent peer counts as alive: a standby takes over this long after the active one died.
     settings.peering.lifetime = max(1, round(runtime.config.peering_lifetime))
@@ -880,11 +865,27 @@ def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
     settings.posting.enabled = False  # our own Events carry the object names; Kopf's would duplicate them
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    info = connection_info(runtime.api_client.configuration)
+    session = bounded_session(info, KOPF_CONCURRENT_REQUESTS)
+    workloads = WorkloadCache(session, info.server, runtime.config.namespaces or None)
+    memo["workloads"] = workloads
+    memo["workloads_session"] = session
+    memo["workloads_task"] = asyncio.create_task(workloads.run(), name="workloads")
+    await workloads.wait_synced()
 
 
-def _connection_info(runtime: Runtime) -> kopf.ConnectionInfo:
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("workloads_task")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    session: aiohttp.ClientSession | None = memo.get("workloads_session")
+    if session is not None:
+        await session.close()
+
+
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
     """The same cluster, as the same identity, as the kubernetes client of the adapters."""
-    configuration = runtime.api_client.configuration
     header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
         "authorization"
     )
@@ -939,7 +940,7 @@ async def on_login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
 
     Kopf closes the session itself when it forgets the credentials (at exit or on a new login).
     """
-    info = _connection_info(memo["runtime"])
+    info = connection_info(memo["runtime"].api_client.configuration)
     return kopf.AiohttpSession(
         server=info.server, aiohttp_session=bounded_session(info, KOPF_CONCURRENT_REQUESTS)
     )
@@ -951,8 +952,7 @@ def build_registry() -> kopf.OperatorRegistry:
     resource = (API_GROUP, API_VERSION, PLURAL)
     kopf.on.startup(registry=registry)(on_startup)
     kopf.on.login(registry=registry)(on_login)
-    kopf.index("apps", "v1", "deployments", registry=registry)(index_deployments)
-    kopf.index("autoscaling", "v1", "horizontalpodautoscalers", registry=registry)(index_hpas)
+    kopf.on.cleanup(registry=registry)(on_cleanup)
     # A failure is retried after RETRY_SECONDS, not Kopf's default minute: a release is due "at once".
     kopf.daemon(*resource, registry=registry, cancellation_timeout=10.0, backoff=RETRY_SECONDS)(
         campaign_daemon

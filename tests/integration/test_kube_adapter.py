@@ -23,7 +23,7 @@ from campaign_autoscaler.adapters.kube import (
     hpa_view,
 )
 from campaign_autoscaler.planning.claims import parse_baseline, parse_claims
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, wait_until
 
 
 class CountingAdapter(KubeAdapter):
@@ -57,12 +57,18 @@ def annotations(cluster: Cluster, name: str) -> dict[str, str]:
     return dict(cluster.deployment(name).metadata.annotations or {})
 
 
+def create(cluster: Cluster, name: str, replicas: int) -> None:
+    """A Deployment as it settles: with the revision annotation the controller adds right after creation."""
+    cluster.create_deployment(name, replicas)
+    wait_until(lambda: "deployment.kubernetes.io/revision" in annotations(cluster, name), timeout=10)
+
+
 def annotate(cluster: Cluster, name: str, **values: str) -> None:
     cluster.apps.patch_namespaced_deployment(name, cluster.namespace, {"metadata": {"annotations": values}})
 
 
 def test_an_unrelated_change_does_not_refuse_the_claim(cluster: Cluster, adapter: CountingAdapter) -> None:
-    cluster.create_deployment("checkout", 2)
+    create(cluster, "checkout", 2)
     annotate(cluster, "checkout", team="payments")
     stale = snapshot(cluster, "checkout")
     # Someone else's annotation changes: a new resourceVersion, but nothing the claim rests on.
@@ -96,7 +102,7 @@ def test_a_deployment_without_annotations_gets_them_without_losing_others(
 
 
 def test_a_claim_made_meanwhile_is_kept(cluster: Cluster, adapter: CountingAdapter) -> None:
-    cluster.create_deployment("tracking", 2)
+    create(cluster, "tracking", 2)
     stale = snapshot(cluster, "tracking")
     first = adapter.set_claim(stale, "tracking", "shop/nine-nine", 6)
     assert first is not None and first.written
@@ -111,7 +117,7 @@ def test_a_claim_made_meanwhile_is_kept(cluster: Cluster, adapter: CountingAdapt
 
 
 def test_a_scale_meanwhile_becomes_the_baseline(cluster: Cluster, adapter: CountingAdapter) -> None:
-    cluster.create_deployment("search", 2)
+    create(cluster, "search", 2)
     stale = snapshot(cluster, "search")
     cluster.apps.patch_namespaced_deployment_scale("search", cluster.namespace, {"spec": {"replicas": 3}})
     outcome = adapter.set_claim(stale, "search", "shop/sale", 5)
@@ -125,7 +131,7 @@ def test_a_scale_meanwhile_becomes_the_baseline(cluster: Cluster, adapter: Count
 
 
 def test_hpa_bounds_are_guarded_by_their_values(cluster: Cluster, adapter: CountingAdapter) -> None:
-    cluster.create_deployment("orders", 2)
+    create(cluster, "orders", 2)
     cluster.create_hpa("orders", "orders", 2, 4)
     stale = snapshot(cluster, "orders")
     # A status write (the HPA controller makes them all the time) does not refuse the claim ...

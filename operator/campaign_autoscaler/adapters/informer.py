@@ -1,0 +1,251 @@
+"""The Deployments and HPAs of the watched namespaces, kept current by LIST + WATCH, as small views only.
+
+Reconciles read targets from here instead of asking the API server. Each object is turned into its
+`DeploymentView` / `HpaView` the moment it arrives and its JSON is dropped, one object at a time: 2,000
+Deployments cost about 2 MiB of views, where a per-object framework queue holds every body of a listing at
+once (tens of MiB at start-up). Listings are paged; a watch resumes from the last resourceVersion it saw
+(bookmarks included), and a listing starts over when the server says that version is gone (410).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+
+from campaign_autoscaler.adapters.kube import (
+    DeploymentView,
+    HpaView,
+    NamespaceSnapshot,
+    deployment_view,
+    hpa_view,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 250
+WATCH_SECONDS = 300  # the server ends a watch after this long; it is resumed from the last version seen
+BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
+LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a larger one is a broken stream, not an object
+
+View = TypeVar("View", DeploymentView, HpaView)
+
+
+class ExpiredError(Exception):
+    """The resourceVersion to resume from is gone (410): list again."""
+
+
+class WatchError(Exception):
+    """The API server refused a list or a watch, or sent an ERROR event."""
+
+
+@dataclass(frozen=True)
+class Kind(Generic[View]):
+    name: str
+    path: str  # e.g. "/apis/apps/v1/{scope}deployments"
+    view: Callable[[Mapping[str, Any]], View]
+
+    def url(self, namespace: str | None) -> str:
+        return self.path.format(scope=f"namespaces/{namespace}/" if namespace else "")
+
+
+DEPLOYMENTS: Kind[DeploymentView] = Kind("Deployments", "/apis/apps/v1/{scope}deployments", deployment_view)
+HPAS: Kind[HpaView] = Kind(
+    "HorizontalPodAutoscalers", "/apis/autoscaling/v1/{scope}horizontalpodautoscalers", hpa_view
+)
+
+
+def namespace_filter(patterns: Sequence[str]) -> Callable[[str], bool]:
+    """Glob patterns as the operator's --namespace takes them; `!pattern` excludes."""
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+
+    def wanted(namespace: str) -> bool:
+        if any(fnmatch.fnmatchcase(namespace, p) for p in exclude):
+            return False
+        return not include or any(fnmatch.fnmatchcase(namespace, p) for p in include)
+
+    return wanted
+
+
+def is_glob(pattern: str) -> bool:
+    return pattern.startswith("!") or any(c in pattern for c in "*?[")
+
+
+class Store(Generic[View]):
+    """One kind's views by namespace and name; written only by its own sync task, in the event loop."""
+
+    def __init__(self, kind: Kind[View]) -> None:
+        self.kind = kind
+        self.by_namespace: dict[str, dict[str, View]] = {}
+
+    def replace(self, scope: str | None, views: Mapping[str, dict[str, View]]) -> None:
+        """A fresh listing of `scope` (None: every namespace) replaces what was known of it."""
+        if scope is None:
+            self.by_namespace = dict(views)
+        else:
+            self.by_namespace[scope] = dict(views.get(scope, {}))
+
+    def put(self, namespace: str, name: str, view: View) -> None:
+        self.by_namespace.setdefault(namespace, {})[name] = view
+
+    def drop(self, namespace: str, name: str) -> None:
+        self.by_namespace.get(namespace, {}).pop(name, None)
+
+    def views(self, namespace: str) -> list[View]:
+        return list(self.by_namespace.get(namespace, {}).values())
+
+
+class WorkloadCache:
+    """Deployments and HPAs of the given namespaces (None: every namespace), read through one HTTP session.
+
+    `namespaces` may hold glob patterns (and `!` exclusions); then the whole cluster is watched and filtered.
+    Run `run()` as a task in the event loop that reads `snapshot()`; `wait_synced()` returns once every
+    first listing is complete.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, server: str, namespaces: Sequence[str] | None) -> None:
+        self._session = session
+        self._server = server.rstrip("/")
+        patterns = list(namespaces or ())
+        if patterns and not any(is_glob(p) for p in patterns):
+            self._scopes: list[str | None] = sorted(set(patterns))
+            self._wanted: Callable[[str], bool] = lambda _namespace: True
+        else:
+            self._scopes = [None]
+            self._wanted = namespace_filter(patterns)
+        self.deployments: Store[DeploymentView] = Store(DEPLOYMENTS)
+        self.hpas: Store[HpaView] = Store(HPAS)
+        self._pending = {(kind.name, scope) for kind in (DEPLOYMENTS, HPAS) for scope in self._scopes}
+        self._synced = asyncio.Event()
+        self.lists = 0  # LIST requests made, pages included
+        self.restarts = 0  # watches that had to start over with a LIST
+
+    def snapshot(self, namespace: str) -> NamespaceSnapshot:
+        return NamespaceSnapshot.of(self.deployments.views(namespace), self.hpas.views(namespace))
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for scope in self._scopes:
+                group.create_task(self._sync(self.deployments, scope))
+                group.create_task(self._sync(self.hpas, scope))
+
+    async def _sync(self, store: Store[View], scope: str | None) -> None:
+        version: str | None = None
+        failures = 0
+        while True:
+            try:
+                if version is None:
+                    version = await self._list(store, scope)
+                    self._listed(store.kind, scope)
+                async for seen in self._watch(store, scope, version):
+                    version, failures = seen, 0
+            except ExpiredError:
+                log.info("Watch of %s in %s expired; listing again", store.kind.name, _where(scope))
+                self.restarts += 1
+                version = None
+            except (aiohttp.ClientError, TimeoutError, WatchError, ValueError) as err:
+                delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+                failures += 1
+                log.warning(
+                    "Watching %s in %s failed (%s); again in %.0f s",
+                    store.kind.name,
+                    _where(scope),
+                    err or type(err).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    def _listed(self, kind: Kind[Any], scope: str | None) -> None:
+        self._pending.discard((kind.name, scope))
+        if not self._pending and not self._synced.is_set():
+            log.info("Watching Deployments and HorizontalPodAutoscalers: every first listing is in")
+            self._synced.set()
+
+    async def _list(self, store: Store[View], scope: str | None) -> str:
+        """Every object of the scope, page by page; returns the listing's resourceVersion."""
+        views: dict[str, dict[str, View]] = {}
+        params = {"limit": str(PAGE_SIZE)}
+        while True:
+            self.lists += 1
+            async with self._session.get(self._server + store.kind.url(scope), params=params) as response:
+                if response.status != 200:
+                    raise WatchError(
+                        f"LIST {store.kind.name}: HTTP {response.status} {await response.text()}"
+                    )
+                page = await response.json()
+            for item in page.get("items") or ():
+                self._keep(views, store.kind, item)
+            metadata = page.get("metadata") or {}
+            if not metadata.get("continue"):
+                store.replace(scope, views)
+                return str(metadata.get("resourceVersion", ""))
+            params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"]}
+
+    def _keep(self, views: dict[str, dict[str, View]], kind: Kind[View], item: Mapping[str, Any]) -> None:
+        meta = item.get("metadata") or {}
+        namespace = meta.get("namespace", "")
+        if self._wanted(namespace):
+            views.setdefault(namespace, {})[meta.get("name", "")] = kind.view(item)
+
+    async def _watch(self, store: Store[View], scope: str | None, version: str) -> AsyncIterator[str]:
+        """Apply every change from `version` on; yields the version after each one, until the server ends."""
+        params = {
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
+        url = self._server + store.kind.url(scope)
+        async with self._session.get(url, params=params, timeout=timeout) as response:
+            if response.status == 410:
+                raise ExpiredError()
+            if response.status != 200:
+                raise WatchError(f"WATCH {store.kind.name}: HTTP {response.status} {await response.text()}")
+            async for line in _lines(response.content):
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise ExpiredError()
+                    raise WatchError(f"WATCH {store.kind.name}: {obj.get('message') or obj}")
+                meta = obj.get("metadata") or {}
+                namespace, name = meta.get("namespace", ""), meta.get("name", "")
+                if kind in ("ADDED", "MODIFIED") and self._wanted(namespace):
+                    store.put(namespace, name, store.kind.view(obj))
+                elif kind == "DELETED":
+                    store.drop(namespace, name)
+                yield str(meta.get("resourceVersion") or version)
+
+
+def _where(scope: str | None) -> str:
+    return f"namespace {scope}" if scope else "all namespaces"
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The lines of a watch stream, however large; one at a time."""
+    buffer = b""
+    async for chunk in content.iter_any():
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield line
+        if len(buffer) > LINE_LIMIT:
+            raise ValueError(f"a watch event longer than {LINE_LIMIT} bytes")
+    if buffer.strip():
+        yield buffer

@@ -1,0 +1,110 @@
+"""The workload cache's control flow: paging, resuming, starting over after 410, stream framing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from campaign_autoscaler.adapters import informer
+from campaign_autoscaler.adapters.informer import ExpiredError, Store, WatchError, WorkloadCache
+
+
+class Chunks:
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+async def collect(content: Chunks) -> list[bytes]:
+    return [line async for line in informer._lines(content)]  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_watch_lines_are_framed_however_the_bytes_arrive() -> None:
+    assert await collect(Chunks(b'{"a": 1}\n{"b"', b': 2}\n\n{"c": 3}')) == [
+        b'{"a": 1}',
+        b'{"b": 2}',
+        b'{"c": 3}',
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_line_without_end_beyond_the_limit_is_a_broken_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(informer, "LINE_LIMIT", 8)
+    with pytest.raises(ValueError, match="longer than 8 bytes"):
+        await collect(Chunks(b"0123456789"))
+
+
+def test_namespace_patterns_include_and_exclude() -> None:
+    wanted = informer.namespace_filter(["shop-*", "!shop-test"])
+    assert [wanted(n) for n in ("shop-id", "shop-test", "payments")] == [True, False, False]
+    assert informer.namespace_filter([])("anything")
+    assert informer.is_glob("shop-*") and informer.is_glob("!x") and not informer.is_glob("shop")
+
+
+class ScriptedCache(WorkloadCache):
+    """The real sync loop over scripted listings and watches instead of HTTP."""
+
+    def __init__(self, watches: list[Any]) -> None:
+        super().__init__(session=None, server="https://example.invalid", namespaces=["shop"])  # type: ignore[arg-type]
+        self.watches = watches
+        self.calls: list[tuple[str, str | None]] = []
+
+    async def _list(self, store: Store[Any], scope: str | None) -> str:
+        self.calls.append(("list", None))
+        return f"list-{len(self.calls)}"
+
+    async def _watch(self, store: Store[Any], scope: str | None, version: str) -> AsyncIterator[str]:
+        self.calls.append(("watch", version))
+        script = self.watches.pop(0) if self.watches else None
+        if script is None:
+            await asyncio.Event().wait()  # a watch that stays open
+        for step in script:
+            if isinstance(step, Exception):
+                raise step
+            yield step
+
+
+@pytest.mark.asyncio
+async def test_resumes_from_the_last_version_and_lists_again_only_after_410(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(informer, "BACKOFF_SECONDS", (0.0,))
+    cache = ScriptedCache(
+        [
+            ["7", "8"],  # the server ends the watch: resume from 8
+            ["9", WatchError("connection cut")],  # an error: back off, resume from 9
+            [ExpiredError()],  # 410: list again, then watch from the new listing
+        ]
+    )
+    task = asyncio.create_task(cache._sync(cache.deployments, "shop"))
+    while len(cache.calls) < 6:
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert cache.calls == [
+        ("list", None),
+        ("watch", "list-1"),
+        ("watch", "8"),
+        ("watch", "9"),
+        ("list", None),
+        ("watch", "list-5"),
+    ]
+    assert cache.restarts == 1
+
+
+@pytest.mark.asyncio
+async def test_synced_only_when_every_first_listing_is_in() -> None:
+    cache = ScriptedCache([])
+    cache._listed(informer.DEPLOYMENTS, "shop")
+    assert not cache.synced
+    cache._listed(informer.HPAS, "shop")
+    assert cache.synced
