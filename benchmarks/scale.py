@@ -67,7 +67,8 @@ GROUP_LABEL = "campaign.group"
 BENCH_LABEL = "bench"
 GOAL_LAG_SECONDS = 5.0
 GOAL_WRITES_PER_TRANSITION = 1.0
-GOAL_PEAK_RSS_MIB = 150
+GOAL_PEAK_RSS_MB = 150  # the goal, in MB (10^6 bytes): 143 MiB
+MIB_PER_MB = 1e6 / 2**20
 
 
 @dataclass(frozen=True)
@@ -295,9 +296,10 @@ def _result(
         Measurement("all requests through the proxy", str(sum(traffic.requests.values()))),
         Measurement(
             "operator peak RSS (VmHWM): after start-up / at the end",
-            f"{at_settle.peak_rss_mib:.0f} MiB / {at_end.peak_rss_mib:.0f} MiB",
-            f"<= {GOAL_PEAK_RSS_MIB} MiB",
-            at_end.peak_rss_mib <= GOAL_PEAK_RSS_MIB,
+            f"{at_settle.peak_rss_mib:.0f} MiB / {at_end.peak_rss_mib:.0f} MiB"
+            f" ({at_end.peak_rss_mib / MIB_PER_MB:.0f} MB)",
+            f"<= {GOAL_PEAK_RSS_MB} MB ({GOAL_PEAK_RSS_MB * MIB_PER_MB:.0f} MiB)",
+            at_end.peak_rss_mib <= GOAL_PEAK_RSS_MB * MIB_PER_MB,
         ),
         Measurement(
             "operator CPU per event: whole run / lifecycles only",
