@@ -394,7 +394,9 @@ def _metric_replicas(
     due = state.queried_at is None or (ctx.now - state.queried_at).total_seconds() >= config.metrics_interval
     if not due:
         return state
-    state.queried_at = ctx.now
+    # The moment of the query itself, not of the reconcile's start: a query that waited behind other work
+    # must not make the next one, from a reconcile that starts on time, come early.
+    state.queried_at = ctx.runtime.clock()
     if ctx.runtime.metrics is None:
         _metric_failed(
             ctx,
