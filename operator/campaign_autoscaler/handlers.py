@@ -869,7 +869,13 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.networking.error_backoffs = [1, 2, 5, 10]
     info = connection_info(runtime.api_client.configuration)
     session = bounded_session(info, KOPF_CONCURRENT_REQUESTS)
-    workloads = WorkloadCache(session, info.server, runtime.config.namespaces or None)
+    configuration = runtime.api_client.configuration
+    workloads = WorkloadCache(
+        session,
+        info.server,
+        runtime.config.namespaces or None,
+        headers=lambda: connection_info(configuration).as_http_headers(),
+    )
     memo["workloads"] = workloads
     memo["workloads_session"] = session
     memo["workloads_task"] = asyncio.create_task(workloads.run(), name="workloads")
@@ -910,7 +916,7 @@ def _is_watch(request: aiohttp.ClientRequest) -> bool:
 
 
 def bounded_session(info: kopf.ConnectionInfo, max_requests: int) -> aiohttp.ClientSession:
-    """An HTTP session for Kopf that sends at most `max_requests` requests at a time, watches aside.
+    """An HTTP session (Kopf's, the workload cache's): at most `max_requests` requests at once, watches aside.
 
     Kopf's own session opens a new TLS connection for every concurrent request, without a limit: 500 events
     seen at once at start-up meant hundreds of connections, each with a 256 KiB read buffer, and most of the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import kubernetes
 import pytest
 import pytest_asyncio
@@ -96,3 +97,28 @@ async def test_glob_patterns_watch_the_cluster_and_keep_only_matching_namespaces
         assert names(cache, other) == set()
     finally:
         cluster.core.delete_namespace(other)
+
+
+@pytest.mark.asyncio
+async def test_credentials_are_asked_for_on_every_list_and_watch(
+    cluster: Cluster, api_client: kubernetes.client.ApiClient
+) -> None:
+    info = connection_info(api_client.configuration)
+    asked: list[int] = []
+
+    def headers() -> dict[str, str]:
+        asked.append(1)
+        return info.as_http_headers()
+
+    # A session without credentials of its own: a rotated token must reach every request.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=info.as_ssl_context())) as http:
+        cluster.create_deployment("cart", 1)
+        cache = WorkloadCache(http, info.server, [cluster.namespace], headers=headers)
+        task = asyncio.create_task(cache.run())
+        try:
+            await asyncio.wait_for(cache.wait_synced(), timeout=20)
+            assert names(cache, cluster.namespace) == {"cart"}
+            await eventually(lambda: len(asked) >= 4)  # a LIST and a WATCH of Deployments and of HPAs
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

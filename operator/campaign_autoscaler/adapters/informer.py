@@ -110,9 +110,16 @@ class WorkloadCache:
     first listing is complete.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, server: str, namespaces: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        server: str,
+        namespaces: Sequence[str] | None,
+        headers: Callable[[], Mapping[str, str]] = dict,
+    ) -> None:
         self._session = session
         self._server = server.rstrip("/")
+        self._headers = headers  # asked for each LIST and WATCH: a rotated token is picked up
         patterns = list(namespaces or ())
         if patterns and not any(is_glob(p) for p in patterns):
             self._scopes: list[str | None] = sorted(set(patterns))
@@ -181,7 +188,8 @@ class WorkloadCache:
         params = {"limit": str(PAGE_SIZE)}
         while True:
             self.lists += 1
-            async with self._session.get(self._server + store.kind.url(scope), params=params) as response:
+            url = self._server + store.kind.url(scope)
+            async with self._session.get(url, params=params, headers=self._headers()) as response:
                 if response.status != 200:
                     raise WatchError(
                         f"LIST {store.kind.name}: HTTP {response.status} {await response.text()}"
@@ -211,7 +219,9 @@ class WorkloadCache:
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
         url = self._server + store.kind.url(scope)
-        async with self._session.get(url, params=params, timeout=timeout) as response:
+        async with self._session.get(
+            url, params=params, headers=self._headers(), timeout=timeout
+        ) as response:
             if response.status == 410:
                 raise ExpiredError()
             if response.status != 200:
