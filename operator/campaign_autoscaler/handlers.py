@@ -800,7 +800,7 @@ async def campaign_daemon(
                 if result.status != dict(status):
                     await asyncio.to_thread(runtime.kube.patch_event_status, namespace, name, result.status)
             except ApiException as err:
-                # Nothing is half-applied: every write is guarded by a resourceVersion and is made again,
+                # Nothing is half-applied: every write tests what it was decided on and is made again,
                 # from fresh data, on the next attempt.
                 runtime.telemetry.api_errors.labels(status=str(err.status)).inc()
                 log.warning(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,7 +54,7 @@ STALE_WRITE = (409, 422)
 
 
 class TargetConflictError(RuntimeError):
-    """The target kept changing under us: every optimistic write attempt hit a 409."""
+    """The target kept changing under us: every optimistic write attempt was refused as stale."""
 
 
 class CorruptAnnotationError(RuntimeError):
@@ -66,7 +66,6 @@ class HpaView:
     name: str
     min_replicas: int
     max_replicas: int
-    resource_version: str
     target: str | None = None  # the Deployment its scaleTargetRef names
     created: str = ""
 
@@ -76,7 +75,6 @@ class DeploymentView:
     namespace: str
     name: str
     uid: str
-    resource_version: str
     replicas: int
     ready_replicas: int
     labels: Mapping[str, str]
@@ -126,7 +124,6 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
-        resource_version=meta.get("resourceVersion", ""),
         replicas=spec["replicas"] if spec.get("replicas") is not None else 1,
         ready_replicas=status.get("readyReplicas") or 0,
         labels=dict(meta.get("labels") or {}),
@@ -150,7 +147,6 @@ def hpa_view(body: Mapping[str, Any]) -> HpaView:
         name=meta.get("name", ""),
         min_replicas=spec["minReplicas"] if spec.get("minReplicas") is not None else 1,
         max_replicas=spec.get("maxReplicas", 1),
-        resource_version=meta.get("resourceVersion", ""),
         target=ref.get("name") if scales_a_deployment else None,
         created=str(meta.get("creationTimestamp", "")),
     )
@@ -161,7 +157,7 @@ class NamespaceSnapshot:
     """The Deployments and HPAs of one namespace as the operator's watches last saw them.
 
     Reconciles read from here, not from LIST calls: the API server is asked only to write, and to re-read one
-    object when a write hit a conflict (a 409 also says the snapshot was stale).
+    object when a write was refused (which also says the snapshot was stale).
     """
 
     deployments: Mapping[str, DeploymentView]
@@ -412,7 +408,7 @@ class KubeAdapter:
             effective_replicas=min_replicas,
             replicas_before=hpa.min_replicas,
             replicas_after=min_replicas if not dry_run else hpa.min_replicas,
-            hpa=HpaView(hpa.name, min_replicas, max_replicas, hpa.resource_version),
+            hpa=replace(hpa, min_replicas=min_replicas, max_replicas=max_replicas),
             written=written,
             released=not new_claims,
         )
