@@ -27,8 +27,9 @@ async def session(api_client: kubernetes.client.ApiClient) -> AsyncIterator[obje
 async def start_cache(session: object) -> AsyncIterator[Callable[..., object]]:
     tasks: list[asyncio.Task[None]] = []
 
-    async def start(namespaces: list[str] | None, server: str) -> WorkloadCache:
-        cache = WorkloadCache(session, server, namespaces)  # type: ignore[arg-type]
+    async def start(namespaces: list[str] | None, server: str, **options: object) -> WorkloadCache:
+        options.setdefault("session", session)
+        cache = WorkloadCache(server=server, namespaces=namespaces, **options)  # type: ignore[arg-type]
         tasks.append(asyncio.create_task(cache.run()))
         await asyncio.wait_for(cache.wait_synced(), timeout=20)
         return cache
@@ -101,7 +102,7 @@ async def test_glob_patterns_watch_the_cluster_and_keep_only_matching_namespaces
 
 @pytest.mark.asyncio
 async def test_credentials_are_asked_for_on_every_list_and_watch(
-    cluster: Cluster, api_client: kubernetes.client.ApiClient
+    cluster: Cluster, api_client: kubernetes.client.ApiClient, start_cache: Callable[..., object]
 ) -> None:
     info = connection_info(api_client.configuration)
     asked: list[int] = []
@@ -113,12 +114,6 @@ async def test_credentials_are_asked_for_on_every_list_and_watch(
     # A session without credentials of its own: a rotated token must reach every request.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=info.as_ssl_context())) as http:
         cluster.create_deployment("cart", 1)
-        cache = WorkloadCache(http, info.server, [cluster.namespace], headers=headers)
-        task = asyncio.create_task(cache.run())
-        try:
-            await asyncio.wait_for(cache.wait_synced(), timeout=20)
-            assert names(cache, cluster.namespace) == {"cart"}
-            await eventually(lambda: len(asked) >= 4)  # a LIST and a WATCH of Deployments and of HPAs
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        cache = await start_cache([cluster.namespace], info.server, session=http, headers=headers)
+        assert names(cache, cluster.namespace) == {"cart"}
+        await eventually(lambda: len(asked) >= 4)  # a LIST and a WATCH of Deployments and of HPAs
