@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaign_autoscaler import cli
-from campaign_autoscaler.planning import compute_floor, parse_spec
+from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.simulation import (
     TICK,
     CampaignAutoscaler,
@@ -284,8 +284,7 @@ def test_campaign_policy_follows_the_plan_without_a_metric() -> None:
             "targets": [{"name": "order-tracking"}],
         }
     )
-    floor = compute_floor(spec.targets[0], 4, spec.traffic_multiplier, 10.0)
-    policy = CampaignAutoscaler(spec, campaign_windows(spec, T0, T0 + 3 * 60 * MINUTE), 4, floor, None)
+    policy = CampaignAutoscaler(spec, campaign_windows(spec, T0, T0 + 3 * 60 * MINUTE), 4, spec.targets[0])
     trace = replay(policy, step_curve(*[1] * 180), 100.0, initial_replicas=4, startup=timedelta(0))
     expected = {0: 6, 10: 8, 20: 10, 30: 10, 60: 10, 75: 9, 90: 7, 105: 6, 120: 4}
     assert {minute: replicas_at(trace, minute * 60) for minute in expected} == expected
@@ -302,8 +301,7 @@ def test_campaign_policy_with_a_metric_holds_a_decrease_for_five_minutes() -> No
             "targets": [{"name": "checkout", "metric": {"query": "q", "targetPerReplica": 100}}],
         }
     )
-    floor = compute_floor(spec.targets[0], 4, spec.traffic_multiplier, 10.0)
-    policy = CampaignAutoscaler(spec, campaign_windows(spec, T0, T0 + 60 * MINUTE), 4, floor, 100.0)
+    policy = CampaignAutoscaler(spec, campaign_windows(spec, T0, T0 + 60 * MINUTE), 4, spec.targets[0])
     trace = replay(policy, step_curve(15, 15, *[1] * 10), 100.0, initial_replicas=4, startup=timedelta(0))
     assert replicas_at(trace, 0) == 15  # ceil(1500 / 100), above the floor 8
     assert replicas_at(trace, 120) == 15  # demand fell at 120 s; the last high sample is at 105 s

@@ -1,17 +1,22 @@
-"""The annotations contract on a target: its baseline and the claims of the events holding it.
+"""The annotations contract on a target: its baseline and the claims of the events holding it, and the one
+decision of what a claim (or a release) writes to the target.
 
 The target gets `max(baseline, claims)`; when the last claim goes the baseline is restored exactly.
+Each claim's event is recorded by uid in a third annotation, so that a claim of a deleted event is never
+taken for one of a new event of the same name; a claim without it (written before it existed) still reads.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 BASELINE_ANNOTATION = "autoscaling.campaigns.dev/baseline"
 CLAIMS_ANNOTATION = "autoscaling.campaigns.dev/claims"
+OWNERS_ANNOTATION = "autoscaling.campaigns.dev/claim-uids"
+CAMPAIGN_ANNOTATIONS = (BASELINE_ANNOTATION, CLAIMS_ANNOTATION, OWNERS_ANNOTATION)
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,20 @@ def parse_claims(text: str | None) -> dict[str, int]:
     return claims
 
 
-def dump_claims(claims: Mapping[str, int]) -> str:
+def dump_claims(claims: Mapping[str, int] | Mapping[str, str]) -> str:
+    """The claims (or owners) annotation's text: compact JSON, keys sorted."""
     return json.dumps(dict(claims), sort_keys=True, separators=(",", ":"))
+
+
+def parse_owners(text: str | None) -> dict[str, str]:
+    """`{"shop/sale-9-9": "<uid>"}`: which event (by uid) made each claim; None or "" is none known."""
+    if not text:
+        return {}
+    document = _load_object(text, OWNERS_ANNOTATION)
+    for key, uid in document.items():
+        if not isinstance(uid, str) or not uid:
+            raise ValueError(f"annotation {OWNERS_ANNOTATION}: {key!r} must be a uid, got {uid!r}")
+    return dict(document)
 
 
 def parse_baseline(text: str) -> Baseline:
@@ -133,3 +150,118 @@ def _replicas(value: object, annotation: str, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"annotation {annotation}: {key!r} must be an integer >= 0, got {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class HpaBounds:
+    name: str
+    min_replicas: int
+    max_replicas: int
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """A target as read: its replicas, the campaign annotations on it, and the HPA scaling it (if any).
+
+    `hpa` is the HPA the target is scaled through: for a target already claimed, the one its baseline names
+    (the way a target is scaled is fixed by its first claim, so that the restore matches it).
+    """
+
+    replicas: int
+    baseline: Baseline | None = None
+    claims: Mapping[str, int] = field(default_factory=dict)
+    owners: Mapping[str, str] = field(default_factory=dict)
+    hpa: HpaBounds | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.baseline is not None or bool(self.claims) or bool(self.owners)
+
+
+@dataclass(frozen=True)
+class ClaimPlan:
+    """What setting one event's claim writes, and what the target holds afterwards."""
+
+    baseline: Baseline
+    claims: Mapping[str, int]
+    annotations: Mapping[str, str | None] | None  # annotations to write (a None value: remove); None: none
+    replicas: int | None  # the Deployment's replicas to write; None: leave them
+    hpa_bounds: tuple[int, int] | None  # the HPA's (minReplicas, maxReplicas) to write; None: leave them
+    hpa: HpaBounds | None  # the HPA the target is scaled through
+    replicas_before: int  # the replicas (or the HPA's minReplicas) before
+    replicas_after: int  # ... and after the plan is carried out
+    effective: int  # the floor the target holds afterwards: max(baseline, every claim)
+
+    @property
+    def released(self) -> bool:
+        """No claim at all is left: the target is back at its baseline."""
+        return not self.claims
+
+    @property
+    def writes(self) -> bool:
+        return self.annotations is not None or self.replicas is not None or self.hpa_bounds is not None
+
+
+def plan_claim(state: TargetState, event_key: str, wanted: int | None, owner_uid: str | None) -> ClaimPlan:
+    """Set (None: drop) the claim of the event `event_key` (uid `owner_uid`) on the target `state`."""
+    claims = {key: value for key, value in state.claims.items() if key != event_key}
+    owners = {key: uid for key, uid in state.owners.items() if key != event_key and key in claims}
+    if wanted is not None:
+        claims[event_key] = wanted
+        if owner_uid:
+            owners[event_key] = owner_uid
+    baseline = state.baseline or _baseline_now(state)
+    annotations = None
+    if (claims, owners) != (dict(state.claims), dict(state.owners)) or (state.claimed and not claims):
+        annotations = _annotations(baseline, claims, owners)
+    if state.hpa is not None and baseline.hpa_name == state.hpa.name:
+        bounds = hpa_bounds(baseline, claims)
+        current = (state.hpa.min_replicas, state.hpa.max_replicas)
+        return ClaimPlan(
+            baseline=baseline,
+            claims=claims,
+            annotations=annotations,
+            replicas=None,
+            hpa_bounds=bounds if bounds != current else None,
+            hpa=state.hpa,
+            replicas_before=state.hpa.min_replicas,
+            replicas_after=bounds[0],
+            effective=bounds[0],
+        )
+    replicas = replicas_to_apply(state.replicas, baseline.replicas, state.claims, claims)
+    if replicas == state.replicas or (not claims and not state.claimed):
+        replicas = None  # nothing to move, or never claimed: nothing to restore
+    return ClaimPlan(
+        baseline=baseline,
+        claims=claims,
+        annotations=annotations,
+        replicas=replicas,
+        hpa_bounds=None,
+        hpa=None,
+        replicas_before=state.replicas,
+        replicas_after=state.replicas if replicas is None else replicas,
+        effective=effective_replicas(baseline.replicas, claims),
+    )
+
+
+def _baseline_now(state: TargetState) -> Baseline:
+    if state.hpa is None:
+        return Baseline(replicas=state.replicas)
+    return Baseline(
+        replicas=state.replicas,
+        hpa_name=state.hpa.name,
+        hpa_min_replicas=state.hpa.min_replicas,
+        hpa_max_replicas=state.hpa.max_replicas,
+    )
+
+
+def _annotations(
+    baseline: Baseline, claims: Mapping[str, int], owners: Mapping[str, str]
+) -> dict[str, str | None]:
+    if not claims:
+        return dict.fromkeys(CAMPAIGN_ANNOTATIONS)
+    return {
+        BASELINE_ANNOTATION: dump_baseline(baseline),
+        CLAIMS_ANNOTATION: dump_claims(claims),
+        OWNERS_ANNOTATION: dump_claims(owners) if owners else None,
+    }

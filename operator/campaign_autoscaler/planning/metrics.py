@@ -8,16 +8,18 @@ from datetime import datetime, timedelta
 
 from .floors import Floor, clamp
 from .numbers import exact
+from .spec import MAX_REPLICAS
 
 
 def replicas_for_metric(value: float, target_per_replica: float) -> int:
-    """`ceil(value / targetPerReplica)`, exactly (160 / 80 is 2); a negative value wants 0."""
+    """`ceil(value / targetPerReplica)`, exactly (160 / 80 is 2); a negative value wants 0, and no value
+    wants more than the API's int32 replicas."""
     if exact(target_per_replica) <= 0:
         raise ValueError(f"targetPerReplica must be > 0, got {target_per_replica!r}")
     measured = exact(value)
     if measured <= 0:
         return 0
-    return math.ceil(measured / exact(target_per_replica))
+    return min(MAX_REPLICAS, math.ceil(measured / exact(target_per_replica)))
 
 
 def wanted_replicas(floor: Floor, metric_replicas: int | None) -> int:

@@ -22,3 +22,8 @@ def format_number(value: float) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def format_sample(value: float) -> str:
+    """A measured value as status and messages show it: `812.5`, `3`, `0.333333` (six significant digits)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"

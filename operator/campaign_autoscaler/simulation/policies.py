@@ -8,24 +8,22 @@ would observe at that instant, and scales the pod pool to the replicas it return
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from campaign_autoscaler.planning import (
     CampaignSpec,
-    Floor,
-    Stabilizer,
+    TargetSpec,
     Window,
-    claim_fraction,
+    effective_replicas,
     lifecycle_end,
     lifecycle_start,
-    ramp_replicas,
-    replicas_for_metric,
-    wanted_replicas,
 )
+from campaign_autoscaler.planning.decision import MetricMemory, MetricReading, TargetInputs, decide_target
 
 TICK = timedelta(seconds=15)
+SIMULATED_EVENT = "simulated/campaign"  # the claim key of the one event a replay plays
 # Above this much relative float noise a ratio is not "exactly" an integer (4 x 2.5 / 2.5 must be 4, not 5).
 _RATIO_NOISE = 1e-9
 
@@ -186,40 +184,42 @@ class CronAtStart:
 # --- 4. campaign-autoscaler ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CampaignAutoscaler:
-    """This operator: the planned floor over time, from the planning code the operator itself runs.
+    """This operator: every TICK, the decision the operator's own pass makes (`decide_target`).
 
-    From `start - leadTime` to the end of the ramp-down the target holds
-    `ramp_replicas(baseline, floor, claim_fraction(...))`; with a `metric`, the claim is
-    `max(floor now, ceil(value / targetPerReplica))` clamped, the value read every TICK (the operator's
-    default `--metrics-interval` 15s) and a decrease held for the 5 minute stabilization window. The
-    metric's value is the demand in requests/s. Outside the lifecycle there is no claim: the baseline.
+    The metric, when the target has one, is read every TICK (the operator's default `--metrics-interval`
+    15s) and its value is the demand in requests/s. Outside the lifecycle there is no claim: the baseline.
     """
 
     spec: CampaignSpec
     windows: tuple[Window, ...]
     baseline: int
-    floor: Floor
-    target_per_replica: float | None  # the target's metric.targetPerReplica, None without a metric
+    target: TargetSpec
+    max_scale_factor: float = 10.0
     stabilization: timedelta = timedelta(minutes=5)
     name: str = "campaign-autoscaler"
 
-    def initial_state(self) -> Stabilizer:
-        return Stabilizer()
+    def initial_state(self) -> MetricMemory:
+        return MetricMemory()
 
-    def decide(self, state: Stabilizer, seen: Observation) -> tuple[Stabilizer, int]:
+    def decide(self, state: MetricMemory, seen: Observation) -> tuple[MetricMemory, int]:
         window = self._window_at(seen.at)
-        fraction = claim_fraction(self.spec, window, seen.at) if window is not None else None
-        if fraction is None:
-            return Stabilizer(), self.baseline
-        planned = ramp_replicas(self.baseline, self.floor.replicas, fraction)
-        if self.target_per_replica is None:
-            return state, planned
-        from_metric = replicas_for_metric(seen.demand_rps, self.target_per_replica)
-        wanted = wanted_replicas(replace(self.floor, replicas=planned), from_metric)
-        state = state.record(seen.at, wanted, self.stabilization)
-        stabilized = state.stabilized(seen.at, self.stabilization)
-        claim = wanted if stabilized is None else stabilized
-        return state, max(self.baseline, claim)
+        if window is None:
+            return MetricMemory(), self.baseline
+        decision = decide_target(
+            TargetInputs(
+                spec=self.spec,
+                target=self.target,
+                window=window,
+                now=seen.at,
+                baseline=self.baseline,
+                max_scale_factor=self.max_scale_factor,
+                stabilization=self.stabilization,
+                reading=MetricReading(seen.at, seen.demand_rps) if self.target.metric is not None else None,
+                memory=state,
+            )
+        )
+        claims = {} if decision.wanted is None else {SIMULATED_EVENT: decision.wanted}
+        return decision.memory, effective_replicas(self.baseline, claims)
 
     def _window_at(self, at: datetime) -> Window | None:
         for window in self.windows:

@@ -96,7 +96,6 @@ def campaign_windows(spec: CampaignSpec, start: datetime, end: datetime) -> tupl
 
 
 def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ...]) -> tuple[Policy, ...]:
-    metric = setup.target.metric
     return (
         StaticBaseline(replicas=setup.baseline),
         ReactiveHpa(
@@ -109,8 +108,8 @@ def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ..
             spec=setup.spec,
             windows=windows,
             baseline=setup.baseline,
-            floor=floor,
-            target_per_replica=metric.target_per_replica if metric is not None else None,
+            target=setup.target,
+            max_scale_factor=setup.max_scale_factor,
         ),
     )
 
