@@ -135,7 +135,11 @@ class WorkloadCache:
         self.restarts = 0  # watches that had to start over with a LIST
 
     def snapshot(self, namespace: str) -> NamespaceSnapshot:
-        return NamespaceSnapshot.of(self.deployments.views(namespace), self.hpas.views(namespace))
+        return NamespaceSnapshot.of(self.deployments.views(namespace), self.hpas.views(namespace), namespace)
+
+    def namespaces(self) -> list[str]:
+        """Every namespace with a Deployment in the cache."""
+        return sorted(self.deployments.by_namespace)
 
     async def wait_synced(self) -> None:
         await self._synced.wait()

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -29,15 +29,17 @@ from kubernetes.client.exceptions import ApiException
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
+    CAMPAIGN_ANNOTATIONS,
     CLAIMS_ANNOTATION,
+    OWNERS_ANNOTATION,
     Baseline,
-    dump_baseline,
-    dump_claims,
-    effective_replicas,
-    hpa_bounds,
+    ClaimPlan,
+    HpaBounds,
+    TargetState,
     parse_baseline,
     parse_claims,
-    replicas_to_apply,
+    parse_owners,
+    plan_claim,
 )
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,6 @@ MAX_CONFLICT_RETRIES = 8
 REQUEST_TIMEOUT = (5.0, 30.0)  # seconds to connect, seconds to wait for the response
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
-MERGE_PATCH = "application/merge-patch+json"
 ANNOTATIONS = "/metadata/annotations"
 # A refused write made on stale data: 409 for a stale resourceVersion, 422 for a failed JSON Patch `test`.
 STALE_WRITE = (409, 422)
@@ -80,11 +81,11 @@ class DeploymentView:
     labels: Mapping[str, str]
     baseline: Baseline | None
     claims: Mapping[str, int]
+    owners: Mapping[str, str] = field(default_factory=dict)  # the uid of each claim's event, where recorded
     annotation_error: str | None = None  # a campaign annotation that cannot be read
-    # The two annotations as served (None: absent), and whether the object has annotations at all: what a
-    # write tests before it changes anything.
-    baseline_text: str | None = None
-    claims_text: str | None = None
+    # The campaign annotations as served (absent: None), and whether the object has annotations at all:
+    # what a write tests before it changes anything.
+    campaign_texts: Mapping[str, str | None] = field(default_factory=dict)
     has_annotations: bool = True
 
     @property
@@ -113,11 +114,12 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
     annotations = meta.get("annotations")
     has_annotations = annotations is not None
     annotations = annotations or {}
-    baseline, claims, problem = None, {}, None
+    baseline, claims, owners, problem = None, {}, {}, None
     try:
         if BASELINE_ANNOTATION in annotations:
             baseline = parse_baseline(annotations[BASELINE_ANNOTATION])
         claims = parse_claims(annotations.get(CLAIMS_ANNOTATION))
+        owners = parse_owners(annotations.get(OWNERS_ANNOTATION))
     except ValueError as err:
         problem = f"Deployment {meta.get('namespace')}/{meta.get('name')}: {err}"
     return DeploymentView(
@@ -129,9 +131,9 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         labels=dict(meta.get("labels") or {}),
         baseline=baseline,
         claims=claims,
+        owners=owners,
         annotation_error=problem,
-        baseline_text=annotations.get(BASELINE_ANNOTATION),
-        claims_text=annotations.get(CLAIMS_ANNOTATION),
+        campaign_texts={key: annotations.get(key) for key in CAMPAIGN_ANNOTATIONS},
         has_annotations=has_annotations,
     )
 
@@ -162,10 +164,13 @@ class NamespaceSnapshot:
 
     deployments: Mapping[str, DeploymentView]
     hpas: tuple[HpaView, ...] = ()
+    namespace: str = ""
 
     @classmethod
-    def of(cls, deployments: Iterable[DeploymentView], hpas: Iterable[HpaView] = ()) -> NamespaceSnapshot:
-        return cls({view.name: view for view in deployments}, tuple(hpas))
+    def of(
+        cls, deployments: Iterable[DeploymentView], hpas: Iterable[HpaView] = (), namespace: str = ""
+    ) -> NamespaceSnapshot:
+        return cls({view.name: view for view in deployments}, tuple(hpas), namespace)
 
     def deployment(self, name: str) -> DeploymentView | None:
         return self.deployments.get(name)
@@ -175,6 +180,10 @@ class NamespaceSnapshot:
 
     def claimed_by(self, event_key: str) -> list[str]:
         return sorted(name for name, view in self.deployments.items() if event_key in view.claims)
+
+    def claim_keys(self) -> set[str]:
+        """Every event key that holds a claim on a Deployment here."""
+        return {key for view in self.deployments.values() for key in view.claims}
 
     def hpa_for(self, deployment_name: str) -> HpaView | None:
         """The HPA whose scaleTargetRef is this Deployment, if any."""
@@ -186,6 +195,38 @@ class NamespaceSnapshot:
 
     def hpa(self, name: str) -> HpaView | None:
         return next((hpa for hpa in self.hpas if hpa.name == name), None)
+
+
+class KubeApi(Protocol):
+    """The Kubernetes calls a pass makes (KubeAdapter; an in-memory one in the unit tests)."""
+
+    def set_claim(
+        self,
+        snapshot: NamespaceSnapshot,
+        name: str,
+        event_key: str,
+        wanted: int | None,
+        *,
+        owner_uid: str | None = None,
+        dry_run: bool = False,
+        fresh: bool = False,
+        only_if: Callable[[DeploymentView], bool] | None = None,
+    ) -> ClaimOutcome | None: ...
+
+    def get_event(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def replace_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+
+    def post_event(
+        self,
+        *,
+        namespace: str,
+        involved: Mapping[str, str],
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None: ...
 
 
 class KubeAdapter:
@@ -242,7 +283,8 @@ class KubeAdapter:
         listing = self._request(
             "GET", f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
         )
-        return NamespaceSnapshot.of((), (hpa_view(item) for item in listing.get("items") or ()))
+        items = listing.get("items") or ()
+        return NamespaceSnapshot.of((), (hpa_view(item) for item in items), namespace)
 
     def _get_hpa(self, namespace: str, name: str) -> HpaView | None:
         try:
@@ -260,25 +302,31 @@ class KubeAdapter:
         event_key: str,
         wanted: int | None,
         *,
+        owner_uid: str | None = None,
         dry_run: bool = False,
+        fresh: bool = False,
+        only_if: Callable[[DeploymentView], bool] | None = None,
     ) -> ClaimOutcome | None:
-        """Record `wanted` as this event's claim on the Deployment (None: drop it) and apply the result.
+        """Record `wanted` as the claim of event `event_key` (uid `owner_uid`) on the Deployment (None: drop
+        it) and apply the result, as `plan_claim` decides.
 
-        The first attempt decides on the snapshot; after a refused write, on the object read afresh. With
-        `dry_run` nothing is written; the outcome says what would have been. Returns None when the Deployment
-        does not exist (any more).
+        The first attempt decides on the snapshot (`fresh`: on the object read afresh); after a refused
+        write, on the object read afresh. `only_if` is asked of every version decided on: False leaves the
+        target alone. With `dry_run` nothing is written; the outcome says what would have been. Returns None
+        when the Deployment does not exist (any more) or `only_if` said no.
         """
-        deployment = snapshot.deployment(name)
-        hpas = snapshot
+        hpas: NamespaceSnapshot | None = None if fresh else snapshot
+        deployment = self.get_deployment(snapshot.namespace, name) if fresh else snapshot.deployment(name)
         for _attempt in range(MAX_CONFLICT_RETRIES):
-            if deployment is None:
+            if deployment is None or (only_if is not None and not only_if(deployment)):
                 return None
             if deployment.annotation_error:
                 raise CorruptAnnotationError(deployment.annotation_error)
+            hpa = self._hpa_for(deployment, hpas)
+            plan = plan_claim(target_state(deployment, hpa), event_key, wanted, owner_uid)
             try:
-                return self._apply_claim(
-                    deployment, self._hpa_for(deployment, hpas), event_key, wanted, dry_run
-                )
+                written = False if dry_run else self._carry_out(deployment, plan)
+                return claim_outcome(deployment, plan, hpa, written)
             except ApiException as err:
                 if err.status not in STALE_WRITE:
                     raise
@@ -290,22 +338,6 @@ class KubeAdapter:
         raise TargetConflictError(
             f"Deployment {name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
         )
-
-    def _apply_claim(
-        self,
-        deployment: DeploymentView,
-        hpa: HpaView | None,
-        event_key: str,
-        wanted: int | None,
-        dry_run: bool,
-    ) -> ClaimOutcome:
-        new_claims = {key: value for key, value in deployment.claims.items() if key != event_key}
-        if wanted is not None:
-            new_claims[event_key] = wanted
-        baseline = deployment.baseline or self._baseline_now(deployment, hpa)
-        if hpa is not None and (baseline.hpa_name == hpa.name):
-            return self._apply_via_hpa(deployment, hpa, baseline, new_claims, dry_run)
-        return self._apply_via_deployment(deployment, baseline, new_claims, dry_run)
 
     def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> HpaView | None:
         """The HPA this target is scaled through; from the snapshot, or read afresh (`snapshot` None)."""
@@ -320,116 +352,58 @@ class KubeAdapter:
             return snapshot.hpa_for(deployment.name)
         return self._list_hpas(deployment.namespace).hpa_for(deployment.name)
 
-    @staticmethod
-    def _baseline_now(deployment: DeploymentView, hpa: HpaView | None) -> Baseline:
-        if hpa is None:
-            return Baseline(replicas=deployment.replicas)
-        return Baseline(
-            replicas=deployment.replicas,
-            hpa_name=hpa.name,
-            hpa_min_replicas=hpa.min_replicas,
-            hpa_max_replicas=hpa.max_replicas,
-        )
-
-    def _annotations_patch(self, baseline: Baseline, claims: Mapping[str, int]) -> dict[str, str | None]:
-        if not claims:
-            return {BASELINE_ANNOTATION: None, CLAIMS_ANNOTATION: None}
-        return {BASELINE_ANNOTATION: dump_baseline(baseline), CLAIMS_ANNOTATION: dump_claims(claims)}
-
-    def _apply_via_deployment(
-        self, deployment: DeploymentView, baseline: Baseline, new_claims: Mapping[str, int], dry_run: bool
-    ) -> ClaimOutcome:
-        had_annotations = deployment.baseline is not None or bool(deployment.claims)
-        replicas = replicas_to_apply(deployment.replicas, baseline.replicas, deployment.claims, new_claims)
-        annotations_change = dict(deployment.claims) != dict(new_claims) or (
-            had_annotations and not new_claims
-        )
-        if not new_claims and not had_annotations:
-            replicas = None  # never claimed: nothing to restore
-        written = False
-        if (annotations_change or (replicas is not None and replicas != deployment.replicas)) and not dry_run:
-            operations = _annotation_operations(deployment, self._annotations_patch(baseline, new_claims))
+    def _carry_out(self, deployment: DeploymentView, plan: ClaimPlan) -> bool:
+        """Make the writes `plan` asks for, each guarded by what it was decided on; whether any was made."""
+        path = _deployment_path(deployment.namespace, deployment.name)
+        if plan.hpa is None:
+            if not plan.writes:
+                return False
+            operations = _annotation_operations(deployment, plan.annotations or {})
             # The decision (and a first baseline) rests on the replicas read: it holds only if they did.
             operations.append({"op": "test", "path": "/spec/replicas", "value": deployment.replicas})
-            if replicas is not None and replicas != deployment.replicas:
-                operations.append({"op": "replace", "path": "/spec/replicas", "value": replicas})
-            self._patch(_deployment_path(deployment.namespace, deployment.name), operations, JSON_PATCH)
-            written = True
-        after = replicas if replicas is not None else deployment.replicas
-        return ClaimOutcome(
-            deployment=deployment,
-            via="Deployment",
-            baseline=baseline,
-            effective_replicas=effective_replicas(baseline.replicas, new_claims),
-            replicas_before=deployment.replicas,
-            replicas_after=after,
-            hpa=None,
-            written=written,
-            released=not new_claims,
-        )
-
-    def _apply_via_hpa(
-        self,
-        deployment: DeploymentView,
-        hpa: HpaView,
-        baseline: Baseline,
-        new_claims: Mapping[str, int],
-        dry_run: bool,
-    ) -> ClaimOutcome:
-        min_replicas, max_replicas = hpa_bounds(baseline, new_claims)
-        written = False
-        if not dry_run:
-            if new_claims and dict(deployment.claims) != dict(new_claims):
-                # Record first, then raise: a crash in between leaves a claim that the next reconcile applies.
-                self._write_annotations(deployment, baseline, new_claims)
-                written = True
-            if (hpa.min_replicas, hpa.max_replicas) != (min_replicas, max_replicas):
-                self._patch(
-                    _hpa_path(deployment.namespace, hpa.name),
-                    [
-                        # Guarded by the bounds read, not the resourceVersion: the HPA controller updates
-                        # the status all the time.
-                        {"op": "test", "path": "/spec/minReplicas", "value": hpa.min_replicas},
-                        {"op": "test", "path": "/spec/maxReplicas", "value": hpa.max_replicas},
-                        {"op": "replace", "path": "/spec/minReplicas", "value": min_replicas},
-                        {"op": "replace", "path": "/spec/maxReplicas", "value": max_replicas},
-                    ],
-                    JSON_PATCH,
-                )
-                written = True
-            if not new_claims and (deployment.baseline is not None or deployment.claims):
-                # Restore first, then forget: the baseline outlives the HPA restore by one write.
-                self._write_annotations(deployment, baseline, new_claims)
-                written = True
-        return ClaimOutcome(
-            deployment=deployment,
-            via=f"HorizontalPodAutoscaler/{hpa.name}",
-            baseline=baseline,
-            effective_replicas=min_replicas,
-            replicas_before=hpa.min_replicas,
-            replicas_after=min_replicas if not dry_run else hpa.min_replicas,
-            hpa=replace(hpa, min_replicas=min_replicas, max_replicas=max_replicas),
-            written=written,
-            released=not new_claims,
-        )
-
-    def _write_annotations(
-        self, deployment: DeploymentView, baseline: Baseline, claims: Mapping[str, int]
-    ) -> None:
+            if plan.replicas is not None:
+                operations.append({"op": "replace", "path": "/spec/replicas", "value": plan.replicas})
+            self._patch(path, operations, JSON_PATCH)
+            return True
         # The HPA controller moves the replicas of an HPA-backed target: only the annotations are tested.
-        self._patch(
-            _deployment_path(deployment.namespace, deployment.name),
-            _annotation_operations(deployment, self._annotations_patch(baseline, claims)),
-            JSON_PATCH,
-        )
+        # Record first, then raise; restore first, then forget: a crash in between leaves annotations that
+        # the next pass carries out again.
+        if plan.annotations is not None and not plan.released:
+            self._patch(path, _annotation_operations(deployment, plan.annotations), JSON_PATCH)
+        if plan.hpa_bounds is not None:
+            self._patch(
+                _hpa_path(deployment.namespace, plan.hpa.name),
+                [
+                    # Guarded by the bounds read, not the resourceVersion: the HPA controller updates the
+                    # status all the time.
+                    {"op": "test", "path": "/spec/minReplicas", "value": plan.hpa.min_replicas},
+                    {"op": "test", "path": "/spec/maxReplicas", "value": plan.hpa.max_replicas},
+                    {"op": "replace", "path": "/spec/minReplicas", "value": plan.hpa_bounds[0]},
+                    {"op": "replace", "path": "/spec/maxReplicas", "value": plan.hpa_bounds[1]},
+                ],
+                JSON_PATCH,
+            )
+        if plan.annotations is not None and plan.released:
+            self._patch(path, _annotation_operations(deployment, plan.annotations), JSON_PATCH)
+        return plan.writes
 
     # --- the CampaignEvent itself ----------------------------------------------------------------------
-    def patch_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def get_event(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The CampaignEvent as the API server has it now (not a cache); None when it does not exist."""
+        try:
+            return self._request("GET", _event_path(namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def replace_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Write the whole status: what the new status leaves out is gone (a merge patch would keep it)."""
         self._request(
             "PATCH",
-            f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
-            body={"status": dict(status)},
-            content_type=MERGE_PATCH,
+            f"{_event_path(namespace, name)}/status",
+            body=[{"op": "add", "path": "/status", "value": dict(status)}],
+            content_type=JSON_PATCH,
         )
 
     def post_event(
@@ -482,6 +456,10 @@ class KubeAdapter:
             )
 
 
+def _event_path(namespace: str, name: str) -> str:
+    return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
 def _deployment_path(namespace: str, name: str) -> str:
     return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
 
@@ -498,7 +476,7 @@ def _pointer(key: str) -> str:
 def _annotation_operations(
     deployment: DeploymentView, annotations: Mapping[str, str | None]
 ) -> list[dict[str, Any]]:
-    """JSON Patch operations that set (None: remove) the campaign annotations, if they still read as seen.
+    """JSON Patch operations that set (None: remove) campaign annotations, if they all still read as seen.
 
     A `test` against null passes when the annotation is absent: "nobody claimed it meanwhile" is tested too.
     """
@@ -508,7 +486,7 @@ def _annotation_operations(
             {"op": "test", "path": ANNOTATIONS, "value": None},
             {"op": "add", "path": ANNOTATIONS, "value": wanted},
         ]
-    seen = {BASELINE_ANNOTATION: deployment.baseline_text, CLAIMS_ANNOTATION: deployment.claims_text}
+    seen = {key: deployment.campaign_texts.get(key) for key in CAMPAIGN_ANNOTATIONS}
     operations: list[dict[str, Any]] = [
         {"op": "test", "path": _pointer(key), "value": value} for key, value in seen.items()
     ]
@@ -518,6 +496,32 @@ def _annotation_operations(
         elif seen.get(key) is not None:
             operations.append({"op": "remove", "path": _pointer(key)})
     return operations
+
+
+def target_state(deployment: DeploymentView, hpa: HpaView | None) -> TargetState:
+    """The Deployment (and the HPA it is scaled through) as `plan_claim` reads a target."""
+    bounds = HpaBounds(hpa.name, hpa.min_replicas, hpa.max_replicas) if hpa is not None else None
+    return TargetState(deployment.replicas, deployment.baseline, deployment.claims, deployment.owners, bounds)
+
+
+def claim_outcome(
+    deployment: DeploymentView, plan: ClaimPlan, hpa: HpaView | None, written: bool
+) -> ClaimOutcome:
+    via_hpa = plan.hpa is not None and hpa is not None
+    hpa_after = hpa if via_hpa else None
+    if hpa_after is not None and plan.hpa_bounds is not None:
+        hpa_after = replace(hpa_after, min_replicas=plan.hpa_bounds[0], max_replicas=plan.hpa_bounds[1])
+    return ClaimOutcome(
+        deployment=deployment,
+        via=f"HorizontalPodAutoscaler/{hpa.name}" if via_hpa else "Deployment",
+        baseline=plan.baseline,
+        effective_replicas=plan.effective,
+        replicas_before=plan.replicas_before,
+        replicas_after=plan.replicas_after,
+        hpa=hpa_after,
+        written=written,
+        released=plan.released,
+    )
 
 
 def event_object_ref(name: str, uid: str) -> dict[str, str]:

@@ -1,0 +1,131 @@
+"""The orphan-claims collector: a claim whose CampaignEvent is gone (or going) is released.
+
+Such a claim can be left by a crash between two writes, a race with a deletion, or an event deleted while
+the operator was down and its finalizer removed by hand. The collector is a pass like any other: it looks
+at the claims the watches show, asks the API server (not a cache) about each event it does not know alive,
+and releases the claims of events that do not exist, are being deleted, or are another event of the same
+name (another uid). Each release is made only if the claim still reads as judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from campaign_autoscaler.adapters.kube import (
+    ClaimOutcome,
+    DeploymentView,
+    NamespaceSnapshot,
+    deployment_object_ref,
+)
+
+from .context import log
+from .runtime import PASS_ERRORS, Runtime
+
+
+class EventDirectory:
+    """The CampaignEvents this operator's watch has seen, by claim key: uid, and whether deletion began.
+
+    Only a hint for the collector (which events need no question to the API server); never a verdict.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[str, bool]] = {}
+
+    def seen(self, key: str, uid: str, deleting: bool) -> None:
+        self._events[key] = (uid, deleting)
+
+    def gone(self, key: str, uid: str) -> None:
+        if self._events.get(key, ("", False))[0] == uid:
+            del self._events[key]
+
+    def alive(self, key: str, uid: str | None) -> bool:
+        known = self._events.get(key)
+        return known is not None and not known[1] and (uid is None or known[0] == uid)
+
+
+@dataclass(frozen=True)
+class Suspect:
+    deployment: str
+    key: str  # the claim's event, "<namespace>/<name>"
+    owner: str | None  # the uid the claim records; None for a claim written before uids were recorded
+
+
+def suspects(snapshot: NamespaceSnapshot, directory: EventDirectory) -> list[Suspect]:
+    """Claims whose event the directory does not know alive under the uid they record."""
+    found = []
+    for view in snapshot.deployments.values():
+        for key in view.claims:
+            owner = view.owners.get(key)
+            if not directory.alive(key, owner):
+                found.append(Suspect(view.name, key, owner))
+    return sorted(found, key=lambda s: (s.deployment, s.key))
+
+
+def orphaned(event: Mapping[str, Any] | None, owner: str | None) -> str | None:
+    """Why a claim recording `owner` is an orphan, given its event as the API server has it (None: not)."""
+    if event is None:
+        return "it no longer exists"
+    meta = event.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return "it is being deleted"
+    if owner is not None and meta.get("uid") != owner:
+        return f"it was re-created (uid {meta.get('uid')}, the claim was made by {owner})"
+    return None
+
+
+def collect(runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot) -> list[ClaimOutcome]:
+    """Release every orphan claim on the namespace's Deployments; the releases made."""
+    released = []
+    for suspect in suspects(snapshot, directory):
+        namespace, _, name = suspect.key.partition("/")
+        why = orphaned(runtime.kube.get_event(namespace, name), suspect.owner)
+        if why is None:
+            continue
+        outcome = runtime.kube.set_claim(
+            snapshot, suspect.deployment, suspect.key, None, fresh=True, only_if=_still(suspect)
+        )
+        if outcome is None or not outcome.written:
+            continue
+        message = (
+            f"Released the orphan claim of CampaignEvent {suspect.key} on Deployment "
+            f"{outcome.deployment.ref} ({why}): {outcome.replicas_before} -> {outcome.replicas_after}"
+        )
+        log.warning(message)
+        runtime.kube.post_event(
+            namespace=snapshot.namespace,
+            involved=deployment_object_ref(outcome.deployment),
+            event_type="Warning",
+            reason="OrphanClaimReleased",
+            message=message,
+            now=runtime.clock(),
+        )
+        released.append(outcome)
+    return released
+
+
+def _still(suspect: Suspect) -> Callable[[DeploymentView], bool]:
+    def judged_so(view: DeploymentView) -> bool:
+        return suspect.key in view.claims and view.owners.get(suspect.key) == suspect.owner
+
+    return judged_so
+
+
+async def run_collector(
+    runtime: Runtime,
+    directory: EventDirectory,
+    snapshots: Callable[[], Iterable[NamespaceSnapshot]],
+    interval: float,
+) -> None:
+    """Collect every `interval` seconds, for ever; a failed round is logged and the next one comes."""
+    while True:
+        for snapshot in snapshots():
+            if not any(view.claims for view in snapshot.deployments.values()):
+                continue
+            try:
+                await asyncio.to_thread(collect, runtime, directory, snapshot)
+            except PASS_ERRORS as err:
+                log.warning("Failed to collect orphan claims in namespace %s: %s", snapshot.namespace, err)
+        await asyncio.sleep(interval)

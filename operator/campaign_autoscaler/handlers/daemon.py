@@ -1,0 +1,178 @@
+"""Each CampaignEvent's timing: a Kopf daemon that sleeps until its next pass is due, a watch handler that
+wakes it, and the finalizer that releases the event.
+
+The daemon is the only writer of the event's status. Its passes run in worker threads; the finalizer waits
+for the one in flight (the event's fence) before it releases, so that nothing is written after the release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from campaign_autoscaler.adapters.informer import WorkloadCache
+from campaign_autoscaler.planning import claim_key
+
+from .collector import EventDirectory
+from .context import log
+from .passes import EventWorld, PassResult, gather, release_event, run_pass
+from .runtime import PASS_ERRORS, EventMemory, Runtime
+
+READINESS_POLL_SECONDS = 1.0
+# A transition is acted on a hair after it is due, so that `now` is never a microsecond short of it.
+TRANSITION_GRACE_SECONDS = 0.02
+
+
+def event_memory(memo: kopf.Memo) -> EventMemory:
+    """The event's own memory (Kopf gives every object a memo of its own)."""
+    if "event" not in memo:
+        memo["event"] = EventMemory()
+    return memo["event"]
+
+
+def _world(
+    memo: kopf.Memo,
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+) -> EventWorld:
+    # The workload cache is read here, in the event loop that keeps it current, before a pass moves to a
+    # worker thread.
+    workloads: WorkloadCache = memo["workloads"]
+    return EventWorld(
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        generation=int(meta.get("generation") or 0),
+        raw_spec=dict(spec),
+        old_status=dict(status),
+        snapshot=workloads.snapshot(namespace),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def sleep_seconds(runtime: Runtime, memory: EventMemory, result: PassResult) -> float:
+    """Until the next transition, the next metric reading, the next readiness check or the resync."""
+    now = runtime.clock()
+    delays = [runtime.config.resync_interval]
+    if result.next_at is not None:
+        delays.append(max(0.0, (result.next_at - now).total_seconds()) + TRANSITION_GRACE_SECONDS)
+    if result.waiting_for_capacity:
+        delays.append(READINESS_POLL_SECONDS)
+    if result.status.get("phase") not in ("Pending", "Completed", "Invalid"):
+        for reading in memory.readings.values():
+            due = runtime.config.metrics_interval - (now - reading.at).total_seconds()
+            delays.append(max(0.0, due) + TRANSITION_GRACE_SECONDS)
+    return min(delays)
+
+
+async def _nap(memory: EventMemory, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    waiters = [asyncio.ensure_future(memory.wakeup.wait()), asyncio.ensure_future(until_stopped())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    memory.wakeup.clear()
+
+
+async def campaign_daemon(
+    name: str,
+    namespace: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """The event's own loop: a pass on every transition when it is due, and every resync."""
+    runtime: Runtime = memo["runtime"]
+    memory = event_memory(memo)
+    due: datetime | None = None
+    while not stopped and not meta.get("deletionTimestamp"):
+        world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
+        try:
+            await asyncio.to_thread(gather, runtime, memory, world)
+            result = await asyncio.to_thread(run_pass, runtime, memory, world)
+            if result is None:
+                return  # the release has begun
+            if result.status != world.old_status:
+                await asyncio.to_thread(runtime.kube.replace_event_status, namespace, name, result.status)
+        except PASS_ERRORS as err:
+            # Nothing is half-applied: every write tests what it was decided on and is decided again, from
+            # fresh data, on the next attempt.
+            if isinstance(err, ApiException):
+                runtime.telemetry.api_errors.labels(status=str(err.status)).inc()
+                detail = f"API error {err.status} {err.reason}"
+            else:
+                detail = str(err) or type(err).__name__
+            delay = memory.retry_delay()
+            log.warning(
+                "Failed to reconcile CampaignEvent %s/%s: %s; retrying in %.1fs",
+                namespace,
+                name,
+                detail,
+                delay,
+            )
+            await _nap(memory, stopped, delay)
+            continue
+        memory.failures = 0
+        if due is not None and due <= runtime.clock():
+            runtime.telemetry.transition_lag.observe(max(0.0, (runtime.clock() - due).total_seconds()))
+        due = result.next_at
+        await _nap(memory, stopped, sleep_seconds(runtime, memory, result))
+
+
+async def on_event_seen(
+    type: str | None,
+    name: str,
+    namespace: str,
+    uid: str,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Every watch event of a CampaignEvent: keep the directory of live events, and wake the event's daemon
+    at once when its spec changed or it is being deleted."""
+    directory: EventDirectory = memo["directory"]
+    key = claim_key(namespace, name)
+    if type == "DELETED":
+        directory.gone(key, uid)
+        return
+    deleting = bool(meta.get("deletionTimestamp"))
+    directory.seen(key, uid, deleting)
+    memory = event_memory(memo)
+    if deleting or memory.reconciled_generation != meta.get("generation"):
+        memory.wakeup.set()
+
+
+async def on_event_deleted(
+    name: str,
+    namespace: str,
+    uid: str,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Finalizer: release every claim of the event at once, after the pass in flight, before any other."""
+    runtime: Runtime = memo["runtime"]
+    memory = event_memory(memo)
+    memory.wakeup.set()
+    world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
+    outcomes = await asyncio.to_thread(release_event, runtime, memory, world)
+    log.info("Released CampaignEvent %s/%s from %d target(s)", namespace, name, len(outcomes))

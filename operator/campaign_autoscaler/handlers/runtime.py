@@ -1,0 +1,128 @@
+"""What the handlers share: the operator's configuration, its runtime, and each event's in-process memory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from campaign_autoscaler.adapters.kube import CorruptAnnotationError, KubeApi, TargetConflictError
+from campaign_autoscaler.adapters.prometheus import MetricsSource
+from campaign_autoscaler.adapters.telemetry import Telemetry
+from campaign_autoscaler.planning import CampaignSpec, SpecError, parse_spec
+from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
+
+# A failed pass is tried again after 1 s, doubling up to 30 s, each delay spread by +-20 % so that the
+# passes of many events failing together (an API server restart) do not come back in one burst.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
+RETRY_JITTER = 0.2
+# What a pass may meet on its way and try again: the API server refusing or failing a request, a target
+# that kept changing, a campaign annotation nobody can read, the connection itself (urllib3's own errors
+# are no OSError).
+PASS_ERRORS = (ApiException, TargetConflictError, CorruptAnnotationError, OSError, Urllib3HTTPError)
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    resync_interval: float = 15.0
+    max_scale_factor: float = 10.0
+    dry_run: bool = False
+    metrics_interval: float = 15.0
+    scale_down_stabilization: float = 300.0
+    peering_lifetime: float = 60.0
+    namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What every handler needs; it travels in Kopf's memo."""
+
+    config: OperatorConfig
+    kube: KubeApi
+    api_client: client.ApiClient | None = None
+    metrics: MetricsSource | None = None
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+class Fence:
+    """Orders an event's passes and its release, across the worker threads they run in.
+
+    A pass holds `lock` while it decides and writes; the release takes it, so it waits for the pass in
+    flight (even one whose asyncio task was cancelled: its thread runs on), and marks the event released.
+    No pass writes after that.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.released = False
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    replicas: int | None
+    peak: float | None
+    problem: str | None  # why there is no forecast; None when there is one
+    asked_at: datetime | None = None  # when Prometheus was last asked (None: read back from the status)
+
+
+@dataclass
+class WindowMemory:
+    """What is remembered about one window of an event; dropped when the next window begins."""
+
+    key: str
+    announced: set[tuple[str, ...]] = field(default_factory=set)
+    ready_seconds: dict[str, float] = field(default_factory=dict)  # per Deployment
+    forecasts: dict[object, ForecastResult] = field(default_factory=dict)  # per metric spec
+
+
+@dataclass
+class EventMemory:
+    """Per-event, in-process state. Lost on restart on purpose: what must survive a restart lives in the
+    targets' annotations or the event's status, and is read back from there. Every part is bounded: by the
+    current window, the current targets and the current metric queries."""
+
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    fence: Fence = field(default_factory=Fence)
+    parsed: tuple[int, CampaignSpec | SpecError] | None = None
+    validated_generation: int | None = None
+    announced_invalid: int | None = None  # the generation whose rejection was announced
+    reconciled_generation: int | None = None
+    window: WindowMemory = field(default_factory=lambda: WindowMemory(""))
+    metrics: dict[str, MetricMemory] = field(default_factory=dict)  # per Deployment
+    readings: dict[str, MetricReading] = field(default_factory=dict)  # per query: the latest answer
+    touched: set[str] = field(default_factory=set)  # Deployments this process wrote a claim of this event to
+    last_phase: str | None = None
+    failures: int = 0  # consecutive failed passes
+
+    def spec(self, generation: int, raw: Mapping[str, Any]) -> CampaignSpec:
+        """The parsed spec of `generation`, parsed once; raises its SpecError every time."""
+        if self.parsed is None or self.parsed[0] != generation:
+            try:
+                self.parsed = (generation, parse_spec(raw))
+            except SpecError as err:
+                self.parsed = (generation, err)
+        parsed = self.parsed[1]
+        if isinstance(parsed, SpecError):
+            raise parsed
+        return parsed
+
+    def window_memory(self, key: str) -> WindowMemory:
+        if self.window.key != key:
+            self.window = WindowMemory(key)
+        return self.window
+
+    def retry_delay(self) -> float:
+        """The delay before trying a failed pass again (counts the failure)."""
+        self.failures += 1
+        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (self.failures - 1))
+        return delay * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)

@@ -1,0 +1,205 @@
+"""The event's status, written whole by every pass: phase, window, targets and conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from campaign_autoscaler.planning import CampaignSpec, Phase, SpecError, Window, lifecycle_start
+from campaign_autoscaler.planning.numbers import format_sample
+
+from .context import EventContext, TargetReport, iso
+
+
+def condition(
+    ctx: EventContext, previous: list[Mapping[str, Any]], kind: str, status: str, reason: str, message: str
+) -> dict[str, Any]:
+    before = next((item for item in previous if item.get("type") == kind), None)
+    changed = before is None or before.get("status") != status
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": iso(ctx.now) if changed else before["lastTransitionTime"],
+        "observedGeneration": ctx.generation,
+    }
+
+
+def invalid_status(ctx: EventContext, err: SpecError, previous: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The whole status of an invalid event: no window, no targets, nothing left of the valid spec before."""
+    return {
+        "phase": str(Phase.INVALID),
+        "observedGeneration": ctx.generation,
+        "conditions": [condition(ctx, previous, "Valid", "False", "InvalidSpec", str(err))],
+    }
+
+
+def valid_status(
+    ctx: EventContext,
+    spec: CampaignSpec,
+    window: Window,
+    phase: Phase,
+    upcoming: datetime | None,
+    reports: list[TargetReport],
+    old_status: Mapping[str, Any],
+) -> dict[str, Any]:
+    previous = list(old_status.get("conditions") or [])
+    found = {report.outcome.deployment.name for report in reports}
+    missing = [t.name for t in spec.targets if t.name and t.name not in found]
+    conditions = [
+        condition(
+            ctx,
+            previous,
+            "Valid",
+            "True",
+            "TargetsMissing" if missing else "SpecValid",
+            f"Deployment(s) not found: {', '.join(missing)}" if missing else "Spec is valid",
+        ),
+        capacity_condition(ctx, phase, reports, previous),
+        *metric_conditions(ctx, spec, reports, previous),
+    ]
+    status: dict[str, Any] = {
+        "phase": str(phase),
+        "window": {"start": iso(window.start), "end": iso(window.end)},
+        "observedGeneration": ctx.generation,
+        "targets": [target_status(ctx, spec, window, report, old_status) for report in reports],
+        "conditions": conditions,
+    }
+    if upcoming is not None:
+        status["nextTransition"] = iso(upcoming)
+    return status
+
+
+def target_status(
+    ctx: EventContext, spec: CampaignSpec, window: Window, report: TargetReport, old_status: Mapping[str, Any]
+) -> dict[str, Any]:
+    outcome = report.outcome
+    entry: dict[str, Any] = {
+        "name": outcome.deployment.name,
+        "via": outcome.via,
+        "baselineReplicas": outcome.baseline.replicas,
+        "desiredReplicas": report.wanted if report.wanted is not None else outcome.baseline.replicas,
+        "readyReplicas": outcome.deployment.ready_replicas,
+        "reason": report.decision.reason,
+    }
+    if report.forecast is not None and report.forecast.replicas is not None:
+        entry["forecastReplicas"] = report.forecast.replicas
+        if report.forecast.peak is not None:
+            entry["forecastPeak"] = format_sample(report.forecast.peak)
+    if report.metric is not None and report.metric.value is not None:
+        entry["metricValue"] = format_sample(report.metric.value)
+    seconds = observed_ready_seconds(ctx, spec, window, report, old_status)
+    if seconds is not None:
+        entry["observedReadySeconds"] = seconds
+    return entry
+
+
+def observed_ready_seconds(
+    ctx: EventContext, spec: CampaignSpec, window: Window, report: TargetReport, old_status: Mapping[str, Any]
+) -> float | None:
+    """Seconds from the start of pre-scaling until the full floor was first seen Ready, in this window."""
+    name = report.outcome.deployment.name
+    seen = ctx.memory.window.ready_seconds
+    if name not in seen and (old_status.get("window") or {}).get("start") == ctx.memory.window.key:
+        for entry in old_status.get("targets") or []:
+            if entry.get("name") == name and "observedReadySeconds" in entry:
+                seen[name] = float(entry["observedReadySeconds"])
+    if name in seen:
+        return seen[name]
+    started = lifecycle_start(spec, window)
+    wanted = report.wanted
+    if wanted is None or ctx.now < started or wanted < report.decision.floor.replicas:
+        return None
+    if report.outcome.deployment.ready_replicas >= wanted:
+        seen[name] = round((ctx.now - started).total_seconds(), 1)
+        return seen[name]
+    return None
+
+
+def capacity_condition(
+    ctx: EventContext, phase: Phase, reports: list[TargetReport], previous: list[Mapping[str, Any]]
+) -> dict[str, Any]:
+    claiming = [r for r in reports if r.wanted is not None]
+    if not claiming:
+        return condition(
+            ctx, previous, "CapacityReady", "Unknown", "NotScaling", f"No capacity is held in phase {phase}"
+        )
+    short = [r for r in claiming if r.outcome.deployment.ready_replicas < (r.wanted or 0)]
+    if not short:
+        return condition(
+            ctx, previous, "CapacityReady", "True", "Ready", "Every target has its desired replicas Ready"
+        )
+    detail = ", ".join(
+        f"{r.outcome.deployment.name} {r.outcome.deployment.ready_replicas}/{r.wanted}" for r in short
+    )
+    return condition(
+        ctx, previous, "CapacityReady", "False", "Scaling", f"Waiting for Ready replicas: {detail}"
+    )
+
+
+def metric_conditions(
+    ctx: EventContext, spec: CampaignSpec, reports: list[TargetReport], previous: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    if not any(target.metric is not None for target in spec.targets):
+        return []
+    measured = [(r, r.metric) for r in reports if r.metric is not None and r.wanted is not None]
+    failing = [(r, m.failure) for r, m in measured if m.failure is not None]
+    if not measured:
+        metrics = condition(
+            ctx,
+            previous,
+            "MetricsAvailable",
+            "Unknown",
+            "NotQuerying",
+            "Metrics are queried from pre-scale to the end of the ramp-down",
+        )
+    elif failing:
+        detail = "; ".join(f"{r.outcome.deployment.name}: {f.describe_failure()}" for r, f in failing)
+        metrics = condition(
+            ctx,
+            previous,
+            "MetricsAvailable",
+            "False",
+            str(failing[0][1].failure_reason),
+            f"Holding the last wanted replicas: {detail}",
+        )
+    else:
+        metrics = condition(
+            ctx,
+            previous,
+            "MetricsAvailable",
+            "True",
+            "QueriesAnswered",
+            "Every metric query returned one number",
+        )
+    return [metrics, *forecast_conditions(ctx, reports, previous)]
+
+
+def forecast_conditions(
+    ctx: EventContext, reports: list[TargetReport], previous: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    forecasting = [(r, r.forecast) for r in reports if r.forecast is not None]
+    if not forecasting:
+        return []
+    missing = [(r, f) for r, f in forecasting if f.replicas is None]
+    if missing:
+        detail = "; ".join(f"{r.outcome.deployment.name}: {f.problem}" for r, f in missing)
+        return [
+            condition(
+                ctx,
+                previous,
+                "ForecastAvailable",
+                "False",
+                str(missing[0][1].problem),
+                f"No forecast, the plain floor applies: {detail}",
+            )
+        ]
+    detail = "; ".join(
+        f"{r.outcome.deployment.name}: {f.replicas} from peak {f.peak:g}"
+        if f.peak is not None
+        else f"{r.outcome.deployment.name}: {f.replicas}"
+        for r, f in forecasting
+    )
+    return [condition(ctx, previous, "ForecastAvailable", "True", "PeakFound", detail)]

@@ -1,0 +1,152 @@
+"""The operator's wiring: start-up and clean-up, Kopf's login and HTTP session, and the handler registry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes import client
+
+from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
+from campaign_autoscaler.adapters.informer import WorkloadCache
+
+from .collector import EventDirectory, run_collector
+from .daemon import campaign_daemon, on_event_deleted, on_event_seen
+from .runtime import RETRY_FIRST_SECONDS, Runtime
+
+FINALIZER = f"{API_GROUP}/finalizer"
+# Kopf's requests in flight at once (patches of CampaignEvents, peering), not counting its watch streams.
+KOPF_CONCURRENT_REQUESTS = 8
+# The collector looks twice per resync interval, so that an orphan claim is gone within one.
+COLLECTOR_ROUNDS_PER_RESYNC = 2
+
+
+async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep Kopf's bookkeeping out of status (the daemon is its only writer) and under our own names; and
+    start watching the Deployments and HPAs the events may target, before any event is reconciled."""
+    runtime: Runtime = memo["runtime"]
+    # How long a silent peer counts as alive: a standby takes over this long after the active one died.
+    settings.peering.lifetime = max(1, round(runtime.config.peering_lifetime))
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # our own Events carry the object names; Kopf's would duplicate them
+    settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    info = connection_info(runtime.api_client.configuration)
+    session = bounded_session(info, KOPF_CONCURRENT_REQUESTS)
+    configuration = runtime.api_client.configuration
+    workloads = WorkloadCache(
+        session,
+        info.server,
+        runtime.config.namespaces or None,
+        headers=lambda: connection_info(configuration).as_http_headers(),
+    )
+    memo["workloads"] = workloads
+    memo["workloads_session"] = session
+    memo["workloads_task"] = asyncio.create_task(workloads.run(), name="workloads")
+    await workloads.wait_synced()
+    directory = EventDirectory()
+    memo["directory"] = directory
+    memo["collector_task"] = asyncio.create_task(
+        run_collector(
+            runtime,
+            directory,
+            lambda: [workloads.snapshot(namespace) for namespace in workloads.namespaces()],
+            runtime.config.resync_interval / COLLECTOR_ROUNDS_PER_RESYNC,
+        ),
+        name="orphan-claims-collector",
+    )
+
+
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for name in ("collector_task", "workloads_task"):
+        task: asyncio.Task[None] | None = memo.get(name)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    session: aiohttp.ClientSession | None = memo.get("workloads_session")
+    if session is not None:
+        await session.close()
+
+
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """The same cluster, as the same identity, as the kubernetes client of the adapters."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, token = header.split(" ", 1) if header and " " in header else (None, header)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        username=configuration.username or None,
+        password=configuration.password or None,
+    )
+
+
+def _is_watch(request: aiohttp.ClientRequest) -> bool:
+    return request.url.query.get("watch") in ("true", "1")
+
+
+def bounded_session(info: kopf.ConnectionInfo, max_requests: int) -> aiohttp.ClientSession:
+    """An HTTP session (Kopf's, the workload cache's): at most `max_requests` requests at once, watches aside.
+
+    Kopf's own session opens a new TLS connection for every concurrent request, without a limit: 500 events
+    seen at once at start-up meant hundreds of connections, each with a 256 KiB read buffer, and most of the
+    operator's peak memory. A connection-count limit cannot be used instead: every watch stream holds its
+    connection for minutes, and how many there are depends on the namespaces, so a limit could starve them.
+    """
+    gate = asyncio.Semaphore(max_requests)
+
+    async def bounded(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if _is_watch(request):
+            return await handler(request)
+        async with gate:
+            response = await handler(request)
+            # Read the body while holding the gate: the connection goes back to the pool before the next one.
+            await response.read()
+            return response
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        middlewares=(bounded,),
+    )
+
+
+async def on_login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
+    """Kopf talks to the same cluster as the adapters, through a session that bounds its requests in flight.
+
+    Kopf closes the session itself when it forgets the credentials (at exit or on a new login).
+    """
+    info = connection_info(memo["runtime"].api_client.configuration)
+    return kopf.AiohttpSession(
+        server=info.server, aiohttp_session=bounded_session(info, KOPF_CONCURRENT_REQUESTS)
+    )
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """A fresh registry with the handlers above (no module-level registry: tests run several operators)."""
+    registry = kopf.OperatorRegistry()
+    resource = (API_GROUP, API_VERSION, PLURAL)
+    kopf.on.startup(registry=registry)(on_startup)
+    kopf.on.login(registry=registry)(on_login)
+    kopf.on.cleanup(registry=registry)(on_cleanup)
+    # A failure is retried after a second, not Kopf's default minute: a release is due "at once".
+    kopf.daemon(*resource, registry=registry, cancellation_timeout=10.0, backoff=RETRY_FIRST_SECONDS)(
+        campaign_daemon
+    )
+    kopf.on.event(*resource, registry=registry)(on_event_seen)
+    kopf.on.delete(*resource, registry=registry, backoff=RETRY_FIRST_SECONDS)(on_event_deleted)
+    return registry
