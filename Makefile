@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test testenv lint unit integration bench bootstrap manifests
+.PHONY: demo test test-lowest testenv lint unit integration bench bootstrap manifests
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -14,6 +14,11 @@ testenv: bootstrap
 ## kube-apiserver + etcd + controller-manager and a real Prometheus (provisioned on first use, cached).
 test: testenv lint
 	$(BIN)/pytest -q
+
+## The lowest-versions tier: the unit tests and one operator smoke test, with every runtime dependency at
+## exactly the lowest version pyproject allows, in a venv of its own under build/ (see the script).
+test-lowest: testenv
+	@scripts/lowest-deps.sh
 
 lint: bootstrap
 	$(BIN)/ruff check .
