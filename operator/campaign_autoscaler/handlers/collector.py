@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from campaign_autoscaler.adapters.kube import (
@@ -24,15 +25,22 @@ from campaign_autoscaler.adapters.kube import (
 from .context import log
 from .runtime import PASS_ERRORS, Runtime
 
+# An event the API server confirmed alive is not asked about again for this many rounds.
+REMEMBER_ROUNDS = 20
+
 
 class EventDirectory:
-    """The CampaignEvents this operator's watch has seen, by claim key: uid, and whether deletion began.
+    """The CampaignEvents known alive, by claim key: seen by this operator's watch (uid, and whether deletion
+    began), or confirmed by the API server a short while ago.
 
-    Only a hint for the collector (which events need no question to the API server); never a verdict.
+    Only a hint for the collector (which events need no question to the API server); never a verdict. The
+    confirmations spare the API server the same questions round after round where the watch says nothing:
+    right after start-up, and in a standby replica, whose watches Kopf pauses.
     """
 
     def __init__(self) -> None:
         self._events: dict[str, tuple[str, bool]] = {}
+        self._confirmed: dict[str, tuple[str, datetime]] = {}  # key: (uid, until)
 
     def seen(self, key: str, uid: str, deleting: bool) -> None:
         self._events[key] = (uid, deleting)
@@ -40,10 +48,20 @@ class EventDirectory:
     def gone(self, key: str, uid: str) -> None:
         if self._events.get(key, ("", False))[0] == uid:
             del self._events[key]
+        self._confirmed.pop(key, None)
 
-    def alive(self, key: str, uid: str | None) -> bool:
+    def confirm(self, key: str, uid: str, until: datetime) -> None:
+        self._confirmed[key] = (uid, until)
+
+    def alive(self, key: str, uid: str | None, now: datetime) -> bool:
         known = self._events.get(key)
-        return known is not None and not known[1] and (uid is None or known[0] == uid)
+        if known is not None:
+            return not known[1] and (uid is None or known[0] == uid)
+        confirmed = self._confirmed.get(key)
+        if confirmed is None or confirmed[1] <= now:
+            self._confirmed.pop(key, None)
+            return False
+        return uid is None or confirmed[0] == uid
 
 
 @dataclass(frozen=True)
@@ -53,13 +71,13 @@ class Suspect:
     owner: str | None  # the uid the claim records; None for a claim written before uids were recorded
 
 
-def suspects(snapshot: NamespaceSnapshot, directory: EventDirectory) -> list[Suspect]:
+def suspects(snapshot: NamespaceSnapshot, directory: EventDirectory, now: datetime) -> list[Suspect]:
     """Claims whose event the directory does not know alive under the uid they record."""
     found = []
     for view in snapshot.deployments.values():
         for key in view.claims:
             owner = view.owners.get(key)
-            if not directory.alive(key, owner):
+            if not directory.alive(key, owner, now):
                 found.append(Suspect(view.name, key, owner))
     return sorted(found, key=lambda s: (s.deployment, s.key))
 
@@ -76,12 +94,21 @@ def orphaned(event: Mapping[str, Any] | None, owner: str | None) -> str | None:
     return None
 
 
-def collect(runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot) -> list[ClaimOutcome]:
-    """Release every orphan claim on the namespace's Deployments; the releases made."""
+def collect(
+    runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot, remember: timedelta
+) -> list[ClaimOutcome]:
+    """Release every orphan claim on the namespace's Deployments; the releases made. An event the API
+    server shows alive is remembered so for `remember` (one question per event, however many claims)."""
     released = []
-    for suspect in suspects(snapshot, directory):
-        namespace, _, name = suspect.key.partition("/")
-        why = orphaned(runtime.kube.get_event(namespace, name), suspect.owner)
+    events: dict[str, Mapping[str, Any] | None] = {}
+    for suspect in suspects(snapshot, directory, runtime.clock()):
+        if suspect.key not in events:
+            namespace, _, name = suspect.key.partition("/")
+            events[suspect.key] = event = runtime.kube.get_event(namespace, name)
+            if orphaned(event, None) is None and event is not None:
+                uid = str((event.get("metadata") or {}).get("uid", ""))
+                directory.confirm(suspect.key, uid, runtime.clock() + remember)
+        why = orphaned(events[suspect.key], suspect.owner)
         if why is None:
             continue
         outcome = runtime.kube.set_claim(
@@ -119,13 +146,18 @@ async def run_collector(
     snapshots: Callable[[], Iterable[NamespaceSnapshot]],
     interval: float,
 ) -> None:
-    """Collect every `interval` seconds, for ever; a failed round is logged and the next one comes."""
+    """Collect every `interval` seconds, for ever, the first time one interval after start-up (the watch of
+    the events has filled the directory by then); a failed round is logged and the next one comes."""
+    remember = timedelta(seconds=interval * REMEMBER_ROUNDS)
     while True:
+        await asyncio.sleep(interval)
         for snapshot in snapshots():
             if not any(view.claims for view in snapshot.deployments.values()):
                 continue
             try:
-                await asyncio.to_thread(collect, runtime, directory, snapshot)
+                await asyncio.to_thread(collect, runtime, directory, snapshot, remember)
             except PASS_ERRORS as err:
                 log.warning("Failed to collect orphan claims in namespace %s: %s", snapshot.namespace, err)
-        await asyncio.sleep(interval)
+            except Exception:
+                # A bug must not end the collector: the next round may well succeed.
+                log.exception("Failed to collect orphan claims in namespace %s", snapshot.namespace)
