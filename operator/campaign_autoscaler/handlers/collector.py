@@ -111,6 +111,15 @@ def collect(
         why = orphaned(events[suspect.key], suspect.owner)
         if why is None:
             continue
+        if runtime.config.dry_run:  # the operator's --dry-run patches nothing
+            log.info(
+                "Would release the orphan claim of CampaignEvent %s on Deployment %s/%s (%s; dry run)",
+                suspect.key,
+                snapshot.namespace,
+                suspect.deployment,
+                why,
+            )
+            continue
         outcome = runtime.kube.set_claim(
             snapshot, suspect.deployment, suspect.key, None, fresh=True, only_if=_still(suspect)
         )

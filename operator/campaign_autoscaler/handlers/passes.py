@@ -236,7 +236,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     phase = phase_at(spec, window, ctx.now)
     dry_run = runtime.config.dry_run or spec.dry_run
     targets = resolve_targets(snapshot, spec)
-    released = _release_dropped(ctx, snapshot, {name for _, name in targets})
+    released = _release_dropped(ctx, snapshot, {name for _, name in targets}, dry_run)
     reports = [
         report
         for target, name in targets
@@ -303,23 +303,27 @@ def _decide_and_write(
 
 
 def _release_dropped(
-    ctx: EventContext, snapshot: NamespaceSnapshot, targeted: set[str]
+    ctx: EventContext, snapshot: NamespaceSnapshot, targeted: set[str], dry_run: bool
 ) -> list[ClaimOutcome]:
     """Claims of this event on Deployments it no longer targets (spec edited, labels changed, Deployment
     renamed), as the watches show them or as this process wrote them (the watch may not show it yet)."""
     seen = set(snapshot.claimed_by(ctx.key))
     dropped = (seen | ctx.memory.touched) - targeted
-    return _release(ctx, snapshot, sorted(dropped), fresh=dropped - seen)
+    return _release(ctx, snapshot, sorted(dropped), fresh=dropped - seen, dry_run=dry_run)
 
 
 def _release(
-    ctx: EventContext, snapshot: NamespaceSnapshot, names: list[str], fresh: set[str]
+    ctx: EventContext, snapshot: NamespaceSnapshot, names: list[str], fresh: set[str], dry_run: bool
 ) -> list[ClaimOutcome]:
+    """Drop the event's claim on each named Deployment; the outcomes that changed (or, dry, would change)."""
     outcomes = []
     for name in names:
-        outcome = ctx.runtime.kube.set_claim(snapshot, name, ctx.key, None, fresh=name in fresh)
-        ctx.memory.touched.discard(name)
-        if outcome is not None and outcome.written:
+        outcome = ctx.runtime.kube.set_claim(
+            snapshot, name, ctx.key, None, fresh=name in fresh, dry_run=dry_run
+        )
+        if not dry_run:
+            ctx.memory.touched.discard(name)
+        if outcome is not None and (outcome.written or dry_run):
             outcomes.append(outcome)
     return outcomes
 
@@ -339,7 +343,10 @@ def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> l
         with contextlib.suppress(SpecError):  # an invalid spec names no targets; its claims are known
             spec = memory.spec(world.generation, world.raw_spec)
             names |= {name for _, name in resolve_targets(world.snapshot, spec)}
-        released = _release(ctx, world.snapshot, sorted(names), fresh=names)
-        announce_changes(ctx, released, dry_run=False)
+        # The operator's --dry-run patches nothing, not even a release. An event's own dryRun does not hold
+        # back the release of claims it made before it was switched to dry run: that would leak them.
+        dry_run = runtime.config.dry_run
+        released = _release(ctx, world.snapshot, sorted(names), fresh=names, dry_run=dry_run)
+        announce_changes(ctx, released, dry_run=dry_run)
     runtime.telemetry.forget_event(world.namespace, world.name)
     return released

@@ -19,7 +19,7 @@ from .floors import Floor, clamp, compute_floor
 from .metrics import Stabilizer, replicas_for_metric
 from .numbers import format_sample
 from .spec import CampaignSpec, TargetSpec
-from .timeline import claim_fraction, ramp_replicas
+from .timeline import claim_fraction, ramp_replicas, transitions
 from .windows import Window
 
 
@@ -101,7 +101,7 @@ def decide_target(inputs: TargetInputs) -> TargetDecision:
     if metric is None:
         return TargetDecision(planned, planned, floor, inputs.memory, floor.reason)
     memory = fold_reading(
-        _seeded(inputs.memory, inputs.claim_in_force, inputs.now, inputs.stabilization),
+        _seeded(inputs, floor.replicas),
         inputs.reading,
         metric.target_per_replica,
         inputs.now,
@@ -132,14 +132,29 @@ def fold_reading(
     return MetricMemory(stabilizer, stabilizer.stabilized(now, stabilization), reading.value, reading.at)
 
 
-def _seeded(
-    memory: MetricMemory, claim_in_force: int | None, now: datetime, stabilization: timedelta
-) -> MetricMemory:
-    if memory.held is not None or memory.folded_at is not None or claim_in_force is None:
+def _seeded(inputs: TargetInputs, floor: int) -> MetricMemory:
+    """After a restart, the metric memory the claim in force implies.
+
+    Only a claim above everything the plan asked for over the last stabilization window can have come from
+    the metric; a claim the plan explains seeds nothing, so the next ramp-down step still lands on time.
+    """
+    memory, claim = inputs.memory, inputs.claim_in_force
+    if memory.held is not None or memory.folded_at is not None or claim is None:
+        return memory
+    if claim <= _highest_planned(inputs, floor, inputs.now - inputs.stabilization):
         return memory
     return MetricMemory(
-        stabilizer=memory.stabilizer.record(now, claim_in_force, stabilization), held=claim_in_force
+        stabilizer=memory.stabilizer.record(inputs.now, claim, inputs.stabilization), held=claim
     )
+
+
+def _highest_planned(inputs: TargetInputs, floor: int, since: datetime) -> int:
+    """The highest step the plan claimed in `[since, now]` (the plan changes only at its transitions)."""
+    instants = [since, inputs.now]
+    instants += [t.at for t in transitions(inputs.spec, inputs.window) if since < t.at <= inputs.now]
+    fractions = [claim_fraction(inputs.spec, inputs.window, at) for at in instants]
+    steps = [ramp_replicas(inputs.baseline, floor, f) for f in fractions if f is not None]
+    return max(steps, default=inputs.baseline)
 
 
 def _reason(floor: Floor, memory: MetricMemory, wanted: int) -> str:
