@@ -3,7 +3,7 @@ says), and the releases it makes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,6 +20,7 @@ from campaign_autoscaler.planning.claims import (
 from tests.unit.fakes import NAMESPACE, Clock, FakeKube, deployment_body, event_body
 
 NOW = datetime(2026, 9, 9, 12, 0, tzinfo=UTC)
+REMEMBER = timedelta(minutes=2)
 
 
 def claimed(
@@ -54,19 +55,19 @@ def runtime(kube: FakeKube) -> Runtime:
 # --- the directory ------------------------------------------------------------------------------------------
 def test_the_directory_knows_live_events_by_uid():
     directory = directory_of(("shop/sale", "uid-1", False), ("shop/going", "uid-2", True))
-    assert directory.alive("shop/sale", "uid-1")
-    assert directory.alive("shop/sale", None)  # a legacy claim: any event of that name
-    assert not directory.alive("shop/sale", "uid-other")
-    assert not directory.alive("shop/going", "uid-2")
-    assert not directory.alive("shop/unknown", None)
+    assert directory.alive("shop/sale", "uid-1", NOW)
+    assert directory.alive("shop/sale", None, NOW)  # a legacy claim: any event of that name
+    assert not directory.alive("shop/sale", "uid-other", NOW)
+    assert not directory.alive("shop/going", "uid-2", NOW)
+    assert not directory.alive("shop/unknown", None, NOW)
 
 
 def test_the_directory_forgets_an_event_only_under_its_own_uid():
     directory = directory_of(("shop/sale", "uid-new", False))
     directory.gone("shop/sale", "uid-old")  # a late DELETED of the previous event of that name
-    assert directory.alive("shop/sale", "uid-new")
+    assert directory.alive("shop/sale", "uid-new", NOW)
     directory.gone("shop/sale", "uid-new")
-    assert not directory.alive("shop/sale", None)
+    assert not directory.alive("shop/sale", None, NOW)
 
 
 # --- suspects -----------------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def test_suspects_are_the_claims_not_known_alive_under_their_uid(kube):
         ("shop/recreated", "uid-new", False),
         ("shop/legacy-live", "uid-legacy", False),
     )
-    assert suspects(kube.snapshot(), directory) == [
+    assert suspects(kube.snapshot(), directory, NOW) == [
         Suspect("b-unknown", "shop/unknown", "uid-unknown"),
         Suspect("c-deleting", "shop/going", "uid-going"),
         Suspect("d-recreated", "shop/recreated", "uid-old"),
@@ -97,7 +98,7 @@ def test_each_claim_of_a_shared_target_is_judged_on_its_own(kube):
         claimed("api", {"shop/live": 5, "shop/gone": 8}, {"shop/live": "uid-live", "shop/gone": "uid-gone"})
     )
     directory = directory_of(("shop/live", "uid-live", False))
-    assert suspects(kube.snapshot(), directory) == [Suspect("api", "shop/gone", "uid-gone")]
+    assert suspects(kube.snapshot(), directory, NOW) == [Suspect("api", "shop/gone", "uid-gone")]
 
 
 # --- orphans ------------------------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def test_collect_releases_only_the_orphans(kube, runtime):
     kube.add_event(event_body("fresh", "uid-fresh"))  # alive; the watch has not shown it yet
     directory = directory_of(("shop/live", "uid-live", False))
 
-    released = collect(runtime, directory, kube.snapshot())
+    released = collect(runtime, directory, kube.snapshot(), REMEMBER)
 
     assert sorted(outcome.deployment.name for outcome in released) == ["b-gone", "c-deleting", "d-recreated"]
     for name in ("b-gone", "c-deleting", "d-recreated"):
@@ -161,7 +162,7 @@ def test_collect_posts_a_warning_on_each_released_target(kube, runtime):
     kube.add_deployment(claimed("d-recreated", {"shop/recreated": 8}, {"shop/recreated": "uid-old"}))
     kube.add_event(event_body("recreated", "uid-new"))
 
-    collect(runtime, EventDirectory(), kube.snapshot())
+    collect(runtime, EventDirectory(), kube.snapshot(), REMEMBER)
 
     assert [(event.event_type, event.reason) for event in kube.posted] == [
         ("Warning", "OrphanClaimReleased"),
@@ -192,7 +193,7 @@ def test_collect_leaves_the_other_claims_on_a_shared_target(kube, runtime):
     )
     kube.add_event(event_body("live", "uid-live"))
 
-    collect(runtime, directory_of(("shop/live", "uid-live", False)), kube.snapshot())
+    collect(runtime, directory_of(("shop/live", "uid-live", False)), kube.snapshot(), REMEMBER)
 
     view = kube.view("api")
     assert dict(view.claims) == {"shop/live": 5}
@@ -202,7 +203,7 @@ def test_collect_leaves_the_other_claims_on_a_shared_target(kube, runtime):
 
 def test_collect_releases_a_legacy_claim_of_an_event_that_is_gone(kube, runtime):
     kube.add_deployment(claimed("api", {"shop/legacy": 6}))
-    released = collect(runtime, EventDirectory(), kube.snapshot())
+    released = collect(runtime, EventDirectory(), kube.snapshot(), REMEMBER)
     assert [outcome.deployment.name for outcome in released] == ["api"]
     assert kube.replicas("api") == 2
 
@@ -215,7 +216,7 @@ def test_collect_keeps_a_claim_that_changed_since_it_was_judged(kube, runtime):
     kube.set_annotation("api", OWNERS_ANNOTATION, dump_claims({"shop/sale": "uid-new"}))
     kube.add_event(event_body("sale", "uid-new"))
 
-    released = collect(runtime, EventDirectory(), stale)
+    released = collect(runtime, EventDirectory(), stale, REMEMBER)
 
     assert released == []
     assert kube.writes == []
@@ -231,7 +232,7 @@ def test_collect_keeps_a_claim_already_released_meanwhile(kube, runtime):
         kube.set_annotation("api", key, None)
     kube.scale("api", 2)
 
-    assert collect(runtime, EventDirectory(), stale) == []
+    assert collect(runtime, EventDirectory(), stale, REMEMBER) == []
     assert kube.writes == []
     assert kube.posted == []
 
@@ -240,7 +241,7 @@ def test_collect_patches_nothing_under_the_operators_dry_run(kube):
     # `--dry-run`: "plan and report in status and Events; patch nothing".
     kube.add_deployment(claimed("api", {"shop/gone": 6}, {"shop/gone": "uid-gone"}))
     runtime = Runtime(config=OperatorConfig(dry_run=True), kube=kube, clock=Clock(NOW))
-    collect(runtime, EventDirectory(), kube.snapshot())
+    collect(runtime, EventDirectory(), kube.snapshot(), REMEMBER)
     assert kube.writes == []
     assert kube.replicas("api") == 6
 
@@ -249,5 +250,36 @@ def test_collect_skips_a_target_gone_meanwhile(kube, runtime):
     kube.add_deployment(claimed("api", {"shop/sale": 6}, {"shop/sale": "uid-old"}))
     stale = kube.snapshot()
     kube.remove_deployment("api")
-    assert collect(runtime, EventDirectory(), stale) == []
+    assert collect(runtime, EventDirectory(), stale, REMEMBER) == []
     assert kube.posted == []
+
+
+def test_an_event_confirmed_alive_is_asked_about_once_per_round_and_then_remembered(kube, runtime):
+    # Three Deployments claimed by one live event the watch has not reported (start-up, or a standby).
+    for name in ("a", "b", "c"):
+        kube.add_deployment(claimed(name, {"shop/live": 5}, {"shop/live": "uid-live"}))
+    kube.add_event(event_body("live", "uid-live"))
+    directory = EventDirectory()
+
+    assert collect(runtime, directory, kube.snapshot(), REMEMBER) == []
+    assert kube.event_reads == [("shop", "live")]  # one question for three claims
+
+    runtime.clock.advance(seconds=REMEMBER.total_seconds() - 1)
+    collect(runtime, directory, kube.snapshot(), REMEMBER)
+    assert len(kube.event_reads) == 1  # still remembered
+
+    runtime.clock.advance(seconds=2)
+    collect(runtime, directory, kube.snapshot(), REMEMBER)
+    assert len(kube.event_reads) == 2  # asked again once the confirmation ran out
+    assert all(kube.view(name).claims == {"shop/live": 5} for name in ("a", "b", "c"))
+
+
+def test_a_confirmation_does_not_cover_another_uid_nor_outlive_the_deletion():
+    directory = EventDirectory()
+    directory.confirm("shop/sale", "uid-1", NOW + REMEMBER)
+    assert directory.alive("shop/sale", "uid-1", NOW)
+    assert not directory.alive("shop/sale", "uid-2", NOW)
+    assert not directory.alive("shop/sale", "uid-1", NOW + REMEMBER)
+    directory.confirm("shop/sale", "uid-1", NOW + REMEMBER)
+    directory.gone("shop/sale", "uid-1")
+    assert not directory.alive("shop/sale", "uid-1", NOW)
