@@ -57,8 +57,7 @@ from campaign_autoscaler.devenv.prometheus import (
     selector,
 )
 from campaign_autoscaler.planning import (
-    BASELINE_ANNOTATION,
-    CLAIMS_ANNOTATION,
+    CAMPAIGN_ANNOTATIONS,
     Floor,
     Phase,
     TargetSpec,
@@ -365,9 +364,7 @@ def _deployment_state(obj: Any) -> DeploymentState:
     return DeploymentState(
         spec_replicas=obj.spec.replicas or 0,
         ready_replicas=(obj.status.ready_replicas if obj.status else None) or 0,
-        campaign_annotations=tuple(
-            key for key in (BASELINE_ANNOTATION, CLAIMS_ANNOTATION) if key in annotations
-        ),
+        campaign_annotations=tuple(key for key in CAMPAIGN_ANNOTATIONS if key in annotations),
     )
 
 

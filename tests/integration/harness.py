@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
-from campaign_autoscaler.planning.claims import BASELINE_ANNOTATION, CLAIMS_ANNOTATION
+from campaign_autoscaler.planning.claims import CAMPAIGN_ANNOTATIONS, CLAIMS_ANNOTATION
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "campaignevents.autoscaling.campaigns.dev.yaml"
@@ -145,11 +145,7 @@ class Cluster:
         return json.loads(self.annotations(name).get(CLAIMS_ANNOTATION) or "{}")
 
     def campaign_annotations(self, name: str) -> dict[str, str]:
-        return {
-            key: value
-            for key, value in self.annotations(name).items()
-            if key in (BASELINE_ANNOTATION, CLAIMS_ANNOTATION)
-        }
+        return {key: value for key, value in self.annotations(name).items() if key in CAMPAIGN_ANNOTATIONS}
 
     def scale(self, name: str, replicas: int) -> None:
         self.apps.patch_namespaced_deployment_scale(name, self.namespace, {"spec": {"replicas": replicas}})

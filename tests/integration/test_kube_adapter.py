@@ -22,7 +22,13 @@ from campaign_autoscaler.adapters.kube import (
     deployment_view,
     hpa_view,
 )
-from campaign_autoscaler.planning.claims import parse_baseline, parse_claims
+from campaign_autoscaler.planning.claims import (
+    CAMPAIGN_ANNOTATIONS,
+    OWNERS_ANNOTATION,
+    parse_baseline,
+    parse_claims,
+    parse_owners,
+)
 from tests.integration.harness import Cluster, wait_until
 
 
@@ -50,7 +56,7 @@ def snapshot(cluster: Cluster, *names: str) -> NamespaceSnapshot:
     serialize = cluster.apps.api_client.sanitize_for_serialization
     views = [deployment_view(serialize(cluster.deployment(name))) for name in names]
     hpas = cluster.autoscaling.list_namespaced_horizontal_pod_autoscaler(cluster.namespace).items
-    return NamespaceSnapshot.of(views, [hpa_view(serialize(hpa)) for hpa in hpas])
+    return NamespaceSnapshot.of(views, [hpa_view(serialize(hpa)) for hpa in hpas], cluster.namespace)
 
 
 def annotations(cluster: Cluster, name: str) -> dict[str, str]:
@@ -127,7 +133,7 @@ def test_a_scale_meanwhile_becomes_the_baseline(cluster: Cluster, adapter: Count
     released = adapter.set_claim(snapshot(cluster, "search"), "search", "shop/sale", None)
     assert released is not None and released.released
     assert cluster.replicas("search") == 3
-    assert not {BASELINE_ANNOTATION, CLAIMS_ANNOTATION} & set(annotations(cluster, "search"))
+    assert not set(CAMPAIGN_ANNOTATIONS) & set(annotations(cluster, "search"))
 
 
 def test_hpa_bounds_are_guarded_by_their_values(cluster: Cluster, adapter: CountingAdapter) -> None:
@@ -151,4 +157,46 @@ def test_hpa_bounds_are_guarded_by_their_values(cluster: Cluster, adapter: Count
     assert released is not None and released.released
     assert adapter.count("GET") >= 1
     assert cluster.hpa_bounds("orders") == (2, 4)
-    assert not {BASELINE_ANNOTATION, CLAIMS_ANNOTATION} & set(annotations(cluster, "orders"))
+    assert not set(CAMPAIGN_ANNOTATIONS) & set(annotations(cluster, "orders"))
+
+
+def test_a_claim_records_its_events_uid_and_a_legacy_claim_is_adopted(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    create(cluster, "legacy", 2)
+    annotate(
+        cluster,
+        "legacy",
+        **{BASELINE_ANNOTATION: '{"replicas": 2}', CLAIMS_ANNOTATION: '{"shop/sale":5,"shop/old":3}'},
+    )
+    cluster.scale("legacy", 5)
+    outcome = adapter.set_claim(snapshot(cluster, "legacy"), "legacy", "shop/sale", 5, owner_uid="uid-sale")
+    assert outcome is not None and outcome.written  # the same replicas, but the uid is now recorded
+    seen = annotations(cluster, "legacy")
+    assert parse_owners(seen[OWNERS_ANNOTATION]) == {"shop/sale": "uid-sale"}
+    assert parse_claims(seen[CLAIMS_ANNOTATION]) == {"shop/sale": 5, "shop/old": 3}
+    assert cluster.replicas("legacy") == 5
+
+
+def test_a_fresh_release_sees_a_claim_the_snapshot_missed_and_only_if_guards_it(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    create(cluster, "late", 2)
+    before_claim = snapshot(cluster, "late")  # as a lagging watch would still show it
+    adapter.set_claim(before_claim, "late", "shop/sale", 6, owner_uid="uid-1")
+    assert cluster.replicas("late") == 6
+    # Not if the claim is someone else's now (the guard is asked of the version read afresh).
+    untouched = adapter.set_claim(
+        before_claim,
+        "late",
+        "shop/sale",
+        None,
+        fresh=True,
+        only_if=lambda view: view.owners.get("shop/sale") == "x",
+    )
+    assert untouched is None and cluster.replicas("late") == 6
+    # Decided on the lagging snapshot the release would see nothing to do; read afresh it restores.
+    released = adapter.set_claim(before_claim, "late", "shop/sale", None, fresh=True)
+    assert released is not None and released.released
+    assert cluster.replicas("late") == 2
+    assert not set(CAMPAIGN_ANNOTATIONS) & set(annotations(cluster, "late"))

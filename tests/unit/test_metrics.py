@@ -3,11 +3,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from campaign_autoscaler.planning import (
-    Floor,
     Stabilizer,
     forecast_replicas,
     replicas_for_metric,
-    wanted_replicas,
 )
 
 T0 = datetime(2026, 9, 9, tzinfo=UTC)
@@ -41,14 +39,6 @@ def test_replicas_for_metric_rejects_non_finite_values(value):
 def test_replicas_for_metric_rejects_bad_target():
     with pytest.raises(ValueError):
         replicas_for_metric(100, 0)
-
-
-def test_wanted_replicas():
-    floor = Floor(replicas=10, min_replicas=4, max_replicas=40, reason="floor 10 = ceil(2.5 x baseline 4)")
-    assert wanted_replicas(floor, None) == 10
-    assert wanted_replicas(floor, 3) == 10
-    assert wanted_replicas(floor, 25) == 25
-    assert wanted_replicas(floor, 100) == 40
 
 
 def test_forecast_replicas():

@@ -5,7 +5,9 @@ No Kubernetes, Kopf, Prometheus or HTTP library here, and no clock: `now` is alw
 
 from .claims import (
     BASELINE_ANNOTATION,
+    CAMPAIGN_ANNOTATIONS,
     CLAIMS_ANNOTATION,
+    OWNERS_ANNOTATION,
     Baseline,
     claim_key,
     dump_baseline,
@@ -19,7 +21,7 @@ from .claims import (
 from .durations import GO_DURATION_PATTERN, PROMETHEUS_DURATION_PATTERN, format_duration, parse_duration
 from .errors import SpecError
 from .floors import Floor, clamp, compute_floor
-from .metrics import Stabilizer, forecast_replicas, replicas_for_metric, wanted_replicas
+from .metrics import Stabilizer, forecast_replicas, replicas_for_metric
 from .spec import (
     CampaignSpec,
     Forecast,
@@ -43,8 +45,10 @@ from .windows import Window, lifecycle_end, lifecycle_start, next_window, resolv
 
 __all__ = [
     "BASELINE_ANNOTATION",
+    "CAMPAIGN_ANNOTATIONS",
     "CLAIMS_ANNOTATION",
     "GO_DURATION_PATTERN",
+    "OWNERS_ANNOTATION",
     "PROMETHEUS_DURATION_PATTERN",
     "Baseline",
     "CampaignSpec",
@@ -84,6 +88,5 @@ __all__ = [
     "replicas_to_apply",
     "resolve_window",
     "transitions",
-    "wanted_replicas",
     "windows_between",
 ]

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .floors import Floor, clamp
 from .numbers import exact
 from .spec import MAX_REPLICAS
 
@@ -20,12 +19,6 @@ def replicas_for_metric(value: float, target_per_replica: float) -> int:
     if measured <= 0:
         return 0
     return min(MAX_REPLICAS, math.ceil(measured / exact(target_per_replica)))
-
-
-def wanted_replicas(floor: Floor, metric_replicas: int | None) -> int:
-    """The floor raised to what the metric asks for, within the target's min/max."""
-    wanted = floor.replicas if metric_replicas is None else max(floor.replicas, metric_replicas)
-    return clamp(wanted, floor.min_replicas, floor.max_replicas)
 
 
 def forecast_replicas(peak: float, growth: float, target_per_replica: float) -> int:
