@@ -285,3 +285,29 @@ def test_a_leftover_baseline_without_claims_is_cleaned_up_on_release():
     plan = plan_claim(TargetState(replicas=4, baseline=Baseline(4)), SALE, None, SALE_UID)
     assert plan.annotations == dict.fromkeys(CAMPAIGN_ANNOTATIONS)
     assert plan.replicas is None
+
+
+def test_an_event_without_a_claim_does_not_undo_a_release_in_flight():
+    # The last claim's release restored the HPA first; its annotations are still there for one more write.
+    baseline = Baseline(3, hpa_name="checkout", hpa_min_replicas=2, hpa_max_replicas=10)
+    halfway = TargetState(
+        replicas=3,
+        baseline=baseline,
+        claims={SALE: 12},
+        owners={SALE: SALE_UID},
+        hpa=HpaBounds("checkout", 2, 10),
+    )
+    plan = plan_claim(halfway, FLASH, None, FLASH_UID)
+    assert not plan.writes
+    assert plan.replicas_after == plan.replicas_before == 2
+    # A plain Deployment pushed below another event's claim is left to that event's own pass.
+    below = claimed_by_sale(replicas=4, claim=10)
+    assert not plan_claim(below, FLASH, None, FLASH_UID).writes
+
+
+def test_campaign_annotations_without_any_claim_are_finished_by_anyone():
+    leftover = TargetState(replicas=7, baseline=Baseline(4), claims={}, owners={})
+    plan = plan_claim(leftover, FLASH, None, FLASH_UID)
+    assert plan.replicas == 4
+    assert plan.annotations == dict.fromkeys(CAMPAIGN_ANNOTATIONS)
+    assert plan.released

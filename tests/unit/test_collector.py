@@ -283,3 +283,18 @@ def test_a_confirmation_does_not_cover_another_uid_nor_outlive_the_deletion():
     directory.confirm("shop/sale", "uid-1", NOW + REMEMBER)
     directory.gone("shop/sale", "uid-1")
     assert not directory.alive("shop/sale", "uid-1", NOW)
+
+
+def test_campaign_annotations_left_without_any_claim_are_removed_and_the_baseline_restored(kube, runtime):
+    leftover = {BASELINE_ANNOTATION: dump_baseline(Baseline(3))}
+    kube.add_deployment(deployment_body("half-released", 7, annotations=leftover))
+    kube.add_deployment(claimed("held", {"shop/live": 5}, {"shop/live": "uid-live"}))
+    kube.add_event(event_body("live", "uid-live"))
+
+    released = collect(runtime, EventDirectory(), kube.snapshot(), REMEMBER)
+
+    assert [outcome.deployment.name for outcome in released] == ["half-released"]
+    view = kube.view("half-released")
+    assert view.replicas == 3 and view.baseline is None and not view.claims
+    assert kube.view("held").claims == {"shop/live": 5}
+    assert "orphan campaign annotations on Deployment shop/half-released" in kube.posted[0].message

@@ -25,6 +25,8 @@ from campaign_autoscaler.adapters.kube import (
 from .context import log
 from .runtime import PASS_ERRORS, Runtime
 
+# The key of a suspect that is no claim: campaign annotations on a Deployment that no claim holds any more.
+LEFTOVER = ""
 # An event the API server confirmed alive is not asked about again for this many rounds.
 REMEMBER_ROUNDS = 20
 
@@ -72,9 +74,12 @@ class Suspect:
 
 
 def suspects(snapshot: NamespaceSnapshot, directory: EventDirectory, now: datetime) -> list[Suspect]:
-    """Claims whose event the directory does not know alive under the uid they record."""
+    """Claims whose event the directory does not know alive under the uid they record, and Deployments that
+    carry campaign annotations without any claim (key LEFTOVER: a release cut short)."""
     found = []
     for view in snapshot.deployments.values():
+        if not view.claims and (view.baseline is not None or view.owners):
+            found.append(Suspect(view.name, LEFTOVER, None))
         for key in view.claims:
             owner = view.owners.get(key)
             if not directory.alive(key, owner, now):
@@ -102,6 +107,9 @@ def collect(
     released = []
     events: dict[str, Mapping[str, Any] | None] = {}
     for suspect in suspects(snapshot, directory, runtime.clock()):
+        if suspect.key == LEFTOVER:
+            released += _finish(runtime, snapshot, suspect, "no claim holds it any more")
+            continue
         if suspect.key not in events:
             namespace, _, name = suspect.key.partition("/")
             events[suspect.key] = event = runtime.kube.get_event(namespace, name)
@@ -109,41 +117,41 @@ def collect(
                 uid = str((event.get("metadata") or {}).get("uid", ""))
                 directory.confirm(suspect.key, uid, runtime.clock() + remember)
         why = orphaned(events[suspect.key], suspect.owner)
-        if why is None:
-            continue
-        if runtime.config.dry_run:  # the operator's --dry-run patches nothing
-            log.info(
-                "Would release the orphan claim of CampaignEvent %s on Deployment %s/%s (%s; dry run)",
-                suspect.key,
-                snapshot.namespace,
-                suspect.deployment,
-                why,
-            )
-            continue
-        outcome = runtime.kube.set_claim(
-            snapshot, suspect.deployment, suspect.key, None, fresh=True, only_if=_still(suspect)
-        )
-        if outcome is None or not outcome.written:
-            continue
-        message = (
-            f"Released the orphan claim of CampaignEvent {suspect.key} on Deployment "
-            f"{outcome.deployment.ref} ({why}): {outcome.replicas_before} -> {outcome.replicas_after}"
-        )
-        log.warning(message)
-        runtime.kube.post_event(
-            namespace=snapshot.namespace,
-            involved=deployment_object_ref(outcome.deployment),
-            event_type="Warning",
-            reason="OrphanClaimReleased",
-            message=message,
-            now=runtime.clock(),
-        )
-        released.append(outcome)
+        if why is not None:
+            released += _finish(runtime, snapshot, suspect, why)
     return released
+
+
+def _finish(runtime: Runtime, snapshot: NamespaceSnapshot, suspect: Suspect, why: str) -> list[ClaimOutcome]:
+    """Release the suspect's claim (a LEFTOVER: restore the baseline), if it still reads as judged."""
+    what = "campaign annotations" if suspect.key == LEFTOVER else f"claim of CampaignEvent {suspect.key}"
+    where = f"Deployment {snapshot.namespace}/{suspect.deployment}"
+    if runtime.config.dry_run:  # the operator's --dry-run patches nothing
+        log.info("Would release the orphan %s on %s (%s; dry run)", what, where, why)
+        return []
+    outcome = runtime.kube.set_claim(
+        snapshot, suspect.deployment, suspect.key, None, fresh=True, only_if=_still(suspect)
+    )
+    if outcome is None or not outcome.written:
+        return []
+    change = f"{outcome.replicas_before} -> {outcome.replicas_after}"
+    message = f"Released the orphan {what} on {where} ({why}): {change}"
+    log.warning(message)
+    runtime.kube.post_event(
+        namespace=snapshot.namespace,
+        involved=deployment_object_ref(outcome.deployment),
+        event_type="Warning",
+        reason="OrphanClaimReleased",
+        message=message,
+        now=runtime.clock(),
+    )
+    return [outcome]
 
 
 def _still(suspect: Suspect) -> Callable[[DeploymentView], bool]:
     def judged_so(view: DeploymentView) -> bool:
+        if suspect.key == LEFTOVER:
+            return not view.claims
         return suspect.key in view.claims and view.owners.get(suspect.key) == suspect.owner
 
     return judged_so

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 BASELINE_ANNOTATION = "autoscaling.campaigns.dev/baseline"
@@ -203,7 +203,22 @@ class ClaimPlan:
 
 
 def plan_claim(state: TargetState, event_key: str, wanted: int | None, owner_uid: str | None) -> ClaimPlan:
-    """Set (None: drop) the claim of the event `event_key` (uid `owner_uid`) on the target `state`."""
+    """Set (None: drop) the claim of the event `event_key` (uid `owner_uid`) on the target `state`.
+
+    An event that neither holds nor wants a claim writes nothing while others hold one: the bounds it
+    would derive from their claims can undo a release in flight (an HPA is restored first, its annotations
+    removed second, and a write in between would raise it again for good). Only a target that no claim holds
+    any more but still carries campaign annotations (a release cut short) is finished by anyone.
+    """
+    plan = _plan(state, event_key, wanted, owner_uid)
+    if wanted is None and event_key not in state.claims and state.claims:
+        return replace(
+            plan, annotations=None, replicas=None, hpa_bounds=None, replicas_after=plan.replicas_before
+        )
+    return plan
+
+
+def _plan(state: TargetState, event_key: str, wanted: int | None, owner_uid: str | None) -> ClaimPlan:
     claims = {key: value for key, value in state.claims.items() if key != event_key}
     owners = {key: uid for key, uid in state.owners.items() if key != event_key and key in claims}
     if wanted is not None:
