@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,7 +62,6 @@ class PassResult:
     status: dict[str, Any]
     next_at: datetime | None  # the next transition
     waiting_for_capacity: bool
-    outcomes: list[ClaimOutcome] = field(default_factory=list)
 
 
 def _context(runtime: Runtime, memory: EventMemory, world: EventWorld) -> EventContext:
@@ -253,7 +252,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     memory.reconciled_generation = ctx.generation
     runtime.telemetry.observe_event(ctx.namespace, ctx.name, str(phase), status["targets"])
     capacity = next(c for c in status["conditions"] if c["type"] == "CapacityReady")
-    return PassResult(status, upcoming, capacity["status"] == "False", [r.outcome for r in reports])
+    return PassResult(status, upcoming, capacity["status"] == "False")
 
 
 def _decide_and_write(
