@@ -104,13 +104,15 @@ WORKLOADS = (
 )
 
 
-def create_workloads(cluster: Cluster) -> None:
-    for workload in WORKLOADS:
+def create_workloads(cluster: Cluster, workloads: tuple[Any, ...] = WORKLOADS) -> None:
+    """Each workload's Deployment (and HPA), waited for at its baseline; a workload has the attributes of
+    `Workload` (name, baseline, labels, hpa)."""
+    for workload in workloads:
         cluster.create_deployment(workload.name, workload.baseline, labels=dict(workload.labels))
         if workload.hpa is not None:
             cluster.create_hpa(workload.name, workload.name, *workload.hpa)
     wait_until(
-        lambda: all(cluster.replicas(w.name) == w.baseline for w in WORKLOADS),
+        lambda: all(cluster.replicas(w.name) == w.baseline for w in workloads),
         timeout=15,
         message="workloads at their baselines",
     )

@@ -60,7 +60,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.promproxy import FAIL_500, PASS, SLOW, FaultyPrometheusProxy
-from tests.integration.test_faults import Supervisor
+from tests.integration.test_faults import Supervisor, create_workloads
 
 RESYNC = "2s"
 RESYNC_SECONDS = 2.0
@@ -949,15 +949,7 @@ def test_a_seeded_fault_campaign_of_fifty_lifecycles_ends_every_round_exact(
 ):
     print(f"\nFault campaign seed: FAULT_SEED={SEED}")
     namespace = cluster.namespace
-    for workload in CAMPAIGN_WORKLOADS:
-        cluster.create_deployment(workload.name, workload.baseline, labels=dict(workload.labels))
-        if workload.hpa is not None:
-            cluster.create_hpa(workload.name, workload.name, *workload.hpa)
-    wait_until(
-        lambda: all(cluster.replicas(w.name) == w.baseline for w in CAMPAIGN_WORKLOADS),
-        timeout=15,
-        message="workloads at their baselines",
-    )
+    create_workloads(cluster, CAMPAIGN_WORKLOADS)
     metric_feed.set_and_wait(METRIC, 40, {"test": namespace})
     supervisor = Supervisor(Path(kubeconfig), tmp_path, operator_args(namespace, prom_proxy.url))
     campaign = FaultCampaign(cluster, supervisor, prom_proxy, random.Random(f"{SEED}/reconcile"))
