@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import secrets
+import stat
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -245,11 +246,40 @@ def _fail(message: object, code: int = 2) -> int:
     return code
 
 
-def _read_text(path: str) -> str:
+class InputFileError(ValueError):
+    """A file given on the command line cannot be read as text."""
+
+
+def _read_text(path: str, what: str = "file", missing_hint: str = "") -> str:
+    """The UTF-8 text of `path` (`-`: standard input); InputFileError naming the path and the problem."""
     if path == "-":
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as stream:
-        return stream.read()
+        binary = getattr(sys.stdin, "buffer", None)  # absent when stdin was replaced by a text stream
+        return _decoded(binary.read(), "standard input") if binary is not None else sys.stdin.read()
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such {what}{missing_hint}") from None
+    except OSError as err:
+        raise InputFileError(f"{path}: cannot be read ({err.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise InputFileError(f"{path}: is a directory, not a {what}")
+    if not stat.S_ISREG(mode):
+        # A FIFO or a device would block the read or never end it.
+        raise InputFileError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as stream:
+            return _decoded(stream.read(), path)
+    except OSError as err:
+        raise InputFileError(f"{path}: cannot be read ({err.strerror})") from None
+
+
+def _decoded(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputFileError(
+            f"{source}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})"
+        ) from None
 
 
 def _stdout_console() -> Console:
@@ -261,9 +291,9 @@ def _stdout_console() -> Console:
 
 def _apps_api(kubeconfig: str, context: str | None) -> Any:
     """A kubernetes AppsV1Api for this kubeconfig."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    return client.AppsV1Api(config.new_client_from_config(config_file=kubeconfig, context=context))
+    return client.AppsV1Api(load_api_client(kubeconfig, context, in_cluster=False))
 
 
 def read_cluster_view(apps: Any, namespace: str, spec: CampaignSpec) -> ClusterView:
@@ -325,7 +355,12 @@ def _cluster_views(
         ]
     except ApiException as err:
         raise ClusterReadError(f"--kubeconfig {args.kubeconfig}: {err.status} {err.reason}") from err
-    except (ConfigException, HTTPError, OSError, ValueError) as err:
+    except HTTPError as err:
+        reason = getattr(err, "reason", None) or err  # a MaxRetryError carries the failure itself
+        raise ClusterReadError(
+            f"--kubeconfig {args.kubeconfig}: cannot reach the API server ({reason})"
+        ) from err
+    except (ConfigException, OSError) as err:
         raise ClusterReadError(f"--kubeconfig {args.kubeconfig}: {err}") from err
 
 
@@ -358,7 +393,7 @@ def run_plan(args: argparse.Namespace) -> int:
         for event, spec, cluster in zip(events, specs, clusters, strict=True):
             workloads, notes = planview.plan_workloads(spec, baselines, cluster, args.max_scale_factor)
             plans.append(planview.build_plan(event, spec, workloads, notes, now))
-    except (OSError, planview.PlanInputError, SpecError) as err:
+    except (OSError, InputFileError, planview.PlanInputError, SpecError) as err:
         return _fail(err)
     except ClusterReadError as err:
         return _fail(err, code=1)
@@ -388,6 +423,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             notes.append(f"Wrote {args.plot}.")
     except (
         OSError,
+        InputFileError,
         planview.PlanInputError,
         SpecError,
         simulation.TrafficError,
@@ -438,7 +474,10 @@ def _simulation_inputs(
         notes.append("The 9.9 traffic is SYNTHETIC: a diurnal day with a 2.5x surge at the opening.")
     else:
         curve = simulation.parse_traffic_csv(
-            _read_text(args.traffic), args.traffic, zero=window.start, timezone=spec.timezone
+            _read_text(args.traffic, "traffic file", " (the one built-in curve is --traffic 9.9)"),
+            args.traffic,
+            zero=window.start,
+            timezone=spec.timezone,
         )
     capacity = args.capacity_per_pod or simulation.default_capacity_per_pod(curve, spec, baseline)
     setup = simulation.SimulationSetup(
@@ -505,17 +544,45 @@ def build_parser() -> argparse.ArgumentParser:
 WORKER_THREADS = 32
 
 
-def _load_api_client(kubeconfig: str | None, context: str | None):  # -> kubernetes.client.ApiClient
+def load_api_client(
+    kubeconfig: str | None, context: str | None, *, in_cluster: bool = True, pool_size: int | None = None
+) -> Any:
+    """A kubernetes ApiClient: in a pod its service account (unless a kubeconfig is given), else the
+    kubeconfig (`--kubeconfig`, else $KUBECONFIG or ~/.kube/config). InputFileError when none can be loaded,
+    in one line naming the file and the problem."""
+    import yaml
     from kubernetes import client, config
 
     configuration = client.Configuration()
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
+    if in_cluster and kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        except config.ConfigException:
+            pass  # not in a pod: the kubeconfig
+    path = (
+        kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser(config.KUBE_CONFIG_DEFAULT_LOCATION)
+    )
+    if kubeconfig is None and not os.path.exists(path.split(os.pathsep)[0]):
+        raise InputFileError(
+            "no cluster configuration: not running in a pod, and no kubeconfig "
+            f"(--kubeconfig FILE, $KUBECONFIG or {path})"
+        )
+    if kubeconfig is not None:
+        _read_text(kubeconfig, "kubeconfig")  # a missing, unreadable or binary file, named as such
     try:
-        if kubeconfig is not None:
-            raise config.ConfigException("a kubeconfig was given")
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
         config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-    configuration.connection_pool_maxsize = WORKER_THREADS
+    except (config.ConfigException, yaml.YAMLError) as err:
+        detail = " ".join(str(err).split())
+        raise InputFileError(f"{kubeconfig or path}: not a usable kubeconfig ({detail})") from None
+    except (TypeError, ValueError, AttributeError, KeyError):
+        # The client reads the document without checking its shape.
+        raise InputFileError(
+            f"{kubeconfig or path}: not a usable kubeconfig (expected a YAML mapping of clusters, users, "
+            "contexts and current-context)"
+        ) from None
     return client.ApiClient(configuration)
 
 
@@ -548,7 +615,10 @@ def run_operator(args: argparse.Namespace) -> int:
     from campaign_autoscaler.handlers import OperatorConfig, Runtime, build_registry
 
     _configure_logging(args.log_format, args.verbose)
-    api_client = _load_api_client(args.kubeconfig, args.context)
+    try:
+        api_client = load_api_client(args.kubeconfig, args.context, pool_size=WORKER_THREADS)
+    except InputFileError as err:
+        return _fail(err)
     telemetry = Telemetry()
     metrics = None
     if args.prometheus_url:
