@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from campaign_autoscaler.adapters import informer
 from campaign_autoscaler.adapters.informer import WorkloadCache
-from campaign_autoscaler.handlers import bounded_session, connection_info
+from campaign_autoscaler.adapters.session import bounded_session, connection_info
 from tests.integration.harness import Cluster, deployment_body
 
 

@@ -4,6 +4,6 @@ it asks for and writes the whole status.
 """
 
 from .runtime import OperatorConfig, Runtime
-from .wiring import bounded_session, build_registry, connection_info
+from .wiring import build_registry
 
-__all__ = ["OperatorConfig", "Runtime", "bounded_session", "build_registry", "connection_info"]
+__all__ = ["OperatorConfig", "Runtime", "build_registry"]

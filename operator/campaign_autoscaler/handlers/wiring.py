@@ -1,4 +1,4 @@
-"""The operator's wiring: start-up and clean-up, Kopf's login and HTTP session, and the handler registry."""
+"""The operator's wiring: start-up and clean-up, Kopf's login, and the handler registry."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import aiohttp
 import kopf
-from kubernetes import client
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
 from campaign_autoscaler.adapters.informer import WorkloadCache
+from campaign_autoscaler.adapters.session import bounded_session, connection_info
 
 from .collector import EventDirectory, run_collector
 from .daemon import campaign_daemon, on_event_deleted, on_event_seen
@@ -72,57 +72,6 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     session: aiohttp.ClientSession | None = memo.get("workloads_session")
     if session is not None:
         await session.close()
-
-
-def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
-    """The same cluster, as the same identity, as the kubernetes client of the adapters."""
-    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
-        "authorization"
-    )
-    scheme, token = header.split(" ", 1) if header and " " in header else (None, header)
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        scheme=scheme,
-        token=token,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-        username=configuration.username or None,
-        password=configuration.password or None,
-    )
-
-
-def _is_watch(request: aiohttp.ClientRequest) -> bool:
-    return request.url.query.get("watch") in ("true", "1")
-
-
-def bounded_session(info: kopf.ConnectionInfo, max_requests: int) -> aiohttp.ClientSession:
-    """An HTTP session (Kopf's, the workload cache's): at most `max_requests` requests at once, watches aside.
-
-    Kopf's own session opens a new TLS connection for every concurrent request, without a limit: 500 events
-    seen at once at start-up meant hundreds of connections, each with a 256 KiB read buffer, and most of the
-    operator's peak memory. A connection-count limit cannot be used instead: every watch stream holds its
-    connection for minutes, and how many there are depends on the namespaces, so a limit could starve them.
-    """
-    gate = asyncio.Semaphore(max_requests)
-
-    async def bounded(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        if _is_watch(request):
-            return await handler(request)
-        async with gate:
-            response = await handler(request)
-            # Read the body while holding the gate: the connection goes back to the pool before the next one.
-            await response.read()
-            return response
-
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
-        headers=info.as_http_headers(),
-        middlewares=(bounded,),
-    )
 
 
 async def on_login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
