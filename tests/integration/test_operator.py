@@ -376,7 +376,14 @@ def test_a_lead_time_too_short_for_readiness_is_reported(cluster: Cluster, opera
         message="a LeadTimeTooShort Warning once Ready",
     )
     assert "more than the leadTime of 1s" in too_short[0].message
-    entry = cluster.status("sale")["targets"][0]
+    # The Warning is posted by the pass that writes the status right after it.
+    entry = wait_until(
+        lambda: next(
+            (t for t in cluster.status("sale").get("targets") or [] if "observedReadySeconds" in t), None
+        ),
+        timeout=5,
+        message="observedReadySeconds in the status",
+    )
     assert entry["observedReadySeconds"] > 1.0
     assert cluster.condition("sale", "CapacityReady")["status"] == "True"
 

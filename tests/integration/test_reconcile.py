@@ -227,9 +227,16 @@ def race_target(namespace: str, race: Race) -> dict[str, Any]:
 
 def late_scaled_lines(log: str, event: str) -> tuple[bool, list[str]]:
     """Whether the log says the event's release restored a target, and every "Scaled" line for the event
-    after the last such "Restored" line."""
+    after the last such line. The release is the finalizer's ("Restored ... after CampaignEvent <name>
+    released it") or, when its round comes first, the collector's (the event is being deleted)."""
     lines = log.splitlines()
-    restored = [i for i, line in enumerate(lines) if f"after CampaignEvent {event} released it" in line]
+    releases = (f"after CampaignEvent {event} released it", "orphan claim of CampaignEvent ")
+    restored = [
+        i
+        for i, line in enumerate(lines)
+        if releases[0] in line
+        or (releases[1] in line and f"/{event} on " in line and "being deleted" in line)
+    ]
     if not restored:
         return False, []
     scaled = re.compile(rf"Scaled .* for CampaignEvent {re.escape(event)}\s*$")
@@ -301,7 +308,7 @@ def judge_race(race: Race, namespace: str, versions: list[DeploymentVersion], lo
             )
     restored_logged, late = late_scaled_lines(log, race.name)
     if not restored_logged:
-        race.problems.append("no 'Restored ... after CampaignEvent <name> released it' line in the log")
+        race.problems.append("no line in the log says the event's claim was released")
     race.problems += [f"late log line: {line}" for line in late]
 
 
