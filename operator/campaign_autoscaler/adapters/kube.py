@@ -181,10 +181,6 @@ class NamespaceSnapshot:
     def claimed_by(self, event_key: str) -> list[str]:
         return sorted(name for name, view in self.deployments.items() if event_key in view.claims)
 
-    def claim_keys(self) -> set[str]:
-        """Every event key that holds a claim on a Deployment here."""
-        return {key for view in self.deployments.values() for key in view.claims}
-
     def hpa_for(self, deployment_name: str) -> HpaView | None:
         """The HPA whose scaleTargetRef is this Deployment, if any."""
         # Two HPAs on one Deployment already fight each other; follow the oldest, deterministically.
@@ -507,13 +503,13 @@ def target_state(deployment: DeploymentView, hpa: HpaView | None) -> TargetState
 def claim_outcome(
     deployment: DeploymentView, plan: ClaimPlan, hpa: HpaView | None, written: bool
 ) -> ClaimOutcome:
-    via_hpa = plan.hpa is not None and hpa is not None
-    hpa_after = hpa if via_hpa else None
+    # `plan.hpa` is set only when the target is scaled through `hpa`.
+    hpa_after = hpa if plan.hpa is not None else None
     if hpa_after is not None and plan.hpa_bounds is not None:
         hpa_after = replace(hpa_after, min_replicas=plan.hpa_bounds[0], max_replicas=plan.hpa_bounds[1])
     return ClaimOutcome(
         deployment=deployment,
-        via=f"HorizontalPodAutoscaler/{hpa.name}" if via_hpa else "Deployment",
+        via=f"HorizontalPodAutoscaler/{hpa_after.name}" if hpa_after is not None else "Deployment",
         baseline=plan.baseline,
         effective_replicas=plan.effective,
         replicas_before=plan.replicas_before,

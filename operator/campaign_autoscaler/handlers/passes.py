@@ -37,7 +37,7 @@ from campaign_autoscaler.planning.decision import (
 from .context import EventContext, TargetReport, iso, log
 from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
 from .runtime import EventMemory, ForecastResult, Runtime
-from .status import invalid_status, valid_status
+from .status import invalid_status, previous_entry, valid_status
 
 # Failures that say "Prometheus could not be asked", not "the query is wrong": validation waits for a verdict.
 UNREACHABLE = ("ConnectionFailed", "Timeout", "HTTPError", "NoPrometheus")
@@ -172,13 +172,11 @@ def _forecast_from_status(
     old_status: Mapping[str, Any], window_key: str, deployment_name: str
 ) -> ForecastResult | None:
     """After a restart: the forecast this window already found, as the status kept it."""
-    if (old_status.get("window") or {}).get("start") != window_key:
+    entry = previous_entry(old_status, window_key, deployment_name)
+    if "forecastReplicas" not in entry:
         return None
-    for entry in old_status.get("targets") or []:
-        if entry.get("name") == deployment_name and "forecastReplicas" in entry:
-            peak = entry.get("forecastPeak")
-            return ForecastResult(int(entry["forecastReplicas"]), float(peak) if peak else None, None)
-    return None
+    peak = entry.get("forecastPeak")
+    return ForecastResult(int(entry["forecastReplicas"]), float(peak) if peak else None, None)
 
 
 # --- the pass ----------------------------------------------------------------------------------------------

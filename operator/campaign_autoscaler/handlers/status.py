@@ -96,16 +96,24 @@ def target_status(
     return entry
 
 
+def previous_entry(old_status: Mapping[str, Any], window_key: str, name: str) -> Mapping[str, Any]:
+    """The target's entry in the status written for the same window (after a restart, what the pass
+    before it found); empty when there is none."""
+    if (old_status.get("window") or {}).get("start") != window_key:
+        return {}
+    return next((entry for entry in old_status.get("targets") or [] if entry.get("name") == name), {})
+
+
 def observed_ready_seconds(
     ctx: EventContext, spec: CampaignSpec, window: Window, report: TargetReport, old_status: Mapping[str, Any]
 ) -> float | None:
     """Seconds from the start of pre-scaling until the full floor was first seen Ready, in this window."""
     name = report.outcome.deployment.name
     seen = ctx.memory.window.ready_seconds
-    if name not in seen and (old_status.get("window") or {}).get("start") == ctx.memory.window.key:
-        for entry in old_status.get("targets") or []:
-            if entry.get("name") == name and "observedReadySeconds" in entry:
-                seen[name] = float(entry["observedReadySeconds"])
+    if name not in seen:
+        previous = previous_entry(old_status, ctx.memory.window.key, name)
+        if "observedReadySeconds" in previous:
+            seen[name] = float(previous["observedReadySeconds"])
     if name in seen:
         return seen[name]
     started = lifecycle_start(spec, window)
