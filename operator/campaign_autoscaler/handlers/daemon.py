@@ -20,11 +20,9 @@ from campaign_autoscaler.planning import claim_key
 from .collector import EventDirectory
 from .context import log
 from .passes import EventWorld, PassResult, gather, release_event, run_pass
-from .runtime import PASS_ERRORS, EventMemory, Runtime
+from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, Runtime
 
 READINESS_POLL_SECONDS = 1.0
-# A transition is acted on a hair after it is due, so that `now` is never a microsecond short of it.
-TRANSITION_GRACE_SECONDS = 0.02
 
 
 def event_memory(memo: kopf.Memo) -> EventMemory:
@@ -119,7 +117,7 @@ async def campaign_daemon(
                 detail = f"API error {err.status} {err.reason}"
             else:
                 detail = str(err) or type(err).__name__
-            delay = memory.retry_delay()
+            delay = memory.retry_delay(runtime.clock(), runtime.config.resync_interval)
             log.warning(
                 "Failed to reconcile CampaignEvent %s/%s: %s; retrying in %.1fs",
                 namespace,
@@ -130,6 +128,7 @@ async def campaign_daemon(
             await _nap(memory, stopped, delay)
             continue
         memory.failures = 0
+        memory.next_at = result.next_at
         if due is not None and due <= runtime.clock():
             runtime.telemetry.transition_lag.observe(max(0.0, (runtime.clock() - due).total_seconds()))
         due = result.next_at

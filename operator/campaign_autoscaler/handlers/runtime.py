@@ -25,6 +25,8 @@ from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 RETRY_JITTER = 0.2
+# A transition is acted on a hair after it is due, so that `now` is never a microsecond short of it.
+TRANSITION_GRACE_SECONDS = 0.02
 # What a pass may meet on its way and try again: the API server refusing or failing a request, a target
 # that kept changing, a campaign annotation nobody can read, the connection itself (urllib3's own errors
 # are no OSError).
@@ -103,6 +105,7 @@ class EventMemory:
     touched: set[str] = field(default_factory=set)  # Deployments this process wrote a claim of this event to
     last_phase: str | None = None
     failures: int = 0  # consecutive failed passes
+    next_at: datetime | None = None  # the next transition, as the last good pass saw it
 
     def spec(self, generation: int, raw: Mapping[str, Any]) -> CampaignSpec:
         """The parsed spec of `generation`, parsed once; raises its SpecError every time."""
@@ -121,8 +124,13 @@ class EventMemory:
             self.window = WindowMemory(key)
         return self.window
 
-    def retry_delay(self) -> float:
-        """The delay before trying a failed pass again (counts the failure)."""
+    def retry_delay(self, now: datetime, resync_interval: float) -> float:
+        """The delay before trying a failed pass again (counts the failure): a jittered exponential backoff,
+        but never past the resync interval nor past the next transition, so that a flaky API server does
+        not postpone a step that is due."""
         self.failures += 1
-        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (self.failures - 1))
-        return delay * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+        backoff = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (self.failures - 1))
+        delays = [backoff * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER), resync_interval]
+        if self.next_at is not None and self.next_at > now:  # once it is past, the backoff alone counts
+            delays.append((self.next_at - now).total_seconds() + TRANSITION_GRACE_SECONDS)
+        return min(delays)
