@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaign_autoscaler.handlers.collector import EventDirectory, Suspect, collect, orphaned, suspects
+from campaign_autoscaler.handlers.collector import (
+    EventDirectory,
+    Suspect,
+    collect,
+    finalizers_turn,
+    orphaned,
+    suspects,
+)
 from campaign_autoscaler.handlers.runtime import OperatorConfig, Runtime
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
@@ -298,3 +305,41 @@ def test_campaign_annotations_left_without_any_claim_are_removed_and_the_baselin
     assert view.replicas == 3 and view.baseline is None and not view.claims
     assert kube.view("held").claims == {"shop/live": 5}
     assert "orphan campaign annotations on Deployment shop/half-released" in kube.posted[0].message
+
+
+# --- the finalizer's head start -----------------------------------------------------------------------------
+def deleting_since(name: str, uid: str, began: datetime) -> dict:
+    body = event_body(name, uid, deleting=True)
+    body["metadata"]["deletionTimestamp"] = began.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return body
+
+
+@pytest.mark.parametrize(
+    ("began", "owner", "turn"),
+    [
+        (NOW - timedelta(seconds=3), "uid-1", True),
+        (NOW - timedelta(seconds=3), None, True),
+        (NOW - timedelta(seconds=3), "uid-old", False),  # another event of that name made the claim
+        (NOW - timedelta(seconds=8), "uid-1", False),  # the finalizer had its chance
+    ],
+    ids=["young", "young-legacy", "another-uid", "old"],
+)
+def test_a_young_deletion_is_its_finalizers_turn(began, owner, turn):
+    event = deleting_since("sale", "uid-1", began)
+    assert finalizers_turn(event, owner, NOW, timedelta(seconds=7.5)) is turn
+    assert not finalizers_turn(event_body("sale", "uid-1"), owner, NOW, timedelta(seconds=7.5))
+    assert not finalizers_turn(None, owner, NOW, timedelta(seconds=7.5))
+
+
+def test_collect_leaves_a_young_deletion_to_the_finalizer_then_releases_what_it_left(kube, runtime):
+    kube.add_deployment(claimed("api", {"shop/going": 7}, {"shop/going": "uid-going"}))
+    kube.add_event(deleting_since("going", "uid-going", NOW - timedelta(seconds=2)))
+
+    assert collect(runtime, EventDirectory(), kube.snapshot(), REMEMBER) == []
+    assert kube.writes_to("api") == []
+    assert kube.posted == []
+
+    runtime.clock.advance(seconds=runtime.config.resync_interval)
+    released = collect(runtime, EventDirectory(), kube.snapshot(), REMEMBER)
+    assert [outcome.deployment.name for outcome in released] == ["api"]
+    assert kube.replicas("api") == 2

@@ -99,11 +99,29 @@ def orphaned(event: Mapping[str, Any] | None, owner: str | None) -> str | None:
     return None
 
 
+def finalizers_turn(
+    event: Mapping[str, Any] | None, owner: str | None, now: datetime, grace: timedelta
+) -> bool:
+    """Whether a claim recording `owner` is its event's own and the event began its deletion less than `grace`
+    ago: the finalizer releases such claims (and says so in a Normal Event), the collector only what the
+    finalizer could not."""
+    meta = (event or {}).get("metadata") or {}
+    began = meta.get("deletionTimestamp")
+    if not began or (owner is not None and meta.get("uid") != owner):
+        return False
+    try:
+        return now - datetime.fromisoformat(str(began)) < grace
+    except (TypeError, ValueError):  # not a timestamp: the API server never sends one, so nothing to wait for
+        return False
+
+
 def collect(
     runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot, remember: timedelta
 ) -> list[ClaimOutcome]:
     """Release every orphan claim on the namespace's Deployments; the releases made. An event the API
-    server shows alive is remembered so for `remember` (one question per event, however many claims)."""
+    server shows alive is remembered so for `remember` (one question per event, however many claims). A
+    deletion younger than half a resync is left to the event's finalizer."""
+    grace = timedelta(seconds=runtime.config.resync_interval / 2)
     released = []
     events: dict[str, Mapping[str, Any] | None] = {}
     for suspect in suspects(snapshot, directory, runtime.clock()):
@@ -117,7 +135,9 @@ def collect(
                 uid = str((event.get("metadata") or {}).get("uid", ""))
                 directory.confirm(suspect.key, uid, runtime.clock() + remember)
         why = orphaned(events[suspect.key], suspect.owner)
-        if why is not None:
+        if why is not None and not finalizers_turn(
+            events[suspect.key], suspect.owner, runtime.clock(), grace
+        ):
             released += _finish(runtime, snapshot, suspect, why)
     return released
 
