@@ -9,10 +9,12 @@ in one write.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import kubernetes
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler.adapters.kube import (
     BASELINE_ANNOTATION,
@@ -22,6 +24,7 @@ from campaign_autoscaler.adapters.kube import (
     deployment_view,
     hpa_view,
 )
+from campaign_autoscaler.handlers.daemon import GONE_STATUSES
 from campaign_autoscaler.planning.claims import (
     CAMPAIGN_ANNOTATIONS,
     OWNERS_ANNOTATION,
@@ -29,7 +32,7 @@ from campaign_autoscaler.planning.claims import (
     parse_claims,
     parse_owners,
 )
-from tests.integration.harness import Cluster, wait_until
+from tests.integration.harness import Cluster, campaign_spec, utc_now, wait_until
 
 
 class CountingAdapter(KubeAdapter):
@@ -200,3 +203,31 @@ def test_a_fresh_release_sees_a_claim_the_snapshot_missed_and_only_if_guards_it(
     assert released is not None and released.released
     assert cluster.replicas("late") == 2
     assert not set(CAMPAIGN_ANNOTATIONS) & set(annotations(cluster, "late"))
+
+
+def test_a_status_write_lands_only_on_the_event_of_its_uid(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    """The whole status is written with a `test` of the event's uid: never onto another event re-created
+    under the same name; the API server's answer when the event is gone is one the daemon knows as such."""
+    tomorrow = utc_now().replace(microsecond=0) + timedelta(days=1)
+    cluster.create_deployment("api", 2)
+    spec = campaign_spec(start=tomorrow, end=tomorrow + timedelta(hours=1), targets=[{"name": "api"}])
+    cluster.create_event("sale", spec)
+    event = adapter.get_event(cluster.namespace, "sale")
+    assert event is not None
+    uid = event["metadata"]["uid"]
+
+    adapter.replace_event_status(cluster.namespace, "sale", uid, {"phase": "Pending"})
+    assert cluster.status("sale") == {"phase": "Pending"}
+
+    with pytest.raises(ApiException) as another:
+        adapter.replace_event_status(cluster.namespace, "sale", "another-uid", {"phase": "Active"})
+    assert another.value.status in GONE_STATUSES
+    assert cluster.status("sale") == {"phase": "Pending"}
+
+    cluster.delete_event("sale")
+    wait_until(lambda: cluster.event("sale") is None, timeout=10, message="sale deleted")
+    with pytest.raises(ApiException) as gone:
+        adapter.replace_event_status(cluster.namespace, "sale", uid, {"phase": "Active"})
+    assert gone.value.status in GONE_STATUSES

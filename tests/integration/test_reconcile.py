@@ -21,6 +21,7 @@ import os
 import random
 import re
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -618,6 +619,49 @@ def test_orphan_claims_are_released_by_the_collector_and_a_live_claim_is_untouch
         assert clean_at(cluster, "spare", 1)
         for name in orphans:
             assert clean_at(cluster, name, 2), (name, campaign_annotations(cluster, name))
+    assert op.process is not None and op.process.returncode == 0
+
+
+def test_an_event_deleted_without_its_finalizer_leaves_no_claim_and_no_pass_behind(
+    cluster: Cluster, kubeconfig: str, tmp_path: Path
+):
+    """An event can be gone without its finalizer having run: deleted before Kopf's finalizer landed (Kopf
+    starts the daemon in the same cycle as it adds the finalizer), or the finalizer removed by hand. Its
+    claims are released at once, and its daemon, which Kopf never stops, makes no pass after that (it used to
+    claim the target again on every resync, against the collector)."""
+    namespace = cluster.namespace
+    cluster.create_deployment("api", 2)
+    with running_operator(kubeconfig, tmp_path / "operator.log", operator_args(namespace)) as op:
+        cluster.create_event("sale", active_soon([{"name": "api", "replicas": 5}], opens_in=0))
+        wait_until(lambda: cluster.replicas("api") == 5, timeout=15, message="api at 5")
+        # The finalizer removed by hand and the event deleted while the operator is frozen (else Kopf puts
+        # its finalizer back in between): the operator only sees the event gone.
+        assert op.process is not None
+        op.process.send_signal(signal.SIGSTOP)
+        try:
+            force_gone(cluster, "sale")
+            cluster.delete_event("sale")
+            wait_until(lambda: cluster.event("sale") is None, timeout=10, message="sale gone")
+        finally:
+            op.process.send_signal(signal.SIGCONT)
+        # Released by whichever sees it first: the watch's DELETED, or the daemon's status write that the API
+        # server refuses (the finalizer's own release line has no reason after it).
+        released = f"Released CampaignEvent {namespace}/sale from 1 target(s): "
+        wait_until(lambda: released in op.log(), timeout=10, message="the release of the deleted event")
+        wait_until(lambda: clean_at(cluster, "api", 2), timeout=5, message="api back at 2, annotations gone")
+        # A second event's passes mark the resyncs that go by: the deleted one's daemon must not pass again.
+        cluster.create_event("witness", active_soon([{"name": "api", "replicas": 3}], opens_in=0))
+        wait_until(lambda: cluster.replicas("api") == 3, timeout=15, message="witness holds api at 3")
+        cluster.patch_event_spec("witness", active_soon([{"name": "api", "replicas": 4}], opens_in=0))
+        wait_until(lambda: cluster.replicas("api") == 4, timeout=15, message="witness raised api to 4")
+        time.sleep(RESYNC_SECONDS)  # one more resync of a would-be zombie, with the witness as its bystander
+        log = op.log()
+    after = log.split(released, 1)[1]
+    mentions = re.compile(rf"CampaignEvent ({re.escape(namespace)}/)?sale\b")
+    assert [line for line in after.splitlines() if mentions.search(line)] == []
+    assert cluster.replicas("api") == 4 and parse_claims(
+        cluster.annotations("api").get(CLAIMS_ANNOTATION)
+    ) == {f"{namespace}/witness": 4}
     assert op.process is not None and op.process.returncode == 0
 
 

@@ -131,6 +131,7 @@ class StatusWrite:
     seq: int
     namespace: str
     name: str
+    uid: str  # the event the write is guarded to
     status: dict[str, Any]
 
 
@@ -303,9 +304,11 @@ class FakeKube:
             body = self.campaign_events.get((namespace, name))
             return copy.deepcopy(body) if body is not None else None
 
-    def replace_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def replace_event_status(self, namespace: str, name: str, uid: str, status: Mapping[str, Any]) -> None:
         with self._lock:
-            self.statuses.append(StatusWrite(next(self._seq), namespace, name, copy.deepcopy(dict(status))))
+            self.statuses.append(
+                StatusWrite(next(self._seq), namespace, name, uid, copy.deepcopy(dict(status)))
+            )
 
     def post_event(
         self,
@@ -557,7 +560,7 @@ class EventDriver:
         gather(self.runtime, self.memory, world)
         result = run_pass(self.runtime, self.memory, world)
         if result is not None and result.status != world.old_status:
-            self.kube.replace_event_status(self.namespace, self.name, result.status)
+            self.kube.replace_event_status(self.namespace, self.name, self.uid, result.status)
             self.status = result.status
         return result
 

@@ -211,7 +211,9 @@ class KubeApi(Protocol):
 
     def get_event(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
-    def replace_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def replace_event_status(
+        self, namespace: str, name: str, uid: str, status: Mapping[str, Any]
+    ) -> None: ...
 
     def post_event(
         self,
@@ -393,12 +395,16 @@ class KubeAdapter:
                 return None
             raise
 
-    def replace_event_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Write the whole status: what the new status leaves out is gone (a merge patch would keep it)."""
+    def replace_event_status(self, namespace: str, name: str, uid: str, status: Mapping[str, Any]) -> None:
+        """Write the whole status (what the new status leaves out is gone; a merge patch would keep it), only
+        on the event of that uid: never on another one re-created under the same name (ApiException 422)."""
         self._request(
             "PATCH",
             f"{_event_path(namespace, name)}/status",
-            body=[{"op": "add", "path": "/status", "value": dict(status)}],
+            body=[
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "add", "path": "/status", "value": dict(status)},
+            ],
             content_type=JSON_PATCH,
         )
 

@@ -23,6 +23,9 @@ from .passes import EventWorld, PassResult, gather, release_event, run_pass
 from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, Runtime
 
 READINESS_POLL_SECONDS = 1.0
+# What a write to an event answers when the event is gone: 404, or 422 when the uid test of a JSON Patch
+# fails (another event of the same name).
+GONE_STATUSES = (404, 422)
 
 
 def event_memory(memo: kopf.Memo) -> EventMemory:
@@ -108,8 +111,13 @@ async def campaign_daemon(
             if result is None:
                 return  # the release has begun
             if result.status != world.old_status:
-                await asyncio.to_thread(runtime.kube.replace_event_status, namespace, name, result.status)
+                await asyncio.to_thread(
+                    runtime.kube.replace_event_status, namespace, name, uid, result.status
+                )
         except PASS_ERRORS as err:
+            if await gone_after(runtime, err, namespace, name, uid):
+                await let_go(runtime, memory, world, "it no longer exists")
+                return
             # Nothing is half-applied: every write tests what it was decided on and is decided again, from
             # fresh data, on the next attempt.
             if isinstance(err, ApiException):
@@ -141,6 +149,8 @@ async def on_event_seen(
     namespace: str,
     uid: str,
     meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
@@ -150,12 +160,47 @@ async def on_event_seen(
     key = claim_key(namespace, name)
     if type == "DELETED":
         directory.gone(key, uid)
+        memory = event_memory(memo)
+        if not memory.fence.released:  # else the finalizer released it
+            # Gone without its finalizer: deleted before Kopf's finalizer landed (Kopf starts the daemon in
+            # the same cycle as it adds the finalizer), or the finalizer removed by hand. Kopf never stops
+            # such an event's daemon, so the release fences it off here.
+            world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
+            await let_go(memo["runtime"], memory, world, "it was deleted without its finalizer")
         return
     deleting = bool(meta.get("deletionTimestamp"))
     directory.seen(key, uid, deleting)
     memory = event_memory(memo)
     if deleting or memory.reconciled_generation != meta.get("generation"):
         memory.wakeup.set()
+
+
+async def gone_after(runtime: Runtime, err: Exception, namespace: str, name: str, uid: str) -> bool:
+    """Whether a pass's failure `err` says the event of that uid no longer exists (none of that name, or
+    another one re-created), as the API server confirms; False when it cannot say."""
+    if not isinstance(err, ApiException) or err.status not in GONE_STATUSES:
+        return False
+    try:
+        event = await asyncio.to_thread(runtime.kube.get_event, namespace, name)
+    except PASS_ERRORS:
+        return False
+    return event is None or (event.get("metadata") or {}).get("uid") != uid
+
+
+async def let_go(runtime: Runtime, memory: EventMemory, world: EventWorld, why: str) -> None:
+    """Release an event that is gone without its finalizer, and fence its daemon off for good. A failed
+    release is left to the orphan collector (the fence holds either way)."""
+    memory.wakeup.set()
+    if memory.fence.released:  # the watch's DELETED and a refused status write may both report it
+        return
+    try:
+        outcomes = await asyncio.to_thread(release_event, runtime, memory, world)
+    except PASS_ERRORS as err:
+        log.warning("Failed to release CampaignEvent %s/%s (%s): %s", world.namespace, world.name, why, err)
+        return
+    log.info(
+        "Released CampaignEvent %s/%s from %d target(s): %s", world.namespace, world.name, len(outcomes), why
+    )
 
 
 async def on_event_deleted(
