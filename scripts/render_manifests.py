@@ -1,7 +1,8 @@
 """Render the Helm chart with its default values into plain YAML for `kubectl apply -f crds/ -f manifests/`.
 
-It also refreshes the chart's copy of the CampaignEvent CRD from `crds/` (the one source) and copies the
-Kopf peering CRDs next to the rendered manifests. Rendering uses the real Helm engine (helm-python-sdk).
+It also refreshes the chart's copy of the CampaignEvent CRD from `crds/` (the one source) and of the alerting
+rules and the Grafana dashboard from `monitoring/`, and copies the Kopf peering CRDs next to the rendered
+manifests. Rendering uses the real Helm engine (helm-python-sdk).
 
     .venv/bin/python scripts/render_manifests.py          # write the files
     .venv/bin/python scripts/render_manifests.py --check  # exit 1 and name the files that are out of date
@@ -24,6 +25,13 @@ CHART_DIR = REPO_ROOT / "charts" / "campaign-autoscaler"
 CRD_SOURCE = REPO_ROOT / "crds" / "campaignevents.autoscaling.campaigns.dev.yaml"
 CHART_CRD_COPY = CHART_DIR / "crds" / CRD_SOURCE.name
 KOPF_PEERING_CRDS = CHART_DIR / "crds" / "kopfpeerings.kopf.dev.yaml"
+MONITORING_DIR = REPO_ROOT / "monitoring"
+# The alerting rules and the dashboard: one source in monitoring/, copied into the chart (Helm can only read
+# files inside the chart) for its optional PrometheusRule and dashboard ConfigMap.
+MONITORING_COPIES = {
+    MONITORING_DIR / "alerts.yaml": CHART_DIR / "files" / "alerts.yaml",
+    MONITORING_DIR / "dashboard.json": CHART_DIR / "files" / "dashboard.json",
+}
 MANIFESTS_DIR = REPO_ROOT / "manifests"
 OPERATOR_MANIFEST = MANIFESTS_DIR / "campaign-autoscaler.yaml"
 PEERING_CRDS_MANIFEST = MANIFESTS_DIR / KOPF_PEERING_CRDS.name
@@ -158,6 +166,7 @@ def expected_files() -> dict[Path, bytes]:
         CHART_CRD_COPY: CRD_SOURCE.read_bytes(),
         OPERATOR_MANIFEST: operator_manifest(render_chart()).encode(),
         PEERING_CRDS_MANIFEST: KOPF_PEERING_CRDS.read_bytes(),
+        **{copy: source.read_bytes() for source, copy in MONITORING_COPIES.items()},
     }
 
 

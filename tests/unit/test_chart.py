@@ -45,6 +45,10 @@ SCENARIOS = MappingProxyType(
             }
         },
         "standalone": {"replicaCount": 1, "peering": {"enabled": False}},
+        "monitoring": {
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Platform"}},
+        },
     }
 )
 
@@ -262,6 +266,43 @@ def test_service_monitor_is_well_formed(renders: Mapping[str, list[dict[str, Any
     for duration in (endpoint["interval"], endpoint["scrapeTimeout"]):
         assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", duration)
     assert of_kind(renders["defaults"], "ServiceMonitor") == []
+
+
+def test_prometheus_rule_ships_the_rules_file(renders: Mapping[str, list[dict[str, Any]]]) -> None:
+    """The optional PrometheusRule carries exactly monitoring/alerts.yaml (promtool-tested in
+    test_monitoring.py); off by default."""
+    rule = only(renders["monitoring"], "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load((REPO_ROOT / "monitoring" / "alerts.yaml").read_text())
+    assert of_kind(renders["defaults"], "PrometheusRule") == []
+
+
+def test_grafana_dashboard_config_map_for_the_sidecar(renders: Mapping[str, list[dict[str, Any]]]) -> None:
+    dashboards = [
+        obj
+        for obj in of_kind(renders["monitoring"], "ConfigMap")
+        if obj["metadata"]["name"].endswith("-dashboard")
+    ]
+    (config_map,) = dashboards
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Platform"}
+    (content,) = config_map["data"].values()
+    assert json.loads(content) == json.loads((REPO_ROOT / "monitoring" / "dashboard.json").read_text())
+    assert of_kind(renders["defaults"], "ConfigMap") == []
+
+
+def test_notes_say_which_image_runs(render_script: ModuleType) -> None:
+    notes = render_script.render_chart(
+        {"image": {"repository": "registry.example.com/platform/ca", "tag": "1.2.3"}}
+    )
+    (text,) = [text for template, text in notes.items() if template.endswith("NOTES.txt")]
+    assert "Image: registry.example.com/platform/ca:1.2.3" in text
+    (default,) = [
+        text for template, text in render_script.render_chart().items() if template.endswith("NOTES.txt")
+    ]
+    assert "Image: campaign-autoscaler:0.1.0" in default
 
 
 # -- RBAC ----------------------------------------------------------------------------------------------------
