@@ -41,7 +41,7 @@ demo: testenv
 bench: testenv
 	$(BIN)/python -m benchmarks
 
-## Re-render manifests/ (and the chart's copy of the CRD) from the chart; a test fails when they are stale.
+## Re-render manifests/ (and the chart's copies of the CRD and of monitoring/) from the chart; a test fails when stale.
 manifests: bootstrap
 	$(BIN)/python scripts/render_manifests.py
 
