@@ -17,8 +17,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, ControlPlane, find_assets
-from tests.integration.conftest import require
+from campaign_autoscaler.devenv.controlplane import ControlPlane
+from tests.integration.conftest import new_control_plane
 from tests.integration.harness import (
     REPO,
     Cluster,
@@ -87,9 +87,7 @@ def installed(control_plane: ControlPlane, campaignevent_crd: object, tmp_path: 
 @pytest.fixture(scope="module")
 def fresh_control_plane() -> Iterator[ControlPlane]:
     """A control plane of its own that nothing else has touched: no CRD of any kind installed yet."""
-    assets = find_assets()
-    require(assets is not None, MISSING_ASSETS_HELP)
-    with ControlPlane(assets) as plane:
+    with new_control_plane() as plane:
         yield plane
 
 

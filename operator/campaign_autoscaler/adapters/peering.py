@@ -70,14 +70,18 @@ def peering_body(name: str, place: PeeringPlace) -> dict[str, object]:
     return {"apiVersion": f"{PEERING_GROUP}/{PEERING_VERSION}", "kind": place.kind, "metadata": metadata}
 
 
+def _custom_object_call(api: client.CustomObjectsApi, verb: str, place: PeeringPlace, last: object) -> object:
+    """`verb` (create, get) on the peering kind of `place`; `last` is the body or the name."""
+    if place.namespace is None:
+        call = getattr(api, f"{verb}_cluster_custom_object")
+        return call(PEERING_GROUP, PEERING_VERSION, CLUSTER_PLURAL, last)
+    call = getattr(api, f"{verb}_namespaced_custom_object")
+    return call(PEERING_GROUP, PEERING_VERSION, place.namespace, NAMESPACED_PLURAL, last)
+
+
 def peering_exists(api: client.CustomObjectsApi, name: str, place: PeeringPlace) -> bool:
     try:
-        if place.namespace is None:
-            api.get_cluster_custom_object(PEERING_GROUP, PEERING_VERSION, CLUSTER_PLURAL, name)
-        else:
-            api.get_namespaced_custom_object(
-                PEERING_GROUP, PEERING_VERSION, place.namespace, NAMESPACED_PLURAL, name
-            )
+        _custom_object_call(api, "get", place, name)
     except ApiException:
         return False
     return True
@@ -86,14 +90,8 @@ def peering_exists(api: client.CustomObjectsApi, name: str, place: PeeringPlace)
 def create_peering(api: client.CustomObjectsApi, name: str, place: PeeringPlace) -> bool:
     """Create the object; True if it exists now (created or already there), False if its kind is not
     served yet (the peering CRD is missing or not established)."""
-    body = peering_body(name, place)
     try:
-        if place.namespace is None:
-            api.create_cluster_custom_object(PEERING_GROUP, PEERING_VERSION, CLUSTER_PLURAL, body)
-        else:
-            api.create_namespaced_custom_object(
-                PEERING_GROUP, PEERING_VERSION, place.namespace, NAMESPACED_PLURAL, body
-            )
+        _custom_object_call(api, "create", place, peering_body(name, place))
     except ApiException as err:
         if err.status == HTTP_CONFLICT:
             return True
