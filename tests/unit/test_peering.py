@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from campaign_autoscaler.adapters import peering
 from campaign_autoscaler.adapters.peering import PeeringPlace, PeeringSetupError, ensure_peering
@@ -21,24 +23,39 @@ class FakeCustomObjects:
         self.created: list[dict[str, Any]] = []
 
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.create_statuses and self.create_statuses[0] == 0:  # 0: the API server does not answer
+            self.create_statuses.pop(0)
+            raise MaxRetryError(
+                None, "/apis/kopf.dev/v1", reason=NewConnectionError(None, "Connection refused")
+            )
         status = self.create_statuses.pop(0) if self.create_statuses else 201
         if status != 201:
             raise ApiException(status=status)
         self.created.append(body)
         return body
 
-    def create_cluster_custom_object(self, group: str, version: str, plural: str, body: dict) -> dict:
+    def create_cluster_custom_object(
+        self, group: str, version: str, plural: str, body: dict, _request_timeout: object = None
+    ) -> dict:
         assert (group, version, plural) == ("kopf.dev", "v1", "clusterkopfpeerings")
         return self._create(body)
 
     def create_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, body: dict
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        body: dict,
+        _request_timeout: object = None,
     ) -> dict:
         assert (group, version, plural) == ("kopf.dev", "v1", "kopfpeerings")
         assert body["metadata"]["namespace"] == namespace
         return self._create(body)
 
-    def get_cluster_custom_object(self, group: str, version: str, plural: str, name: str) -> dict:
+    def get_cluster_custom_object(
+        self, group: str, version: str, plural: str, name: str, _request_timeout: object = None
+    ) -> dict:
         if not self.existing:
             raise ApiException(status=404)
         return {"metadata": {"name": name}}
@@ -97,10 +114,24 @@ def test_waits_while_the_peering_crd_is_not_served_yet(run: Any) -> None:
     assert clock.now == 3.0 and len(fake.created) == 1
 
 
+def test_waits_for_an_api_server_that_does_not_answer_yet(run: Any) -> None:
+    fake = FakeCustomObjects([0, 0, 404])
+    clock = run(fake)
+    assert clock.now == 3.0 and len(fake.created) == 1
+
+
+def test_gives_up_naming_an_api_server_that_never_answers(run: Any) -> None:
+    with pytest.raises(
+        PeeringSetupError, match=r"after 3s: the API server did not answer \(.*Connection refused"
+    ):
+        run(FakeCustomObjects([0] * 100), wait=3.0)
+
+
 def test_gives_up_naming_the_missing_crds(run: Any) -> None:
     fake = FakeCustomObjects([404] * 100)
     with pytest.raises(
-        PeeringSetupError, match=r"ClusterKopfPeering kind .* not served after 5s.*kopfpeerings"
+        PeeringSetupError,
+        match=r"no ClusterKopfPeering 'campaign-autoscaler' cluster-wide after 5s: .* not served: .*kopf",
     ):
         run(fake, wait=5.0)
 
@@ -114,3 +145,32 @@ def test_forbidden_create_is_fine_when_someone_else_created_it(run: Any) -> None
 def test_places(run: Any) -> None:
     assert peering.peering_places(()) == [PeeringPlace(None)]
     assert PeeringPlace("shop").describe("x") == "KopfPeering 'x' in namespace shop"
+
+
+def test_run_with_peering_and_no_api_server_ends_in_one_line_exit_1(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A runtime failure (nothing listens at the kubeconfig's server): one line, exit 1, no traceback."""
+    from campaign_autoscaler import cli
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    monkeypatch.setattr(cli, "PEERING_CRD_WAIT", 0.5)
+    code = cli.main(["run", "--kubeconfig", str(kubeconfig), "--peering", "campaign-autoscaler"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [err.strip()] and err.startswith(
+        "error: Kopf peering: no ClusterKopfPeering 'campaign-autoscaler' cluster-wide after 0.5s: "
+        "the API server did not answer"
+    )

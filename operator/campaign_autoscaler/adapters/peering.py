@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ HTTP_CONFLICT = 409
 # An exact namespace name (a DNS label); --namespace also takes Kopf's glob patterns, which name no object.
 EXACT_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PEERING_CRDS_HINT = "kubectl apply -f manifests/kopfpeerings.kopf.dev.yaml"
+REQUEST_TIMEOUT = (5.0, 10.0)  # seconds to connect, seconds to wait for the answer
 
 
 class PeeringSetupError(RuntimeError):
@@ -74,39 +76,51 @@ def _custom_object_call(api: client.CustomObjectsApi, verb: str, place: PeeringP
     """`verb` (create, get) on the peering kind of `place`; `last` is the body or the name."""
     if place.namespace is None:
         call = getattr(api, f"{verb}_cluster_custom_object")
-        return call(PEERING_GROUP, PEERING_VERSION, CLUSTER_PLURAL, last)
+        return call(PEERING_GROUP, PEERING_VERSION, CLUSTER_PLURAL, last, _request_timeout=REQUEST_TIMEOUT)
     call = getattr(api, f"{verb}_namespaced_custom_object")
-    return call(PEERING_GROUP, PEERING_VERSION, place.namespace, NAMESPACED_PLURAL, last)
+    return call(
+        PEERING_GROUP,
+        PEERING_VERSION,
+        place.namespace,
+        NAMESPACED_PLURAL,
+        last,
+        _request_timeout=REQUEST_TIMEOUT,
+    )
 
 
 def peering_exists(api: client.CustomObjectsApi, name: str, place: PeeringPlace) -> bool:
     try:
         _custom_object_call(api, "get", place, name)
-    except ApiException:
+    except (ApiException, HTTPError):
         return False
     return True
 
 
-def create_peering(api: client.CustomObjectsApi, name: str, place: PeeringPlace) -> bool:
-    """Create the object; True if it exists now (created or already there), False if its kind is not
-    served yet (the peering CRD is missing or not established)."""
+def create_peering(api: client.CustomObjectsApi, name: str, place: PeeringPlace) -> str | None:
+    """Create the object. None when it exists now (created, or there already); otherwise why not yet: its
+    kind is not served (the peering CRD is missing or not established) or the API server did not answer."""
     try:
         _custom_object_call(api, "create", place, peering_body(name, place))
     except ApiException as err:
         if err.status == HTTP_CONFLICT:
-            return True
+            return None
         if err.status == HTTP_NOT_FOUND:
-            return False
+            return (
+                f"the {place.kind} kind (kopf.dev/v1) is not served: install Kopf's peering CRDs "
+                f"({PEERING_CRDS_HINT})"
+            )
         if err.status == HTTP_FORBIDDEN and peering_exists(api, name, place):
-            return True  # created by someone else; this operator may only read and patch it
+            return None  # created by someone else; this operator may only read and patch it
         if err.status == HTTP_FORBIDDEN:
             raise PeeringSetupError(
                 f"not allowed to create the {place.describe(name)}: grant `create` on {place.kind} "
                 "to the operator's ServiceAccount, or create the object yourself"
             ) from None
         raise PeeringSetupError(f"creating the {place.describe(name)} failed: HTTP {err.status}") from None
+    except HTTPError as err:
+        return f"the API server did not answer ({getattr(err, 'reason', None) or err})"
     log.info("Created the %s.", place.describe(name))
-    return True
+    return None
 
 
 def ensure_peering(
@@ -120,18 +134,24 @@ def ensure_peering(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Make every peering object of this operator exist, waiting up to `wait` seconds for the peering CRDs
-    to be served (they may come in the same apply as the operator); PeeringSetupError otherwise."""
+    to be served (they may come in the same apply as the operator) and for the API server to answer;
+    PeeringSetupError naming the last problem otherwise."""
     api = client.CustomObjectsApi(api_client)
     pending = peering_places(namespaces)
     deadline = clock() + wait
-    while True:
-        pending = [place for place in pending if not create_peering(api, name, place)]
-        if not pending:
-            return
-        if clock() >= deadline:
-            kinds = " and ".join(sorted({place.kind for place in pending}))
-            raise PeeringSetupError(
-                f"the {kinds} kind (kopf.dev/v1) is not served after {wait:g}s: install Kopf's peering "
-                f"CRDs ({PEERING_CRDS_HINT})"
-            )
-        sleep(poll)
+    # The waiting is said once, at the end if it fails, not by urllib3 at every retried connection.
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    pool_level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
+    try:
+        while True:
+            problems = {place: create_peering(api, name, place) for place in pending}
+            pending = [place for place, problem in problems.items() if problem is not None]
+            if not pending:
+                return
+            if clock() >= deadline:
+                first = pending[0]
+                raise PeeringSetupError(f"no {first.describe(name)} after {wait:g}s: {problems[first]}")
+            sleep(poll)
+    finally:
+        pool_log.setLevel(pool_level)
