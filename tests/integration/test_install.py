@@ -313,14 +313,19 @@ def test_ha_standby_takes_over_when_the_active_replica_is_killed(
         "2s",
     ]
     kubeconfig = str(control_plane.kubeconfig_path)
-    # Operators that serve a namespace elect their leader through a KopfPeering object in it.
-    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
-        "kopf.dev", "v1", namespace, "kopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "campaign-autoscaler"}},
-    )  # fmt: skip
+    # Operators that serve a namespace elect their leader through a KopfPeering object in it, which they
+    # create at start-up.
     active = OperatorProcess(kubeconfig, tmp_path / "active.log", [*base, "--priority", "200"]).start()
     standby = OperatorProcess(kubeconfig, tmp_path / "standby.log", [*base, "--priority", "100"]).start()
     try:
+        peering = wait_until(
+            lambda: client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+                "kopf.dev", "v1", namespace, "kopfpeerings"
+            )["items"],
+            timeout=15,
+            message="the KopfPeering created by the operators",
+        )
+        assert [item["metadata"]["name"] for item in peering] == ["campaign-autoscaler"]
         time.sleep(3)  # let both see each other
         start = seconds_from_now(4)
         end = start + timedelta(seconds=14)
