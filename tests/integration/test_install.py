@@ -375,10 +375,24 @@ def test_metrics_endpoint_exposes_the_campaign(
     args = ["--namespace", namespace, "--resync-interval", "2s", "--metrics-port", str(port)]
     operator = OperatorProcess(str(control_plane.kubeconfig_path), tmp_path / "op.log", args).start()
     try:
-        cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 4}], opens_in=3))
-        wait_until(lambda: cluster.phase("sale") == "Active", timeout=10, message="Active")
+        cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 4}], opens_in=8))
+
+        def page() -> str:
+            try:
+                return scrape(port)
+            except OSError:
+                return ""  # /metrics not served yet
+
+        # The transition to Active is counted only when the operator saw the event Pending before: on a
+        # busy machine its start-up may take seconds, so wait for that first.
+        wait_until(
+            lambda: 'campaign_autoscaler_events{phase="Pending"} 1.0' in page(),
+            timeout=8,
+            message="the event seen Pending before its window opened",
+        )
+        wait_until(lambda: cluster.phase("sale") == "Active", timeout=15, message="Active")
         text = wait_until(
-            lambda: (body := scrape(port)) and 'phase="Active"} 1.0' in body and body,
+            lambda: (body := page()) and 'campaign_autoscaler_events{phase="Active"} 1.0' in body and body,
             timeout=5,
             message="the Active event in /metrics",
         )
