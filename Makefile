@@ -2,7 +2,11 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-lowest testenv lint unit integration bench bootstrap manifests
+.PHONY: demo test test-lowest testenv lint unit integration bench bootstrap manifests image
+
+## The operator image; the tag defaults to the chart's appVersion (the tag the chart deploys by default).
+IMAGE ?= campaign-autoscaler
+TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' charts/campaign-autoscaler/Chart.yaml)
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -37,6 +41,14 @@ demo: testenv
 bench: testenv
 	$(BIN)/python -m benchmarks
 
-## Re-render manifests/ (and the chart's copy of the CRD) from the chart; a test fails when they are stale.
+## Re-render manifests/ (and the chart's copies of the CRD and of monitoring/) from the chart; a test fails when stale.
 manifests: bootstrap
 	$(BIN)/python scripts/render_manifests.py
+
+## Build the operator image with docker, else podman: `make image IMAGE=registry.example.com/team/campaign-autoscaler`.
+image:
+	@engine=$$(command -v docker || command -v podman) || { \
+	  echo "make image: neither docker nor podman is installed; install one of them, or build the Dockerfile with your own builder" >&2; \
+	  exit 2; }; \
+	echo "Building $(IMAGE):$(TAG) with $$engine" >&2; \
+	$$engine build -t "$(IMAGE):$(TAG)" .

@@ -12,7 +12,9 @@ K8S_VERSION="1.20.2"
 ASSETS="$CACHE_ROOT/k8s-$K8S_VERSION"
 BINARIES=(etcd kube-apiserver kube-controller-manager)
 
-log() { printf '[testenv] %s\n' "$*" >&2; }
+# One line per stage on stderr, with the time since the script started (stdout carries only the result).
+SECONDS=0
+log() { printf '[testenv %2dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 have_assets() {
   local dir=$1 bin
@@ -64,9 +66,11 @@ enable_deb_src() {
   fi
 }
 
-log "Installing build dependencies (etcd-server golang-1.19-go rsync dpkg-dev reflect2)..."
+log "First run: building the control plane once (about 10 minutes on 2 cores; cached in $CACHE_ROOT)."
+log "Stage 1/5: adding deb-src entries derived from the apt sources, then apt-get update..."
 enable_deb_src
 $SUDO apt-get update -qq
+log "Stage 2/5: installing etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make..."
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
   etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make >/dev/null
 
@@ -75,7 +79,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 trap 'rm -rf "$WORK" "$CACHE_ROOT/gocache" "$ASSETS.tmp"' EXIT
 cd "$WORK"
-log "Fetching the kubernetes $K8S_VERSION source package..."
+log "Stage 3/5: fetching the kubernetes $K8S_VERSION source package (apt-get source)..."
 # Debian versions it 1.20.5+really1.20.2 (a revert to 1.20.2 after a 1.20.5 upload); take the newest
 # revision of that (security updates add +deb12uN).
 SRC_VERSION=$(apt-cache showsrc kubernetes | awk -v want="really$K8S_VERSION" '/^Version:/ && index($2, want) {print $2}' |
@@ -87,7 +91,7 @@ SRC=$(find "$WORK" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -
 [ -n "$SRC" ] || { log "Source tree not found after apt-get source"; exit 1; }
 
 # The vendored reflect2 predates Go 1.18 and makes the apiserver crash at start; use Debian's 1.0.2.
-log "Replacing vendor/github.com/modern-go/reflect2 with Debian's 1.0.2..."
+log "Stage 4/5: replacing vendor/github.com/modern-go/reflect2 with Debian's 1.0.2..."
 rm -rf "$SRC/vendor/github.com/modern-go/reflect2"
 mkdir -p "$SRC/vendor/github.com/modern-go/reflect2"
 rsync -a /usr/share/gocode/src/github.com/modern-go/reflect2/ "$SRC/vendor/github.com/modern-go/reflect2/"
@@ -95,9 +99,18 @@ rsync -a /usr/share/gocode/src/github.com/modern-go/reflect2/ "$SRC/vendor/githu
 mkdir -p "$WORK/.go/src/k8s.io"
 ln -sfn "$SRC" "$WORK/.go/src/k8s.io/kubernetes"
 cd "$WORK/.go/src/k8s.io/kubernetes"
-log "Building kube-apiserver and kube-controller-manager (several minutes on 2 cores)..."
+log "Stage 5/5: building kube-apiserver and kube-controller-manager (the long part, several minutes)..."
 export GOPATH="$WORK/.go" PATH="/usr/lib/go-1.19/bin:$PATH" GO111MODULE=off GOFLAGS="" GOCACHE="$CACHE_ROOT/gocache"
-make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$WORK/build.log" 2>&1 || {
+make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$WORK/build.log" 2>&1 &
+BUILD_PID=$!
+# A heartbeat a minute while Go compiles, so a long first run is never silent.
+while kill -0 "$BUILD_PID" 2>/dev/null; do
+  for _ in $(seq 30); do kill -0 "$BUILD_PID" 2>/dev/null || break; sleep 2; done
+  if kill -0 "$BUILD_PID" 2>/dev/null; then
+    log "  still building ($(du -sh "$CACHE_ROOT/gocache" 2>/dev/null | cut -f1 || echo 0) of Go build cache so far)"
+  fi
+done
+wait "$BUILD_PID" || {
   tail -n 40 "$WORK/build.log" >&2; log "Build failed; full log in $WORK/build.log"; exit 1; }
 
 mkdir -p "$ASSETS.tmp"
@@ -106,5 +119,5 @@ cp "$(command -v etcd || echo /usr/bin/etcd)" "$ASSETS.tmp/etcd"
 rm -rf "$ASSETS"
 mv "$ASSETS.tmp" "$ASSETS"
 cd /
-log "Control plane assets ready in $ASSETS"
+log "Control plane assets ready in $ASSETS ($(du -sh "$CACHE_ROOT" | cut -f1) cached)"
 echo "$ASSETS"

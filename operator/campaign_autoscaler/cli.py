@@ -542,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Reconciles run in worker threads, and every one of them may hold an HTTP connection to the API server: a
 # transition due for hundreds of targets in the same second must not queue behind a handful of either.
 WORKER_THREADS = 32
+# How long `run --peering` waits for Kopf's peering CRDs to be served (they may come in the same apply).
+PEERING_CRD_WAIT = 60.0
 
 
 def load_api_client(
@@ -610,6 +612,7 @@ def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from campaign_autoscaler.adapters.kube import KubeAdapter
+    from campaign_autoscaler.adapters.peering import PeeringSetupError, ensure_peering
     from campaign_autoscaler.adapters.prometheus import PrometheusMetricsSource, PrometheusSettings
     from campaign_autoscaler.adapters.telemetry import Telemetry
     from campaign_autoscaler.handlers import OperatorConfig, Runtime, build_registry
@@ -619,6 +622,11 @@ def run_operator(args: argparse.Namespace) -> int:
         api_client = load_api_client(args.kubeconfig, args.context, pool_size=WORKER_THREADS)
     except InputFileError as err:
         return _fail(err)
+    if args.peering:
+        try:
+            ensure_peering(api_client, args.peering, args.namespaces or (), wait=PEERING_CRD_WAIT)
+        except PeeringSetupError as err:
+            return _fail(f"Kopf peering: {err}", code=1)
     telemetry = Telemetry()
     metrics = None
     if args.prometheus_url:

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import kubernetes
@@ -61,11 +62,18 @@ def namespace_name(test_name: str) -> str:
 # -- Kubernetes ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
+@contextmanager
+def new_control_plane() -> Iterator[ControlPlane]:
+    """A control plane of its own, started, and stopped afterwards (skipped without the binaries)."""
     assets = find_assets()
     require(assets is not None, MISSING_ASSETS_HELP)
     with ControlPlane(assets) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    with new_control_plane() as plane:
         yield plane
 
 

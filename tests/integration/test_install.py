@@ -18,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler.devenv.controlplane import ControlPlane
+from tests.integration.conftest import new_control_plane
 from tests.integration.harness import (
     REPO,
     Cluster,
@@ -69,13 +70,11 @@ def local_args(args: list[str]) -> list[str]:
 
 @pytest.fixture
 def installed(control_plane: ControlPlane, campaignevent_crd: object, tmp_path: Path) -> Iterator[None]:
-    """The operator installed from crds/ and manifests/, applied twice: the first apply creates the Kopf
-    peering CRDs, which the peering object in the same apply cannot be mapped to yet. Its RBAC bindings are
-    removed afterwards, so that the restricted identity is granted nothing in the tests that follow."""
+    """The operator installed from crds/ and manifests/ in one apply. Its RBAC bindings are removed
+    afterwards, so that the restricted identity is granted nothing in the tests that follow."""
     admin = control_plane.kubeconfig_path
-    first = kubectl(admin, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
-    second = kubectl(admin, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
-    assert second.returncode == 0, f"first:\n{first.stderr}\nsecond:\n{second.stderr}"
+    applied = kubectl(admin, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
+    assert applied.returncode == 0, applied.stderr
     yield
     documents = yaml.safe_load_all((MANIFESTS / "campaign-autoscaler.yaml").read_text())
     granted = [doc for doc in documents if doc and doc["kind"] in ("ClusterRoleBinding", "RoleBinding")]
@@ -83,6 +82,89 @@ def installed(control_plane: ControlPlane, campaignevent_crd: object, tmp_path: 
     bindings.write_text(yaml.safe_dump_all(granted))
     removed = kubectl(admin, "delete", "--ignore-not-found", "-f", str(bindings))
     assert removed.returncode == 0, removed.stderr
+
+
+@pytest.fixture(scope="module")
+def fresh_control_plane() -> Iterator[ControlPlane]:
+    """A control plane of its own that nothing else has touched: no CRD of any kind installed yet."""
+    with new_control_plane() as plane:
+        yield plane
+
+
+def peering_object(api_client: client.ApiClient, name: str) -> dict[str, Any] | None:
+    try:
+        return client.CustomObjectsApi(api_client).get_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", name
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def test_one_apply_installs_everything_on_a_fresh_cluster(fresh_control_plane: ControlPlane, tmp_path: Path):
+    """`kubectl apply -f crds/ -f manifests/` once, as the README says, on a cluster that never had any of
+    its CRDs; then two operator replicas, as the rendered Deployment runs them and with its RBAC, create
+    their peering object, elect one active member, and run a campaign."""
+    plane = fresh_control_plane
+    admin = config.new_client_from_config(config_file=str(plane.kubeconfig_path))
+    extensions = client.ApiextensionsV1Api(admin)
+    assert [crd.metadata.name for crd in extensions.list_custom_resource_definition().items] == []
+
+    applied = kubectl(plane.kubeconfig_path, "apply", "-f", str(REPO / "crds"), "-f", str(MANIFESTS))
+    assert applied.returncode == 0, applied.stderr
+    installed_crds = {crd.metadata.name for crd in extensions.list_custom_resource_definition().items}
+    assert installed_crds == {
+        "campaignevents.autoscaling.campaigns.dev",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
+    args = local_args(rendered_operator_args())
+    peering_name = next(arg.split("=", 1)[1] for arg in args if arg.startswith("--peering="))
+    assert peering_object(admin, peering_name) is None  # nothing in the apply creates it
+
+    namespace = "shop"
+    client.CoreV1Api(admin).create_namespace({"metadata": {"name": namespace}})
+    cluster = Cluster(admin, namespace)
+    cluster.create_deployment("checkout", replicas=2)
+    restricted = str(plane.restricted_kubeconfig_path)
+    replicas = [  # each with a liveness port of its own, as two pods would have
+        OperatorProcess(restricted, tmp_path / f"op-{i}.log", local_args(rendered_operator_args())).start()
+        for i in range(2)
+    ]
+    try:
+
+        def both_peers_registered() -> bool:
+            peering = peering_object(admin, peering_name)
+            return peering is not None and len(peering.get("status") or {}) == 2
+
+        wait_until(both_peers_registered, timeout=30, message="both keep-alives in the peering")
+        start = seconds_from_now(6)
+        cluster.create_event(
+            "sale",
+            campaign_spec(
+                start=start,
+                end=start + timedelta(seconds=4),
+                lead_time="3s",
+                ramp_up_steps=1,
+                ramp_down={"duration": "2s", "steps": 1},
+                targets=[{"name": "checkout", "replicas": 5}],
+            ),
+        )
+        wait_until(lambda: cluster.replicas("checkout") == 5, timeout=20, message="checkout 2 -> 5")
+        wait_until(lambda: cluster.phase("sale") == "Completed", timeout=20, message="Completed")
+        assert cluster.replicas("checkout") == 2
+    finally:
+        codes = [replica.stop() for replica in replicas]
+        logs = [replica.log() for replica in replicas]
+        print("\n".join(f"--- replica {i} ---\n{log[-3000:]}" for i, log in enumerate(logs)))
+    assert codes == [0, 0]
+    created = [log for log in logs if "Created the ClusterKopfPeering" in log]
+    assert len(created) >= 1  # one created it; the other found it there (or both raced, one got a 409)
+    acting = [log for log in logs if "Scaled Deployment" in log]
+    assert len(acting) == 1, "exactly one replica is active"
+    denied = [line for log in logs for line in log.splitlines() if denied_line(line)]
+    assert not denied, "the rendered RBAC must grant all the operator does:\n" + "\n".join(denied[:10])
 
 
 def restricted_api(control_plane: ControlPlane) -> client.ApiClient:
@@ -231,14 +313,19 @@ def test_ha_standby_takes_over_when_the_active_replica_is_killed(
         "2s",
     ]
     kubeconfig = str(control_plane.kubeconfig_path)
-    # Operators that serve a namespace elect their leader through a KopfPeering object in it.
-    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
-        "kopf.dev", "v1", namespace, "kopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "campaign-autoscaler"}},
-    )  # fmt: skip
+    # Operators that serve a namespace elect their leader through a KopfPeering object in it, which they
+    # create at start-up.
     active = OperatorProcess(kubeconfig, tmp_path / "active.log", [*base, "--priority", "200"]).start()
     standby = OperatorProcess(kubeconfig, tmp_path / "standby.log", [*base, "--priority", "100"]).start()
     try:
+        peering = wait_until(
+            lambda: client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+                "kopf.dev", "v1", namespace, "kopfpeerings"
+            )["items"],
+            timeout=15,
+            message="the KopfPeering created by the operators",
+        )
+        assert [item["metadata"]["name"] for item in peering] == ["campaign-autoscaler"]
         time.sleep(3)  # let both see each other
         start = seconds_from_now(4)
         end = start + timedelta(seconds=14)
@@ -288,10 +375,24 @@ def test_metrics_endpoint_exposes_the_campaign(
     args = ["--namespace", namespace, "--resync-interval", "2s", "--metrics-port", str(port)]
     operator = OperatorProcess(str(control_plane.kubeconfig_path), tmp_path / "op.log", args).start()
     try:
-        cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 4}], opens_in=3))
-        wait_until(lambda: cluster.phase("sale") == "Active", timeout=10, message="Active")
+        cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 4}], opens_in=8))
+
+        def page() -> str:
+            try:
+                return scrape(port)
+            except OSError:
+                return ""  # /metrics not served yet
+
+        # The transition to Active is counted only when the operator saw the event Pending before: on a
+        # busy machine its start-up may take seconds, so wait for that first.
+        wait_until(
+            lambda: 'campaign_autoscaler_events{phase="Pending"} 1.0' in page(),
+            timeout=8,
+            message="the event seen Pending before its window opened",
+        )
+        wait_until(lambda: cluster.phase("sale") == "Active", timeout=15, message="Active")
         text = wait_until(
-            lambda: (body := scrape(port)) and 'phase="Active"} 1.0' in body and body,
+            lambda: (body := page()) and 'campaign_autoscaler_events{phase="Active"} 1.0' in body and body,
             timeout=5,
             message="the Active event in /metrics",
         )

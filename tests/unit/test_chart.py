@@ -45,11 +45,15 @@ SCENARIOS = MappingProxyType(
             }
         },
         "standalone": {"replicaCount": 1, "peering": {"enabled": False}},
+        "monitoring": {
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Platform"}},
+        },
     }
 )
 
 CLUSTER_SCOPED_KINDS = frozenset(
-    {"Namespace", "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering", "CustomResourceDefinition"}
+    {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 )
 
 # (apiGroup, resource, resourceName or None, verb): what the operator does on the API, nothing more.
@@ -70,7 +74,8 @@ NAMESPACE_OBSERVER_GRANTS = frozenset(("", "namespaces", None, verb) for verb in
 
 
 def peering_grants(resource: str, name: str) -> frozenset[tuple[str, str, str | None, str]]:
-    reads = {("kopf.dev", resource, None, verb) for verb in ("list", "watch")}
+    # The operator creates its own peering object at start-up: a create cannot be limited to a name.
+    reads = {("kopf.dev", resource, None, verb) for verb in ("list", "watch", "create")}
     own_object = {("kopf.dev", resource, name, verb) for verb in ("get", "patch")}
     return frozenset(reads | own_object)
 
@@ -213,7 +218,7 @@ def test_objects_carry_their_namespace(scenario: str, renders: Mapping[str, list
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] in CLUSTER_SCOPED_KINDS:
             assert namespace is None, f"{obj['kind']} {obj['metadata']['name']} is cluster-scoped"
-        elif obj["kind"] in ("Role", "RoleBinding", "KopfPeering"):
+        elif obj["kind"] in ("Role", "RoleBinding"):
             assert namespace in WATCHED
         else:
             assert namespace == RELEASE_NAMESPACE, f"{obj['kind']} {obj['metadata']['name']}"
@@ -261,6 +266,43 @@ def test_service_monitor_is_well_formed(renders: Mapping[str, list[dict[str, Any
     for duration in (endpoint["interval"], endpoint["scrapeTimeout"]):
         assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", duration)
     assert of_kind(renders["defaults"], "ServiceMonitor") == []
+
+
+def test_prometheus_rule_ships_the_rules_file(renders: Mapping[str, list[dict[str, Any]]]) -> None:
+    """The optional PrometheusRule carries exactly monitoring/alerts.yaml (promtool-tested in
+    test_monitoring.py); off by default."""
+    rule = only(renders["monitoring"], "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load((REPO_ROOT / "monitoring" / "alerts.yaml").read_text())
+    assert of_kind(renders["defaults"], "PrometheusRule") == []
+
+
+def test_grafana_dashboard_config_map_for_the_sidecar(renders: Mapping[str, list[dict[str, Any]]]) -> None:
+    dashboards = [
+        obj
+        for obj in of_kind(renders["monitoring"], "ConfigMap")
+        if obj["metadata"]["name"].endswith("-dashboard")
+    ]
+    (config_map,) = dashboards
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Platform"}
+    (content,) = config_map["data"].values()
+    assert json.loads(content) == json.loads((REPO_ROOT / "monitoring" / "dashboard.json").read_text())
+    assert of_kind(renders["defaults"], "ConfigMap") == []
+
+
+def test_notes_say_which_image_runs(render_script: ModuleType) -> None:
+    notes = render_script.render_chart(
+        {"image": {"repository": "registry.example.com/platform/ca", "tag": "1.2.3"}}
+    )
+    (text,) = [text for template, text in notes.items() if template.endswith("NOTES.txt")]
+    assert "Image: registry.example.com/platform/ca:1.2.3" in text
+    (default,) = [
+        text for template, text in render_script.render_chart().items() if template.endswith("NOTES.txt")
+    ]
+    assert "Image: campaign-autoscaler:0.1.0" in default
 
 
 # -- RBAC ----------------------------------------------------------------------------------------------------
@@ -337,12 +379,11 @@ def test_aggregated_roles_for_people_who_manage_campaigns(
     }
 
 
-def test_peering_objects_match_the_operator_flag(renders: Mapping[str, list[dict[str, Any]]]) -> None:
-    cluster_object = only(renders["defaults"], "ClusterKopfPeering")
-    assert cluster_object["metadata"]["name"] == parsed_args(renders["defaults"]).peering
-    namespaced = of_kind(renders["namespaced"], "KopfPeering")
-    assert sorted(obj["metadata"]["namespace"] for obj in namespaced) == sorted(WATCHED)
-    assert {obj["metadata"]["name"] for obj in namespaced} == {parsed_args(renders["namespaced"]).peering}
+def test_no_peering_object_in_the_chart(renders: Mapping[str, list[dict[str, Any]]]) -> None:
+    """The operator creates its peering object itself: an object of a kind whose CRD comes in the same
+    `kubectl apply` cannot be mapped, so shipping it would make the one-shot install fail."""
+    for objects in renders.values():
+        assert [obj for obj in objects if obj["apiVersion"].startswith("kopf.dev/")] == []
 
 
 # -- the operator Deployment ---------------------------------------------------------------------------------

@@ -102,7 +102,9 @@ def expected_9_9_timeline() -> list[tuple[datetime, str, str, int]]:
 def test_the_9_9_example_is_what_the_expectations_assume() -> None:
     spec = yaml.safe_load((REPO / "examples/sale-9-9.yaml").read_text())["spec"]
     assert spec["timezone"] == "Asia/Jakarta"
-    assert (spec["start"], spec["end"]) == ("2026-09-09T00:00:00", "2026-09-10T02:00:00")
+    # Every year on 9 September, 00:00 to 02:00 the next night: never a window already in the past.
+    assert spec["schedule"] == {"cron": "0 0 9 9 *", "duration": "26h"}
+    assert "start" not in spec and "end" not in spec
     assert (spec["leadTime"], spec["rampUp"], spec["rampDown"]) == (
         "30m",
         {"steps": 3},
@@ -427,3 +429,19 @@ def test_selector_targets_take_a_baseline_by_index(
     (event,) = plan_json(capsys, "-f", path, "--baseline", "targets[1]=5", "--now", NOW)["events"]
     selector = next(t for t in event["targets"] if t["name"] == "selector tier=checkout")
     assert (selector["baselineReplicas"], selector["floor"], selector["target"]) == (5, 10, "spec.targets[1]")
+
+
+# --- every example plans to a window still to come -------------------------------------------------------
+@pytest.mark.parametrize("years_ahead", [0, 1, 5])
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
+def test_every_example_plans_to_a_window_to_come(
+    capsys: pytest.CaptureFixture[str], path: Path, years_ahead: int
+) -> None:
+    """`plan -f` of each example today (and in one and five years) finds a window that has not ended, so a
+    new user who applies an example sees it Pending (or under way), never Completed."""
+    now = datetime.now(UTC) + timedelta(days=365 * years_ahead)
+    for event in plan_json(capsys, "-f", str(path), "--now", iso(now))["events"]:
+        assert event["phase"] != "Completed", event["name"]
+        assert datetime.fromisoformat(event["window"]["end"]) > now, event["name"]
+        if event["phase"] == "Pending":
+            assert datetime.fromisoformat(event["window"]["start"]) > now, event["name"]

@@ -125,13 +125,16 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 Kopf peering (kopf/_core/engines/peering.py): it lists and watches the peering objects of its scope and
 patches its keep-alive into the status of the one named by --peering; get/patch are limited to that name.
 Cluster-wide operators use ClusterKopfPeering, namespaced ones a KopfPeering in every served namespace.
+The operator creates its peering object at start-up (adapters/peering.py), so that one `kubectl apply` of
+the peering CRDs and the operator installs everything; Kubernetes cannot limit a `create` to a name.
 */}}
 {{- define "campaign-autoscaler.peeringRules" -}}
 {{- $resource := ternary "clusterkopfpeerings" "kopfpeerings" (eq (include "campaign-autoscaler.clusterwide" .) "true") -}}
-# Kopf peering: read every peering object of its scope, write its keep-alive only into its own.
+# Kopf peering: read every peering object of its scope, create its own at start-up, write its keep-alive
+# only into its own.
 - apiGroups: ["kopf.dev"]
   resources: [{{ $resource | quote }}]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "create"]
 - apiGroups: ["kopf.dev"]
   resources: [{{ $resource | quote }}]
   resourceNames: [{{ include "campaign-autoscaler.peeringName" . | quote }}]

@@ -44,6 +44,24 @@ class Telemetry:
             ["namespace", "event", "target"],
             registry=self.registry,
         )
+        self.event_phase = Gauge(
+            f"{PREFIX}_event_phase",
+            "1 for the phase a CampaignEvent is in now (one series per event)",
+            ["namespace", "event", "phase"],
+            registry=self.registry,
+        )
+        self.lead_time = Gauge(
+            f"{PREFIX}_event_lead_time_seconds",
+            "spec.leadTime of a CampaignEvent: its capacity must be Ready this long after pre-scaling starts",
+            ["namespace", "event"],
+            registry=self.registry,
+        )
+        self.observed_ready = Gauge(
+            f"{PREFIX}_target_observed_ready_seconds",
+            "From the start of pre-scaling until the target's floor was first seen Ready, in this window",
+            ["namespace", "event", "target"],
+            registry=self.registry,
+        )
         self.transitions = Counter(
             f"{PREFIX}_transitions", "Phase transitions acted on", ["phase"], registry=self.registry
         )
@@ -91,16 +109,36 @@ class Telemetry:
             self.query_errors.labels(reason=outcome).inc()
 
     def observe_event(
-        self, namespace: str, name: str, phase: str, targets: Iterable[Mapping[str, Any]]
+        self,
+        namespace: str,
+        name: str,
+        phase: str,
+        targets: Iterable[Mapping[str, Any]],
+        lead_time_seconds: float | None = None,
     ) -> None:
         with self._lock:
-            self._observe_event(namespace, name, phase, targets)
+            self._observe_event(namespace, name, phase, targets, lead_time_seconds)
 
     def _observe_event(
-        self, namespace: str, name: str, phase: str, targets: Iterable[Mapping[str, Any]]
+        self,
+        namespace: str,
+        name: str,
+        phase: str,
+        targets: Iterable[Mapping[str, Any]],
+        lead_time_seconds: float | None,
     ) -> None:
+        previous_phase = self._phases.get((namespace, name))
+        if previous_phase is not None and previous_phase != phase:
+            with contextlib.suppress(KeyError):
+                self.event_phase.remove(namespace, name, previous_phase)
+        self.event_phase.labels(namespace=namespace, event=name, phase=phase).set(1)
         self._phases[(namespace, name)] = phase
         self._refresh_phases()
+        if lead_time_seconds is not None:
+            self.lead_time.labels(namespace=namespace, event=name).set(lead_time_seconds)
+        else:  # an invalid spec has no lead time
+            with contextlib.suppress(KeyError):
+                self.lead_time.remove(namespace, name)
         seen = set()
         for entry in targets:
             labels = {"namespace": namespace, "event": name, "target": entry["name"]}
@@ -108,13 +146,23 @@ class Telemetry:
             self.baseline.labels(**labels).set(entry["baselineReplicas"])
             self.desired.labels(**labels).set(entry["desiredReplicas"])
             self.ready.labels(**labels).set(entry["readyReplicas"])
+            if entry.get("observedReadySeconds") is not None:
+                self.observed_ready.labels(**labels).set(entry["observedReadySeconds"])
+            else:
+                with contextlib.suppress(KeyError):
+                    self.observed_ready.remove(namespace, name, entry["name"])
         for gone in self._targets.get((namespace, name), set()) - seen:
             self._remove_target(namespace, name, gone)
         self._targets[(namespace, name)] = seen
 
     def forget_event(self, namespace: str, name: str) -> None:
         with self._lock:
-            self._phases.pop((namespace, name), None)
+            phase = self._phases.pop((namespace, name), None)
+            if phase is not None:
+                with contextlib.suppress(KeyError):
+                    self.event_phase.remove(namespace, name, phase)
+            with contextlib.suppress(KeyError):
+                self.lead_time.remove(namespace, name)
             self._refresh_phases()
             for target in self._targets.pop((namespace, name), set()):
                 self._remove_target(namespace, name, target)
@@ -130,6 +178,6 @@ class Telemetry:
             self.events.labels(phase=phase).set(sum(1 for p in self._phases.values() if p == phase))
 
     def _remove_target(self, namespace: str, name: str, target: str) -> None:
-        for gauge in (self.baseline, self.desired, self.ready):
+        for gauge in (self.baseline, self.desired, self.ready, self.observed_ready):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name, target)

@@ -165,15 +165,23 @@ class SyntheticExporter:
         return gauge
 
 
-def prometheus_config(scrape_targets: Sequence[str], scrape_interval: str) -> dict[str, Any]:
-    return {
+def prometheus_config(
+    scrape_targets: Sequence[str],
+    scrape_interval: str,
+    job_name: str = "synthetic",
+    rule_files: Sequence[Path] = (),
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
             "scrape_timeout": scrape_interval,
             "evaluation_interval": scrape_interval,
         },
-        "scrape_configs": [{"job_name": "synthetic", "static_configs": [{"targets": list(scrape_targets)}]}],
+        "scrape_configs": [{"job_name": job_name, "static_configs": [{"targets": list(scrape_targets)}]}],
     }
+    if rule_files:
+        config["rule_files"] = [str(path) for path in rule_files]
+    return config
 
 
 class PrometheusServer:
@@ -194,6 +202,8 @@ class PrometheusServer:
         scrape_interval: str = "1s",
         lookback_delta: str | None = None,
         start_timeout: float = 30.0,
+        job_name: str = "synthetic",
+        rule_files: Sequence[Path] = (),
     ) -> None:
         self.binary = binary or find_prometheus()
         self.promtool = promtool or find_promtool()
@@ -201,6 +211,8 @@ class PrometheusServer:
         self.scrape_interval = scrape_interval
         self.lookback_delta = lookback_delta
         self.start_timeout = start_timeout
+        self.job_name = job_name
+        self.rule_files = list(rule_files)
         self._workdir: Path | None = None
         self._port: int | None = None
         self._process: ManagedProcess | None = None
@@ -238,7 +250,8 @@ class PrometheusServer:
             self._port = free_loopback_port()
             atexit.register(self.close)
         config_path = self.workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(prometheus_config(self.scrape_targets, self.scrape_interval)))
+        config = prometheus_config(self.scrape_targets, self.scrape_interval, self.job_name, self.rule_files)
+        config_path.write_text(yaml.safe_dump(config))
         self._process = ManagedProcess("prometheus", self._argv(config_path), self.log_path)
         self._process.start()
         try:
@@ -305,6 +318,17 @@ class PrometheusServer:
         except (urllib.error.URLError, OSError) as error:
             raise PrometheusUnavailable(f"Prometheus at {self.url} did not answer: {error}") from error
         return dict(answer["data"])
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Every rule loaded from `rule_files`, with its health and last error (GET /api/v1/rules)."""
+        try:
+            with urllib.request.urlopen(
+                f"{self.url}/api/v1/rules", timeout=QUERY_TIMEOUT_SECONDS
+            ) as response:
+                answer = json.load(response)
+        except (urllib.error.URLError, OSError) as error:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} did not answer: {error}") from error
+        return [rule for group in answer["data"]["groups"] for rule in group["rules"]]
 
     def query_samples(self, promql: str, at: datetime | None = None) -> list[Sample]:
         return samples_from_result(self.query(promql, at))

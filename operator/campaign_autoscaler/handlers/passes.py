@@ -248,7 +248,9 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     warn_about_capacity(ctx, spec, phase, reports, status["targets"])
     record_phase(ctx, phase)
     memory.reconciled_generation = ctx.generation
-    runtime.telemetry.observe_event(ctx.namespace, ctx.name, str(phase), status["targets"])
+    runtime.telemetry.observe_event(
+        ctx.namespace, ctx.name, str(phase), status["targets"], spec.lead_time.total_seconds()
+    )
     capacity = next(c for c in status["conditions"] if c["type"] == "CapacityReady")
     return PassResult(status, upcoming, capacity["status"] == "False")
 

@@ -1,0 +1,71 @@
+"""The operator's own metrics that the alerting rules and the dashboard read: one phase series per event,
+the lead time, and how long each target took to be Ready."""
+
+from __future__ import annotations
+
+from campaign_autoscaler.adapters.telemetry import Telemetry
+
+
+def value(telemetry: Telemetry, name: str, **labels: str) -> float | None:
+    return telemetry.registry.get_sample_value(name, labels)
+
+
+def target(name: str, ready_seconds: float | None = None) -> dict[str, object]:
+    entry: dict[str, object] = {"name": name, "baselineReplicas": 2, "desiredReplicas": 5, "readyReplicas": 4}
+    if ready_seconds is not None:
+        entry["observedReadySeconds"] = ready_seconds
+    return entry
+
+
+def test_one_phase_series_per_event_follows_its_phase() -> None:
+    telemetry = Telemetry()
+    telemetry.observe_event("shop", "sale", "PreScaling", [target("checkout")], 1800.0)
+    assert (
+        value(
+            telemetry, "campaign_autoscaler_event_phase", namespace="shop", event="sale", phase="PreScaling"
+        )
+        == 1
+    )
+    telemetry.observe_event("shop", "sale", "Active", [target("checkout")], 1800.0)
+    assert (
+        value(telemetry, "campaign_autoscaler_event_phase", namespace="shop", event="sale", phase="Active")
+        == 1
+    )
+    assert (
+        value(
+            telemetry, "campaign_autoscaler_event_phase", namespace="shop", event="sale", phase="PreScaling"
+        )
+        is None
+    )
+    telemetry.forget_event("shop", "sale")
+    assert (
+        value(telemetry, "campaign_autoscaler_event_phase", namespace="shop", event="sale", phase="Active")
+        is None
+    )
+    assert (
+        value(telemetry, "campaign_autoscaler_event_lead_time_seconds", namespace="shop", event="sale")
+        is None
+    )
+
+
+def test_lead_time_and_observed_ready_seconds() -> None:
+    telemetry = Telemetry()
+    labels = {"namespace": "shop", "event": "sale", "target": "checkout"}
+    telemetry.observe_event("shop", "sale", "PreScaling", [target("checkout")], 1800.0)
+    assert (
+        value(telemetry, "campaign_autoscaler_event_lead_time_seconds", namespace="shop", event="sale")
+        == 1800
+    )
+    assert (
+        value(telemetry, "campaign_autoscaler_target_observed_ready_seconds", **labels) is None
+    )  # not Ready yet
+    telemetry.observe_event("shop", "sale", "Active", [target("checkout", 2400.5)], 1800.0)
+    assert value(telemetry, "campaign_autoscaler_target_observed_ready_seconds", **labels) == 2400.5
+    telemetry.observe_event("shop", "sale", "Active", [], 1800.0)  # the target was dropped from the spec
+    assert value(telemetry, "campaign_autoscaler_target_observed_ready_seconds", **labels) is None
+    telemetry.observe_event("shop", "sale", "Invalid", [])
+    assert (
+        value(telemetry, "campaign_autoscaler_event_lead_time_seconds", namespace="shop", event="sale")
+        is None
+    )
+    assert value(telemetry, "campaign_autoscaler_events", phase="Invalid") == 1
