@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from kubernetes import client
@@ -41,6 +41,7 @@ from campaign_autoscaler.planning.claims import (
     parse_owners,
     plan_claim,
 )
+from campaign_autoscaler.planning.instants import kube_time
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,7 @@ class KubeAdapter:
         now: datetime,
     ) -> None:
         """Post a core/v1 Event about `involved` ({apiVersion, kind, name, uid}). Events are best effort."""
-        timestamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        timestamp = kube_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
