@@ -523,6 +523,13 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run without Prometheus and the live metric: checkout holds its plain floor",
     )
+    demo.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="run in a throw-away namespace of this existing cluster instead of a local control plane "
+        "(the CRD is applied if missing; everything the demo created is deleted at the end)",
+    )
+    demo.add_argument("--context", help="kubeconfig context to use with --kubeconfig")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -668,6 +675,24 @@ def run_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from campaign_autoscaler.demo.environment import ExistingCluster
+    from campaign_autoscaler.demo.run import run_demo_command
+
+    cluster = None
+    if args.context is not None and args.kubeconfig is None:
+        return _fail("--context needs --kubeconfig FILE (the demo's own control plane has one context)")
+    if args.kubeconfig is not None:
+        try:
+            api_client = load_api_client(args.kubeconfig, args.context, in_cluster=False)
+        except InputFileError as err:
+            return _fail(err)
+        cluster = ExistingCluster(Path(args.kubeconfig).resolve(), args.context, api_client)
+    return run_demo_command(args.short, args.plot, args.no_prometheus, cluster)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -677,9 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         return run_simulate(args)
     if args.command == "demo":
-        from campaign_autoscaler.demo import run_demo_command
-
-        return run_demo_command(args)
+        return run_demo(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown commands
 
 

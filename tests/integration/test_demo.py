@@ -21,20 +21,25 @@ from pathlib import Path
 
 import pytest
 
-from campaign_autoscaler.demo import (
-    FULL_TIMELINE,
-    SHORT_TIMELINE,
+from campaign_autoscaler.demo.dashboard import metric_text, traffic_cover_line
+from campaign_autoscaler.demo.observe import (
     ClusterSample,
-    DemoPlan,
     DeploymentState,
-    build_plan,
-    compress_traffic,
     end_states,
-    event_manifest,
     observe_steps,
     ready_at_opening,
     settled,
     summarize,
+    traffic_cover,
+)
+from campaign_autoscaler.demo.run import planned_cover_line
+from campaign_autoscaler.demo.scenario import (
+    FULL_TIMELINE,
+    SHORT_TIMELINE,
+    DemoPlan,
+    build_plan,
+    compress_traffic,
+    event_manifest,
 )
 from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, find_assets
 from campaign_autoscaler.devenv.prometheus import find_prometheus
@@ -176,12 +181,25 @@ def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_leaves_not
     assert "✓ End state: order-tracking 4 replicas = baseline 4, annotations removed" in output
     assert "✓ End state: checkout 3 replicas = baseline 3, annotations removed" in output
     assert "Result: PASS" in output
+    assert (
+        "floor of 8 Pods x 320 req/s = 2,560 req/s; the traffic then is 2,500 req/s: the floor covers it"
+        in output
+    )
+    assert (
+        "✓ Traffic covered at the opening: checkout 8 Ready x 320 req/s = 2,560 req/s for 2,500 req/s: yes, "
+        "for the whole window"
+    ) in output
     if find_prometheus() is not None:
-        raised = re.search(r"it raised checkout from its floor of 6 to (\d+) replicas", output)
-        assert raised and int(raised.group(1)) == 8, "2,500 req/s at 320 req/s per Pod wants 8 checkout Pods"
+        assert "it kept checkout at its floor of 8 replicas" in output, (
+            "2,500 req/s at 320 req/s wants 8 Pods"
+        )
     else:
         assert "Continuing without the live metric" in output
-    assert f"✓ Plot: {plot}" in output
+    assert f"✓ Plot: {tmp_path / plot}" in output
+    log = re.search(r"The operator's log is kept in (\S+)", output)
+    assert log and Path(log.group(1)).is_absolute() and Path(log.group(1)).stat().st_size > 0
+    Path(log.group(1)).unlink()
+    Path(log.group(1)).parent.rmdir()
     assert png_size(tmp_path / plot) == (1200, 800)
     assert elapsed < 150, f"the short demo took {elapsed:.0f}s"
     expected = {"etcd", "kube-apiserver", "kube-controller-manager", "operator"}
@@ -252,7 +270,7 @@ def test_the_plan_follows_the_api_semantics():
     plan = _plan()
     assert {name: floor.replicas for name, floor in plan.floors.items()} == {
         "order-tracking": 10,
-        "checkout": 6,
+        "checkout": 8,
     }
     assert plan.metric_targets == {"checkout"}
     assert plan.scaling_starts_at == OPENING - FULL_TIMELINE.lead_time
@@ -286,12 +304,12 @@ def _sample(
 
 def test_a_step_is_observed_at_the_first_sample_showing_its_phase_and_replicas():
     plan = _plan()
-    first = plan.steps[0]  # ramp-up 1/3: order-tracking 6, checkout at least 4
+    first = plan.steps[0]  # ramp-up 1/3: order-tracking 6, checkout at least 5
     due = first.transition.at
     samples = [
         _sample(plan, due - timedelta(seconds=5), Phase.PENDING, {"order-tracking": 4, "checkout": 3}),
-        _sample(plan, due + timedelta(seconds=0.2), Phase.PENDING, {"order-tracking": 6, "checkout": 4}),
-        _sample(plan, due + timedelta(seconds=0.4), Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 5}),
+        _sample(plan, due + timedelta(seconds=0.2), Phase.PENDING, {"order-tracking": 6, "checkout": 5}),
+        _sample(plan, due + timedelta(seconds=0.4), Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 6}),
     ]
     observations = observe_steps(plan, samples)
     assert observations[0].lag_seconds == pytest.approx(0.4)  # the phase came with the second sample
@@ -304,7 +322,7 @@ def test_a_metric_target_may_be_above_its_step_but_not_below_it():
     at = step.transition.at + timedelta(seconds=0.3)
     above = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 9})
     below = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 3})
-    order_tracking_above = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 7, "checkout": 4})
+    order_tracking_above = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 7, "checkout": 5})
     assert observe_steps(plan, [above])[0].observed_at == at
     assert observe_steps(plan, [below])[0].observed_at is None
     assert observe_steps(plan, [order_tracking_above])[0].observed_at is None
@@ -312,7 +330,7 @@ def test_a_metric_target_may_be_above_its_step_but_not_below_it():
 
 def test_capacity_at_the_opening_is_read_from_the_last_sample_before_it():
     plan = _plan()
-    floors = {"order-tracking": 10, "checkout": 6}
+    floors = {"order-tracking": 10, "checkout": 8}
     ready = [
         _sample(
             plan, OPENING - timedelta(seconds=1), Phase.PRE_SCALING, floors, ready={**floors, "checkout": 5}
@@ -340,3 +358,48 @@ def test_the_end_state_is_exact_only_at_the_baselines_without_annotations():
     ] * 2
     assert not summarize(plan, [off_by_one]).end_state_exact
     assert not summarize(plan, []).succeeded
+
+
+def _window_samples(plan: DemoPlan, checkout_ready: list[tuple[float, int]]) -> list[ClusterSample]:
+    """Samples at these seconds from the opening with these Ready checkout replicas, the traffic at 2,500."""
+    floors = {"order-tracking": 10, "checkout": 8}
+    return [
+        _sample(
+            plan,
+            OPENING + timedelta(seconds=second),
+            Phase.ACTIVE if second >= 0 else Phase.PRE_SCALING,
+            floors,
+            ready={**floors, "checkout": ready},
+            rps=2500.0 if second >= 0 else 900.0,
+        )
+        for second, ready in checkout_ready
+    ]
+
+
+def test_the_traffic_cover_compares_ready_capacity_with_the_traffic_through_the_window():
+    plan = _plan()
+    covered = traffic_cover(plan, _window_samples(plan, [(-0.5, 8), (0.1, 8), (5.0, 8), (50.0, 8)]))
+    assert covered.ready == 8 and covered.capacity_rps == 2560 and covered.traffic_rps == 2500
+    assert covered.covered and covered.short_seconds == 0
+    # The issue's case: 6 Ready (1,920 req/s) for the first 5.5 s of the window, then 8.
+    short = traffic_cover(plan, _window_samples(plan, [(-0.5, 6), (0.0, 6), (5.5, 8), (50.0, 8)]))
+    assert not short.covered
+    assert short.short_seconds == pytest.approx(5.5)
+    assert traffic_cover_line(short) == (
+        "Traffic covered at the opening: checkout 6 Ready x 320 req/s = 1,920 req/s for 2,500 req/s: NO, "
+        "short by 580 req/s; Ready capacity was below the traffic for 5.5s of the window"
+    )
+    assert not summarize(plan, _window_samples(plan, [(-0.5, 6), (0.0, 6), (50.0, 8)])).succeeded
+
+
+def test_a_target_without_a_metric_value_shows_a_dash_not_nan():
+    assert metric_text(None) == "-"
+    assert metric_text("NaN") == "-"
+    assert metric_text("+Inf") == "-"
+    assert metric_text("2500.4") == "2,500"
+
+
+def test_the_planned_cover_line_says_whether_the_floor_covers_the_opening():
+    plan = _plan()
+    line = planned_cover_line(plan, compress_traffic(FULL_TIMELINE, OPENING))
+    assert line.endswith("2,560 req/s; the traffic then is 2,500 req/s: the floor covers it.")
