@@ -20,6 +20,7 @@ from campaign_autoscaler.planning import SpecError, parse_duration
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.planning import CampaignSpec
     from campaign_autoscaler.planview import ClusterView, EventManifest
     from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
@@ -289,49 +290,35 @@ def _stdout_console() -> Console:
     return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 250)
 
 
-def _apps_api(kubeconfig: str, context: str | None) -> Any:
-    """A kubernetes AppsV1Api for this kubeconfig."""
-    from kubernetes import client
+def _kube_adapter(kubeconfig: str, context: str | None) -> KubeAdapter:
+    """The operator's Kubernetes adapter for this kubeconfig."""
+    from campaign_autoscaler.adapters.kube import KubeAdapter
 
-    return client.AppsV1Api(load_api_client(kubeconfig, context, in_cluster=False))
+    return KubeAdapter(load_api_client(kubeconfig, context, in_cluster=False))
 
 
-def read_cluster_view(apps: Any, namespace: str, spec: CampaignSpec) -> ClusterView:
+def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> ClusterView:
     """Each target Deployment's baseline replicas, and what each selector matches, in `namespace`.
 
     The baseline is the one the operator recorded on the Deployment if it already claims it, else
     `spec.replicas`.
     """
-    from kubernetes.client.exceptions import ApiException
-
     from campaign_autoscaler.planview import ClusterView
 
     replicas: dict[str, int] = {}
     selected: dict[int, tuple[str, ...]] = {}
     for target in spec.targets:
         if target.name is not None:
-            try:
-                deployments = [apps.read_namespaced_deployment(target.name, namespace)]
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-                deployments = []
+            found = kube.get_deployment(namespace, target.name)
+            deployments = [found] if found is not None else []
         else:
-            listing = apps.list_namespaced_deployment(namespace, label_selector=target.label_selector())
-            deployments = sorted(listing.items, key=lambda obj: obj.metadata.name)
-            selected[target.index] = tuple(obj.metadata.name for obj in deployments)
-        for obj in deployments:
-            replicas[obj.metadata.name] = _recorded_baseline(obj)
+            deployments = kube.list_deployments(namespace, target.label_selector())
+            selected[target.index] = tuple(view.name for view in deployments)
+        for view in deployments:
+            if view.annotation_error is not None:
+                raise ClusterReadError(view.annotation_error)
+            replicas[view.name] = view.baseline_replicas
     return ClusterView(namespace=namespace, replicas=replicas, selected=selected)
-
-
-def _recorded_baseline(deployment: Any) -> int:
-    from campaign_autoscaler.planning.claims import BASELINE_ANNOTATION, parse_baseline
-
-    annotations = deployment.metadata.annotations or {}
-    if BASELINE_ANNOTATION in annotations:
-        return parse_baseline(annotations[BASELINE_ANNOTATION]).replicas
-    return deployment.spec.replicas if deployment.spec.replicas is not None else 1
 
 
 class ClusterReadError(RuntimeError):
@@ -348,9 +335,9 @@ def _cluster_views(
     from urllib3.exceptions import HTTPError
 
     try:
-        apps = _apps_api(args.kubeconfig, args.context)
+        kube = _kube_adapter(args.kubeconfig, args.context)
         return [
-            read_cluster_view(apps, args.namespace or event.namespace or "default", spec)
+            read_cluster_view(kube, args.namespace or event.namespace or "default", spec)
             for event, spec in zip(events, specs, strict=True)
         ]
     except ApiException as err:

@@ -200,3 +200,23 @@ def test_a_fresh_release_sees_a_claim_the_snapshot_missed_and_only_if_guards_it(
     assert released is not None and released.released
     assert cluster.replicas("late") == 2
     assert not set(CAMPAIGN_ANNOTATIONS) & set(annotations(cluster, "late"))
+
+
+def test_deployments_are_listed_by_selector_with_their_recorded_baselines(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    cluster.create_deployment("checkout-web", 3, {"tier": "checkout"})
+    cluster.create_deployment("checkout-api", 9, {"tier": "checkout"})
+    cluster.create_deployment("search", 2, {"tier": "search"})
+    annotate(cluster, "checkout-api", **{BASELINE_ANNOTATION: '{"replicas": 5}'})
+    listed = adapter.list_deployments(cluster.namespace, "tier=checkout")
+    assert [(view.name, view.baseline_replicas) for view in listed] == [
+        ("checkout-api", 5),
+        ("checkout-web", 3),
+    ]
+    assert [view.name for view in adapter.list_deployments(cluster.namespace)] == [
+        "checkout-api",
+        "checkout-web",
+        "search",
+    ]
+    assert adapter.get_deployment(cluster.namespace, "gone") is None

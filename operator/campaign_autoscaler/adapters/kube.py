@@ -93,6 +93,11 @@ class DeploymentView:
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def baseline_replicas(self) -> int:
+        """The replicas it returns to: the baseline the operator recorded on it, else its replicas now."""
+        return self.baseline.replicas if self.baseline is not None else self.replicas
+
 
 @dataclass(frozen=True)
 class ClaimOutcome:
@@ -274,6 +279,12 @@ class KubeAdapter:
             if err.status == 404:
                 return None
             raise
+
+    def list_deployments(self, namespace: str, label_selector: str | None = None) -> list[DeploymentView]:
+        """The namespace's Deployments (those matching `label_selector`), read afresh, sorted by name."""
+        query = [("labelSelector", label_selector)] if label_selector else None
+        listing = self._request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments", query=query)
+        return sorted((deployment_view(item) for item in listing.get("items") or ()), key=lambda v: v.name)
 
     def _list_hpas(self, namespace: str) -> NamespaceSnapshot:
         """The namespace's HPAs read afresh (one LIST), as a snapshot without Deployments."""

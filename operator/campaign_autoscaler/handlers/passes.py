@@ -269,7 +269,7 @@ def _decide_and_write(
             target=target,
             window=window,
             now=ctx.now,
-            baseline=view.baseline.replicas if view.baseline is not None else view.replicas,
+            baseline=view.baseline_replicas,
             max_scale_factor=ctx.runtime.config.max_scale_factor,
             stabilization=timedelta(seconds=ctx.runtime.config.scale_down_stabilization),
             forecast_replicas=forecast.replicas if forecast is not None else None,
