@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from campaign_autoscaler import __version__
 from campaign_autoscaler.planning import SpecError, parse_duration
@@ -150,6 +150,8 @@ def _instant(text: str) -> datetime:
 
 
 def _non_negative_duration(text: str) -> timedelta:
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"must be a duration >= 0, got {text!r} (use e.g. 90s, 2m)")
     try:
         return timedelta(seconds=float(text))
     except ValueError:
@@ -460,8 +462,13 @@ def _simulation_inputs(
         )
         notes.append("The 9.9 traffic is SYNTHETIC: a diurnal day with a 2.5x surge at the opening.")
     else:
+        if not os.path.lexists(args.traffic):
+            raise InputFileError(
+                f"--traffic {args.traffic}: not a file; the only built-in curve is 9.9, anything else is "
+                "the path of a CSV of minute_offset_or_timestamp,rps"
+            )
         curve = simulation.parse_traffic_csv(
-            _read_text(args.traffic, "traffic file", " (the one built-in curve is --traffic 9.9)"),
+            _read_text(args.traffic, "traffic file"),
             args.traffic,
             zero=window.start,
             timezone=spec.timezone,
@@ -519,8 +526,49 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--context", help="kubeconfig context to use with --kubeconfig")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad flags get one line naming the problem (and where help is), exit code 2; no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _values_joined(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--pod-startup -5s` as `--pod-startup=-5s`: argparse takes a value starting with `-` and a digit for
+    a flag and reports a missing argument; joined, the value reaches the flag's own check."""
+    takes_value = {
+        option
+        for action in _all_actions(parser)
+        if action.option_strings and action.nargs is None and isinstance(action, argparse._StoreAction)
+        for option in action.option_strings
+    }
+    joined: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token in takes_value:
+            value = next(tokens, None)
+            if value is not None and len(value) > 1 and value[0] == "-" and value[1].isdigit():
+                joined.append(f"{token}={value}")
+                continue
+            joined.append(token)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(token)
+    return joined
+
+
+def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                actions += _all_actions(subparser)
+    return actions
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="campaign-autoscaler",
         description="Scale Deployments ahead of known sales campaigns and restore them afterwards.",
     )
@@ -681,7 +729,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_values_joined(sys.argv[1:] if argv is None else argv, parser))
     if args.command == "run":
         return run_operator(args)
     if args.command == "plan":

@@ -77,8 +77,8 @@ def render_table(simulation: Simulation, console: Console) -> None:
     for summary in summaries(simulation):
         table.add_row(
             summary.policy,
-            _decimal(summary.under_provisioned_minutes, 2),
-            _decimal(summary.missing_pod_minutes, 2),
+            minutes_text(summary.under_provisioned_minutes),
+            minutes_text(summary.missing_pod_minutes),
             str(summary.worst_shortfall_pods),
             _decimal(summary.pod_hours, 1),
             "n/a" if summary.cost_vs_oracle is None else f"{_decimal(summary.cost_vs_oracle, 2)}x",
@@ -115,6 +115,13 @@ def to_json(simulation: Simulation) -> dict[str, Any]:
             for summary in summaries(simulation)
         ],
     }
+
+
+def minutes_text(value: Fraction) -> str:
+    """A count of (pod-)minutes at 15 s resolution: `383` when whole, else its quarters (`2.25`, `0.5`)."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{float(value):.2f}".rstrip("0")
 
 
 def _decimal(value: Fraction, places: int) -> str:
