@@ -5,7 +5,7 @@
 - API faults from `faultproxy`: 409s and 500s on Deployment and HPA reads and writes (some after the write
   landed), on LISTs, on the events' status and on Kopf's own patches, and watch streams cut every few
   seconds: the operator retries, the end is exact. And one failed write in the finalizer must not hold the
-  targets at their floor (an expected failure until the finalizer retries sooner than Kopf's 60 s default).
+  targets at their floor: the release is retried within seconds, not after Kopf's 60 s default.
 - Hypothesis-generated invalid specs that the CRD schema accepts and `parse_spec` refuses, applied to the real
   API server: phase Invalid, Valid=False naming the field, not one write to a Deployment.
 

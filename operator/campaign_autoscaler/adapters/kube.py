@@ -51,7 +51,8 @@ REQUEST_TIMEOUT = (5.0, 30.0)  # seconds to connect, seconds to wait for the res
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
 ANNOTATIONS = "/metadata/annotations"
-# A refused write made on stale data: 409 for a stale resourceVersion, 422 for a failed JSON Patch `test`.
+# A write refused as made on stale data: 422 when a JSON Patch `test` failed (what the decision rests on
+# changed); 409 when the API server reports a conflict of its own (the writes carry no resourceVersion).
 STALE_WRITE = (409, 422)
 
 
