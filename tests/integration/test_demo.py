@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from campaign_autoscaler.demo.dashboard import metric_text, traffic_cover_line
@@ -41,7 +42,7 @@ from campaign_autoscaler.demo.scenario import (
     compress_traffic,
     event_manifest,
 )
-from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, find_assets
+from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, ControlPlane, find_assets
 from campaign_autoscaler.devenv.prometheus import find_prometheus
 from campaign_autoscaler.planning import BASELINE_ANNOTATION, Phase
 from tests.integration.conftest import require
@@ -204,6 +205,62 @@ def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_leaves_not
     assert elapsed < 150, f"the short demo took {elapsed:.0f}s"
     expected = {"etcd", "kube-apiserver", "kube-controller-manager", "operator"}
     assert_nothing_left(watcher, expected | ({"prometheus"} if find_prometheus() else set()))
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_SECONDS + 60)
+def test_the_demo_runs_in_an_existing_cluster_and_removes_everything_it_created(
+    control_plane_assets: None, tmp_path: Path
+):
+    # A control plane started apart from the demo, as a user's cluster would be: without the CRD, with the
+    # Pod readiness simulator standing in for the kubelets it does not have.
+    with ControlPlane(find_assets()) as plane:
+        api_client = kubernetes.config.new_client_from_config(
+            config_file=str(plane.kubeconfig_path), persist_config=False
+        )
+        core = kubernetes.client.CoreV1Api(api_client)
+        extensions = kubernetes.client.ApiextensionsV1Api(api_client)
+        namespaces_before = {ns.metadata.name for ns in core.list_namespace().items}
+        demo = start_demo(
+            "--short", "--kubeconfig", str(plane.kubeconfig_path), "--plot", "x.png", cwd=tmp_path
+        )
+        with ChildWatcher(demo.pid) as watcher:
+            try:
+                output, _ = demo.communicate(timeout=DEMO_TIMEOUT_SECONDS)
+            finally:
+                if demo.poll() is None:
+                    demo.kill()
+        print(output)
+        namespaces_after = {ns.metadata.name for ns in core.list_namespace().items}
+        crds_after = [crd.metadata.name for crd in extensions.list_custom_resource_definition().items]
+        api_client.close()
+
+    assert demo.returncode == 0, output[-4000:]
+    namespace = re.search(r"Namespace (campaign-demo-[0-9a-f]{6}) created", output)
+    assert namespace, output[:3000]
+    assert f"Applied CampaignEvent {namespace.group(1)}/sale-9-9" in output
+    assert "CRD installed from" in output and "deleted at the end: the demo created it" in output
+    assert "Result: PASS" in output
+    assert "✓ Traffic covered at the opening: checkout 8 Ready" in output
+    assert namespaces_after == namespaces_before, "the throw-away namespace is deleted"
+    assert "campaignevents.autoscaling.campaigns.dev" not in crds_after, "the CRD the demo created is deleted"
+    # No control plane of its own: only the operator (and Prometheus) were started.
+    names = {child.name for child in watcher.seen}
+    assert names & {"etcd", "kube-apiserver", "kube-controller-manager"} == set(), names
+    assert_nothing_left(watcher, {"operator"} | ({"prometheus"} if find_prometheus() else set()))
+
+
+def test_a_bad_kubeconfig_for_the_demo_is_one_line(tmp_path: Path):
+    garbage = tmp_path / "kubeconfig"
+    garbage.write_text("just: [a, list]\n")
+    demo = subprocess.run(
+        [sys.executable, "-m", "campaign_autoscaler", "demo", "--kubeconfig", str(garbage)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert demo.returncode == 2
+    assert demo.stderr.startswith(f"error: {garbage}: not a usable kubeconfig"), demo.stderr
+    assert len(demo.stderr.strip().splitlines()) == 1 and not demo.stdout
 
 
 def _wait_for_output(log: Path, marker: str, timeout: float) -> str:
