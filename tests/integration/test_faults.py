@@ -61,6 +61,7 @@ from tests.integration.harness import (
     OperatorProcess,
     campaign_spec,
     seconds_from_now,
+    wait_for_more_passes,
     wait_until,
 )
 from tests.unit.test_crd import campaign_event, load_crd, openapi_schema, pruning_validator
@@ -581,7 +582,9 @@ def fuzz_run(
     run = FuzzRun(cluster, proxy)
     yield run
     print("\n".join(run.rejected))
-    time.sleep(2.5)  # one more resync of every event: still nothing may be written
+    assert supervisor.process is not None
+    names = [entry.split(":")[0] for entry in run.rejected]
+    wait_for_more_passes(supervisor.process, cluster.namespace, names, 2, timeout=20)
     writes = proxy.snapshot().writes_by_object
     assert [target for target in writes if target[0].startswith("deployments")] == [], writes
     for name in FUZZ_DEPLOYMENTS:

@@ -109,6 +109,7 @@ async def campaign_daemon(
                 return  # the release has begun
             if result.status != world.old_status:
                 await asyncio.to_thread(runtime.kube.replace_event_status, namespace, name, result.status)
+            runtime.telemetry.count_pass(namespace, name)
         except PASS_ERRORS as err:
             # Nothing is half-applied: every write tests what it was decided on and is decided again, from
             # fresh data, on the next attempt.
