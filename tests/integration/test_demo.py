@@ -139,6 +139,19 @@ def start_demo(*arguments: str, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def run_demo(*arguments: str, cwd: Path) -> tuple[int, str, ChildWatcher]:
+    """Run the demo to its end, watching its children; its exit code, its output and what it started."""
+    demo = start_demo(*arguments, cwd=cwd)
+    with ChildWatcher(demo.pid) as watcher:
+        try:
+            output, _ = demo.communicate(timeout=DEMO_TIMEOUT_SECONDS)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+    print(output)
+    return demo.returncode, output, watcher
+
+
 @pytest.fixture
 def control_plane_assets() -> None:
     require(find_assets() is not None, MISSING_ASSETS_HELP)
@@ -165,17 +178,10 @@ def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_leaves_not
 ):
     plot = Path("out") / "x.png"  # relative, as a user would pass it
     started = time.monotonic()
-    demo = start_demo("--short", "--plot", str(plot), cwd=tmp_path)
-    with ChildWatcher(demo.pid) as watcher:
-        try:
-            output, _ = demo.communicate(timeout=DEMO_TIMEOUT_SECONDS)
-        finally:
-            if demo.poll() is None:
-                demo.kill()
+    code, output, watcher = run_demo("--short", "--plot", str(plot), cwd=tmp_path)
     elapsed = time.monotonic() - started
-    print(output)
 
-    assert demo.returncode == 0, output[-4000:]
+    assert code == 0, output[-4000:]
     steps = len(build_plan(event_manifest(SHORT_TIMELINE, OPENING, live_metric=True)).steps)
     assert f"✓ Transitions observed: {steps} of {steps}" in output
     assert "✓ Capacity Ready when the window opened: yes" in output
@@ -220,21 +226,14 @@ def test_the_demo_runs_in_an_existing_cluster_and_removes_everything_it_created(
         core = kubernetes.client.CoreV1Api(api_client)
         extensions = kubernetes.client.ApiextensionsV1Api(api_client)
         namespaces_before = {ns.metadata.name for ns in core.list_namespace().items}
-        demo = start_demo(
+        code, output, watcher = run_demo(
             "--short", "--kubeconfig", str(plane.kubeconfig_path), "--plot", "x.png", cwd=tmp_path
         )
-        with ChildWatcher(demo.pid) as watcher:
-            try:
-                output, _ = demo.communicate(timeout=DEMO_TIMEOUT_SECONDS)
-            finally:
-                if demo.poll() is None:
-                    demo.kill()
-        print(output)
         namespaces_after = {ns.metadata.name for ns in core.list_namespace().items}
         crds_after = [crd.metadata.name for crd in extensions.list_custom_resource_definition().items]
         api_client.close()
 
-    assert demo.returncode == 0, output[-4000:]
+    assert code == 0, output[-4000:]
     namespace = re.search(r"Namespace (campaign-demo-[0-9a-f]{6}) created", output)
     assert namespace, output[:3000]
     assert f"Applied CampaignEvent {namespace.group(1)}/sale-9-9" in output

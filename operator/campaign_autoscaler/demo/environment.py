@@ -149,14 +149,21 @@ def _serves_campaign_events(custom: client.CustomObjectsApi, namespace: str) -> 
     return True
 
 
-def _crd_exists(extensions: client.ApiextensionsV1Api) -> bool:
+def _exists(read: Callable[[], object]) -> bool:
+    """Whether `read` finds its object: False on 404, other API errors raised."""
     try:
-        extensions.read_custom_resource_definition(CRD_NAME, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+        read()
     except ApiException as err:
         if err.status == HTTP_NOT_FOUND:
             return False
         raise
     return True
+
+
+def _crd_exists(extensions: client.ApiextensionsV1Api) -> bool:
+    return _exists(
+        lambda: extensions.read_custom_resource_definition(CRD_NAME, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+    )
 
 
 def install_crd(stack: contextlib.ExitStack, api_client: client.ApiClient, *, delete_after: bool) -> bool:
@@ -195,13 +202,7 @@ def create_namespace(
 
 
 def _namespace_exists(core: client.CoreV1Api, namespace: str) -> bool:
-    try:
-        core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS)
-    except ApiException as err:
-        if err.status == HTTP_NOT_FOUND:
-            return False
-        raise
-    return True
+    return _exists(lambda: core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS))
 
 
 def _delete_namespace(core: client.CoreV1Api, namespace: str) -> None:
@@ -239,15 +240,11 @@ def create_event(
 
 
 def _event_exists(custom: client.CustomObjectsApi, namespace: str) -> bool:
-    try:
-        custom.get_namespaced_custom_object(
+    return _exists(
+        lambda: custom.get_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, PLURAL, EVENT_NAME, _request_timeout=REQUEST_TIMEOUT_SECONDS
         )
-    except ApiException as err:
-        if err.status == HTTP_NOT_FOUND:
-            return False
-        raise
-    return True
+    )
 
 
 def _delete_event(custom: client.CustomObjectsApi, namespace: str) -> None:
