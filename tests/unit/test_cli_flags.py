@@ -1,5 +1,5 @@
 """Flags a new user gets wrong: one line naming the flag and what it expects, exit code 2; counts printed as
-counts."""
+counts. (--traffic 10.10 is in test_cli_input.)"""
 
 from __future__ import annotations
 
@@ -26,14 +26,6 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert "Traceback" not in err and "usage:" not in err
     assert len(err.strip().splitlines()) == 1, err
     return err.strip()
-
-
-def test_another_sales_name_for_traffic_says_only_9_9_is_built_in(capsys: pytest.CaptureFixture[str]) -> None:
-    err = one_line_error(capsys, [*SIMULATE, "--traffic", "10.10"])
-    assert err == (
-        "error: --traffic 10.10: not a file; the only built-in curve is 9.9, anything else is the path of a "
-        "CSV of minute_offset_or_timestamp,rps"
-    )
 
 
 @pytest.mark.parametrize("value", ["-5s", "-5", "-1m30s", "-0.5"])
