@@ -273,6 +273,46 @@ def _wait_for_output(log: Path, marker: str, timeout: float) -> str:
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_SECONDS)
+def test_an_operator_that_dies_in_an_existing_cluster_still_leaves_nothing_there(
+    control_plane_assets: None, tmp_path: Path
+):
+    log = tmp_path / "demo.log"
+    with ControlPlane(find_assets()) as plane:
+        api_client = kubernetes.config.new_client_from_config(
+            config_file=str(plane.kubeconfig_path), persist_config=False
+        )
+        core = kubernetes.client.CoreV1Api(api_client)
+        namespaces_before = {ns.metadata.name for ns in core.list_namespace().items}
+        with log.open("w") as output:
+            demo = subprocess.Popen(
+                [sys.executable, "-m", "campaign_autoscaler", "demo", "--short", "--no-prometheus",
+                 "--kubeconfig", str(plane.kubeconfig_path), "--plot", "x.png"],
+                cwd=tmp_path,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        try:
+            head = _wait_for_output(log, "PreScaling", timeout=120)
+            assert "PreScaling" in head, head  # the operator has claimed: its finalizer is on the event
+            (operator,) = [child for child in children_of(demo.pid) if child.name == "operator"]
+            os.kill(operator.pid, signal.SIGKILL)
+            demo.wait(timeout=120)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+        namespaces_after = {ns.metadata.name for ns in core.list_namespace().items}
+        api_client.close()
+    text = log.read_text(errors="replace")
+    print(text)
+
+    assert demo.returncode == 1, text[-4000:]
+    assert "The demo failed" in text and "exited while the event was running" in text
+    assert namespaces_after == namespaces_before, "the namespace went, the dead operator's finalizer with it"
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_SECONDS)
 def test_ctrl_c_mid_campaign_stops_everything_the_demo_started(control_plane_assets: None, tmp_path: Path):
     log = tmp_path / "demo.log"
     with log.open("w") as output:

@@ -58,3 +58,16 @@ def test_the_simulation_table_shows_whole_minute_counts(capsys: pytest.CaptureFi
     static_row = next(line for line in capsys.readouterr().out.splitlines() if "static baseline" in line)
     cells = [cell.strip() for cell in static_row.strip("│ ").split("│")]
     assert cells[1].isdigit() and cells[2].isdigit(), static_row  # e.g. 383 and 964, not 383.00
+
+
+def test_the_demo_context_needs_a_kubeconfig(capsys: pytest.CaptureFixture[str]) -> None:
+    err = one_line_error(capsys, ["demo", "--context", "kind-kind"])
+    assert err == "error: --context needs --kubeconfig FILE (the demo's own control plane has one context)"
+
+
+def test_the_demo_names_a_kubeconfig_it_cannot_use(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    err = one_line_error(capsys, ["demo", "--kubeconfig", str(missing)])
+    assert err == f"error: {missing}: no such kubeconfig"

@@ -229,14 +229,20 @@ def create_deployments(api_client: client.ApiClient, namespace: str, ready_timeo
 
 
 def create_event(
-    stack: contextlib.ExitStack, api_client: client.ApiClient, manifest: Mapping[str, Any]
+    stack: contextlib.ExitStack,
+    api_client: client.ApiClient,
+    manifest: Mapping[str, Any],
+    *,
+    delete_after: ManagedProcess | None,
 ) -> None:
-    """Create the CampaignEvent; when the stack closes (before the operator stops), delete it and wait until
-    the operator has released it, so that its finalizer does not hold the namespace."""
+    """Create the CampaignEvent; with `delete_after` (the operator), when the stack closes (before the
+    operator stops), delete it and wait until the operator has released it, so that its finalizer does not
+    hold the namespace."""
     custom = client.CustomObjectsApi(api_client)
     namespace = manifest["metadata"]["namespace"]
     custom.create_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, dict(manifest))
-    stack.callback(_delete_event, custom, namespace)
+    if delete_after is not None:
+        stack.callback(_delete_event, custom, namespace, delete_after)
 
 
 def _event_exists(custom: client.CustomObjectsApi, namespace: str) -> bool:
@@ -247,16 +253,23 @@ def _event_exists(custom: client.CustomObjectsApi, namespace: str) -> bool:
     )
 
 
-def _delete_event(custom: client.CustomObjectsApi, namespace: str) -> None:
+def _delete_event(custom: client.CustomObjectsApi, namespace: str, operator: ManagedProcess) -> None:
+    """Delete the event and wait until the operator released it. An operator that died cannot: its
+    finalizer is then removed, so that the throw-away namespace (and the Deployments) can go."""
     with contextlib.suppress(ApiException):
         custom.delete_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, PLURAL, EVENT_NAME, _request_timeout=REQUEST_TIMEOUT_SECONDS
         )
+    what = f"CampaignEvent {namespace}/{EVENT_NAME} to be deleted"
     wait_for(
-        lambda: not _event_exists(custom, namespace),
-        READY_TIMEOUT_SECONDS,
-        f"CampaignEvent {namespace}/{EVENT_NAME} to be deleted",
+        lambda: not operator.is_running() or not _event_exists(custom, namespace), READY_TIMEOUT_SECONDS, what
     )
+    if _event_exists(custom, namespace):
+        with contextlib.suppress(ApiException):
+            custom.patch_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, EVENT_NAME, {"metadata": {"finalizers": None}}
+            )
+        wait_for(lambda: not _event_exists(custom, namespace), READY_TIMEOUT_SECONDS, what)
 
 
 # --- the operator -----------------------------------------------------------------------------------------

@@ -458,7 +458,8 @@ def _run_campaign(
     traffic = compress_traffic(options.timeline, opening)
     if environment.metric is not None:
         stack.enter_context(TrafficFeed(environment.metric.exporter, traffic, clock))
-    create_event(stack, environment.api_client, manifest)
+    releases = environment.operator if options.cluster is not None else None
+    create_event(stack, environment.api_client, manifest, delete_after=releases)
     _print_event(console, plan, manifest, traffic)
     frame = Frame(plan, options.timeline, environment.namespace, (), (), live_metric)
     reader = ClusterReader(environment.api_client, environment.namespace, clock)
