@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from campaign_autoscaler import __version__
 from campaign_autoscaler.planning import SpecError, parse_duration
@@ -20,6 +20,7 @@ from campaign_autoscaler.planning import SpecError, parse_duration
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.planning import CampaignSpec
     from campaign_autoscaler.planview import ClusterView, EventManifest
     from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
@@ -149,6 +150,8 @@ def _instant(text: str) -> datetime:
 
 
 def _non_negative_duration(text: str) -> timedelta:
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"must be a duration >= 0, got {text!r} (use e.g. 90s, 2m)")
     try:
         return timedelta(seconds=float(text))
     except ValueError:
@@ -289,49 +292,35 @@ def _stdout_console() -> Console:
     return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 250)
 
 
-def _apps_api(kubeconfig: str, context: str | None) -> Any:
-    """A kubernetes AppsV1Api for this kubeconfig."""
-    from kubernetes import client
+def _kube_adapter(kubeconfig: str, context: str | None) -> KubeAdapter:
+    """The operator's Kubernetes adapter for this kubeconfig."""
+    from campaign_autoscaler.adapters.kube import KubeAdapter
 
-    return client.AppsV1Api(load_api_client(kubeconfig, context, in_cluster=False))
+    return KubeAdapter(load_api_client(kubeconfig, context, in_cluster=False))
 
 
-def read_cluster_view(apps: Any, namespace: str, spec: CampaignSpec) -> ClusterView:
+def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> ClusterView:
     """Each target Deployment's baseline replicas, and what each selector matches, in `namespace`.
 
     The baseline is the one the operator recorded on the Deployment if it already claims it, else
     `spec.replicas`.
     """
-    from kubernetes.client.exceptions import ApiException
-
     from campaign_autoscaler.planview import ClusterView
 
     replicas: dict[str, int] = {}
     selected: dict[int, tuple[str, ...]] = {}
     for target in spec.targets:
         if target.name is not None:
-            try:
-                deployments = [apps.read_namespaced_deployment(target.name, namespace)]
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-                deployments = []
+            found = kube.get_deployment(namespace, target.name)
+            deployments = [found] if found is not None else []
         else:
-            listing = apps.list_namespaced_deployment(namespace, label_selector=target.label_selector())
-            deployments = sorted(listing.items, key=lambda obj: obj.metadata.name)
-            selected[target.index] = tuple(obj.metadata.name for obj in deployments)
-        for obj in deployments:
-            replicas[obj.metadata.name] = _recorded_baseline(obj)
+            deployments = kube.list_deployments(namespace, target.label_selector())
+            selected[target.index] = tuple(view.name for view in deployments)
+        for view in deployments:
+            if view.annotation_error is not None:
+                raise ClusterReadError(view.annotation_error)
+            replicas[view.name] = view.baseline_replicas
     return ClusterView(namespace=namespace, replicas=replicas, selected=selected)
-
-
-def _recorded_baseline(deployment: Any) -> int:
-    from campaign_autoscaler.planning.claims import BASELINE_ANNOTATION, parse_baseline
-
-    annotations = deployment.metadata.annotations or {}
-    if BASELINE_ANNOTATION in annotations:
-        return parse_baseline(annotations[BASELINE_ANNOTATION]).replicas
-    return deployment.spec.replicas if deployment.spec.replicas is not None else 1
 
 
 class ClusterReadError(RuntimeError):
@@ -348,9 +337,9 @@ def _cluster_views(
     from urllib3.exceptions import HTTPError
 
     try:
-        apps = _apps_api(args.kubeconfig, args.context)
+        kube = _kube_adapter(args.kubeconfig, args.context)
         return [
-            read_cluster_view(apps, args.namespace or event.namespace or "default", spec)
+            read_cluster_view(kube, args.namespace or event.namespace or "default", spec)
             for event, spec in zip(events, specs, strict=True)
         ]
     except ApiException as err:
@@ -473,8 +462,13 @@ def _simulation_inputs(
         )
         notes.append("The 9.9 traffic is SYNTHETIC: a diurnal day with a 2.5x surge at the opening.")
     else:
+        if not os.path.lexists(args.traffic):
+            raise InputFileError(
+                f"--traffic {args.traffic}: not a file; the only built-in curve is 9.9, anything else is "
+                "the path of a CSV of minute_offset_or_timestamp,rps"
+            )
         curve = simulation.parse_traffic_csv(
-            _read_text(args.traffic, "traffic file", " (the one built-in curve is --traffic 9.9)"),
+            _read_text(args.traffic, "traffic file"),
             args.traffic,
             zero=window.start,
             timezone=spec.timezone,
@@ -523,10 +517,58 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run without Prometheus and the live metric: checkout holds its plain floor",
     )
+    demo.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="run in a throw-away namespace of this existing cluster instead of a local control plane "
+        "(the CRD is applied if missing; everything the demo created is deleted at the end)",
+    )
+    demo.add_argument("--context", help="kubeconfig context to use with --kubeconfig")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags get one line naming the problem (and where help is), exit code 2; no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _values_joined(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--pod-startup -5s` as `--pod-startup=-5s`: argparse takes a value starting with `-` and a digit for
+    a flag and reports a missing argument; joined, the value reaches the flag's own check."""
+    takes_value = {
+        option
+        for action in _all_actions(parser)
+        if action.option_strings and action.nargs is None and isinstance(action, argparse._StoreAction)
+        for option in action.option_strings
+    }
+    joined: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token in takes_value:
+            value = next(tokens, None)
+            if value is not None and len(value) > 1 and value[0] == "-" and value[1].isdigit():
+                joined.append(f"{token}={value}")
+                continue
+            joined.append(token)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(token)
+    return joined
+
+
+def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                actions += _all_actions(subparser)
+    return actions
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="campaign-autoscaler",
         description="Scale Deployments ahead of known sales campaigns and restore them afterwards.",
     )
@@ -676,8 +718,27 @@ def run_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from campaign_autoscaler.demo.environment import ExistingCluster
+    from campaign_autoscaler.demo.run import run_demo_command
+
+    cluster = None
+    if args.context is not None and args.kubeconfig is None:
+        return _fail("--context needs --kubeconfig FILE (the demo's own control plane has one context)")
+    if args.kubeconfig is not None:
+        try:
+            api_client = load_api_client(args.kubeconfig, args.context, in_cluster=False)
+        except InputFileError as err:
+            return _fail(err)
+        cluster = ExistingCluster(Path(args.kubeconfig).resolve(), args.context, api_client)
+    return run_demo_command(args.short, args.plot, args.no_prometheus, cluster)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_values_joined(sys.argv[1:] if argv is None else argv, parser))
     if args.command == "run":
         return run_operator(args)
     if args.command == "plan":
@@ -685,9 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         return run_simulate(args)
     if args.command == "demo":
-        from campaign_autoscaler.demo import run_demo_command
-
-        return run_demo_command(args)
+        return run_demo(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown commands
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from campaign_autoscaler.planning import (
     CampaignSpec,
     Floor,
     Phase,
+    PlannedStep,
     TargetSpec,
     Window,
     compute_floor,
@@ -28,10 +29,11 @@ from campaign_autoscaler.planning import (
     next_transition,
     next_window,
     phase_at,
-    ramp_replicas,
+    planned_steps,
+    resolve_targets,
     resolve_window,
-    transitions,
 )
+from campaign_autoscaler.planning.instants import human_utc, iso_utc, local_time
 
 API_VERSION = "autoscaling.campaigns.dev/v1alpha1"
 KIND = "CampaignEvent"
@@ -209,22 +211,11 @@ def _flag_name(workload: Workload) -> str:
 
 
 def _columns(spec: CampaignSpec, cluster: ClusterView | None) -> list[tuple[TargetSpec, str]]:
-    """(target, label) per workload; like the operator, a Deployment belongs to the first target naming it."""
-    seen: set[str] = set()
-    columns = []
-    for target in spec.targets:
-        if target.name is not None:
-            names = [target.name]
-        elif cluster is not None:
-            names = list(cluster.selected.get(target.index, ()))
-        else:
-            columns.append((target, target.display))
-            continue
-        for name in names:
-            if name not in seen:
-                seen.add(name)
-                columns.append((target, name))
-    return columns
+    """(target, label) per workload; like the operator, a Deployment belongs to the first target naming it.
+    Without a cluster a selector target is one workload, labelled with its selector."""
+    if cluster is None:
+        return resolve_targets(spec.targets, lambda target: [target.display])
+    return resolve_targets(spec.targets, lambda target: cluster.selected.get(target.index, ()))
 
 
 def known_baseline_names(spec: CampaignSpec, cluster: ClusterView | None) -> set[str]:
@@ -263,14 +254,6 @@ def _cluster_notes(spec: CampaignSpec, cluster: ClusterView | None) -> Iterator[
 
 # --- the plan -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PlanStep:
-    at: datetime
-    phase: Phase
-    label: str
-    replicas: tuple[int, ...]  # one per workload, in the plan's order
-
-
-@dataclass(frozen=True)
 class Plan:
     event: EventManifest
     spec: CampaignSpec
@@ -279,7 +262,7 @@ class Plan:
     phase_now: Phase
     next_at: datetime | None
     workloads: tuple[Workload, ...]
-    steps: tuple[PlanStep, ...]
+    steps: tuple[PlannedStep, ...]
     upcoming: tuple[Window, ...]  # for a recurring event, the windows after `window`
     notes: tuple[str, ...]
 
@@ -293,16 +276,11 @@ def build_plan(
 ) -> Plan:
     """The current or next window at `now` and every transition of it, with each workload's replicas."""
     window = resolve_window(spec, now)
-    steps = tuple(
-        PlanStep(
-            at=transition.at,
-            phase=transition.phase,
-            label=transition.label,
-            replicas=tuple(
-                ramp_replicas(w.baseline, w.floor.replicas, transition.fraction) for w in workloads
-            ),
-        )
-        for transition in transitions(spec, window)
+    steps = planned_steps(
+        spec,
+        window,
+        {w.label: w.baseline for w in workloads},
+        {w.label: w.floor for w in workloads},
     )
     return Plan(
         event=event,
@@ -351,8 +329,8 @@ def render_plan(plan: Plan, console: Console) -> None:
     spec, zone = plan.spec, plan.spec.timezone
     console.print(f"[bold]CampaignEvent {plan.event.ref}[/bold] ({plan.event.source})", highlight=False)
     console.print(
-        f"Window: {_local(plan.window.start, zone)} -> {_local(plan.window.end, zone)} "
-        f"({_human_utc(plan.window.start)} -> {_human_utc(plan.window.end)}); lead time "
+        f"Window: {local_time(plan.window.start, zone)} -> {local_time(plan.window.end, zone)} "
+        f"({human_utc(plan.window.start)} -> {human_utc(plan.window.end)}); lead time "
         f"{format_duration(spec.lead_time)} in {spec.ramp_up_steps} step(s), ramp-down "
         f"{format_duration(spec.ramp_down_duration)} in {spec.ramp_down_steps} step(s)"
         + (
@@ -362,13 +340,14 @@ def render_plan(plan: Plan, console: Console) -> None:
         ),
         highlight=False,
     )
-    next_at = f"next transition {_human_utc(plan.next_at)}" if plan.next_at else "no further transition"
-    console.print(f"At {_human_utc(plan.now)}: phase {plan.phase_now}, {next_at}", highlight=False)
+    next_at = f"next transition {human_utc(plan.next_at)}" if plan.next_at else "no further transition"
+    console.print(f"At {human_utc(plan.now)}: phase {plan.phase_now}, {next_at}", highlight=False)
     console.print(_floors_table(plan))
     console.print(_timeline_table(plan))
     for window in plan.upcoming:
         console.print(
-            f"Following window: {_local(window.start, zone)} -> {_local(window.end, zone)}", highlight=False
+            f"Following window: {local_time(window.start, zone)} -> {local_time(window.end, zone)}",
+            highlight=False,
         )
     for note in plan.notes:
         console.print(f"Note: {note}", highlight=False, markup=False)
@@ -392,7 +371,7 @@ def _floors_table(plan: Plan) -> Table:
 
 
 def _timeline_table(plan: Plan) -> Table:
-    table = Table(title=f"Timeline of the window opening {_local(plan.window.start, plan.spec.timezone)}")
+    table = Table(title=f"Timeline of the window opening {local_time(plan.window.start, plan.spec.timezone)}")
     table.add_column(plan.spec.timezone_name)
     table.add_column("UTC")
     table.add_column("Phase")
@@ -400,12 +379,13 @@ def _timeline_table(plan: Plan) -> Table:
     for workload in plan.workloads:
         table.add_column(workload.label, justify="right")
     for step in plan.steps:
+        transition = step.transition
         table.add_row(
-            _local(step.at, plan.spec.timezone),
-            _human_utc(step.at),
-            str(step.phase),
-            step.label,
-            *(str(replicas) for replicas in step.replicas),
+            local_time(transition.at, plan.spec.timezone),
+            human_utc(transition.at),
+            str(transition.phase),
+            transition.label,
+            *(str(step.replicas[workload.label]) for workload in plan.workloads),
         )
     return table
 
@@ -417,9 +397,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "namespace": plan.event.namespace,
         "source": plan.event.source,
         "timezone": spec.timezone_name,
-        "now": _iso_utc(plan.now),
+        "now": iso_utc(plan.now),
         "phase": str(plan.phase_now),
-        "nextTransition": _iso_utc(plan.next_at) if plan.next_at else None,
+        "nextTransition": iso_utc(plan.next_at) if plan.next_at else None,
         "window": _window_json(plan.window, zone),
         "upcomingWindows": [_window_json(window, zone) for window in plan.upcoming],
         "targets": [
@@ -438,11 +418,11 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         ],
         "transitions": [
             {
-                "at": _iso_utc(step.at),
-                "atLocal": step.at.astimezone(zone).isoformat(),
-                "phase": str(step.phase),
-                "step": step.label,
-                "replicas": {w.label: n for w, n in zip(plan.workloads, step.replicas, strict=True)},
+                "at": iso_utc(step.transition.at),
+                "atLocal": step.transition.at.astimezone(zone).isoformat(),
+                "phase": str(step.transition.phase),
+                "step": step.transition.label,
+                "replicas": {w.label: step.replicas[w.label] for w in plan.workloads},
             }
             for step in plan.steps
         ],
@@ -452,20 +432,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
 
 def _window_json(window: Window, zone: ZoneInfo) -> dict[str, str]:
     return {
-        "start": _iso_utc(window.start),
-        "end": _iso_utc(window.end),
+        "start": iso_utc(window.start),
+        "end": iso_utc(window.end),
         "startLocal": window.start.astimezone(zone).isoformat(),
         "endLocal": window.end.astimezone(zone).isoformat(),
     }
-
-
-def _local(moment: datetime, zone: ZoneInfo) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _human_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
 from campaign_autoscaler.planning.claims import CAMPAIGN_ANNOTATIONS, CLAIMS_ANNOTATION
@@ -222,6 +223,9 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.args = list(args)
+        if "--metrics-port" not in self.args:
+            self.args += ["--metrics-port", str(free_port())]
+        self.metrics_port = int(self.args[self.args.index("--metrics-port") + 1])
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -264,6 +268,44 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def passes(self, namespace: str, event: str) -> int:
+        """How many passes of the event this operator has completed (its /metrics), 0 before the first."""
+        return event_passes(scrape(self.metrics_port), namespace, event)
+
+    def wait_for_passes(self, namespace: str, event: str, count: int, timeout: float = 15) -> None:
+        """Wait until `count` more passes of the event complete: the positive signal that the operator looked
+        again (a pass in flight when this is called may have read the world before it, hence count >= 2
+        for "after what the test just did")."""
+        wait_for_more_passes(self, namespace, [event], count, timeout)
+
+
+def wait_for_more_passes(
+    operator: OperatorProcess, namespace: str, events: Sequence[str], count: int, timeout: float = 15
+) -> None:
+    """Until the operator has completed `count` more passes of every one of `events` (from its /metrics)."""
+
+    def passes() -> dict[str, int]:
+        page = scrape(operator.metrics_port)
+        return {name: event_passes(page, namespace, name) for name in events}
+
+    before = passes()
+    wait_until(
+        lambda: all(seen >= before[name] + count for name, seen in passes().items()),
+        timeout=timeout,
+        message=f"{count} more passes of each of CampaignEvents {', '.join(events)} in {namespace}",
+    )
+
+
+def event_passes(metrics_page: str, namespace: str, event: str) -> int:
+    """campaign_autoscaler_event_passes_total of one event in a /metrics page."""
+    for family in text_string_to_metric_families(metrics_page):
+        if family.name != "campaign_autoscaler_event_passes":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels == {"namespace": namespace, "event": event}:
+                return int(sample.value)
+    return 0
 
 
 @contextmanager

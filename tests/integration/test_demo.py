@@ -19,24 +19,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import kubernetes
 import pytest
 
-from campaign_autoscaler.demo import (
-    FULL_TIMELINE,
-    SHORT_TIMELINE,
+from campaign_autoscaler.demo.dashboard import metric_text, traffic_cover_line
+from campaign_autoscaler.demo.observe import (
     ClusterSample,
-    DemoPlan,
     DeploymentState,
-    build_plan,
-    compress_traffic,
     end_states,
-    event_manifest,
     observe_steps,
     ready_at_opening,
     settled,
     summarize,
+    traffic_cover,
 )
-from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, find_assets
+from campaign_autoscaler.demo.run import planned_cover_line
+from campaign_autoscaler.demo.scenario import (
+    FULL_TIMELINE,
+    SHORT_TIMELINE,
+    DemoPlan,
+    build_plan,
+    compress_traffic,
+    event_manifest,
+)
+from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, ControlPlane, find_assets
 from campaign_autoscaler.devenv.prometheus import find_prometheus
 from campaign_autoscaler.planning import BASELINE_ANNOTATION, Phase
 from tests.integration.conftest import require
@@ -133,6 +139,19 @@ def start_demo(*arguments: str, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def run_demo(*arguments: str, cwd: Path) -> tuple[int, str, ChildWatcher]:
+    """Run the demo to its end, watching its children; its exit code, its output and what it started."""
+    demo = start_demo(*arguments, cwd=cwd)
+    with ChildWatcher(demo.pid) as watcher:
+        try:
+            output, _ = demo.communicate(timeout=DEMO_TIMEOUT_SECONDS)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+    print(output)
+    return demo.returncode, output, watcher
+
+
 @pytest.fixture
 def control_plane_assets() -> None:
     require(find_assets() is not None, MISSING_ASSETS_HELP)
@@ -159,33 +178,88 @@ def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_leaves_not
 ):
     plot = Path("out") / "x.png"  # relative, as a user would pass it
     started = time.monotonic()
-    demo = start_demo("--short", "--plot", str(plot), cwd=tmp_path)
-    with ChildWatcher(demo.pid) as watcher:
-        try:
-            output, _ = demo.communicate(timeout=DEMO_TIMEOUT_SECONDS)
-        finally:
-            if demo.poll() is None:
-                demo.kill()
+    code, output, watcher = run_demo("--short", "--plot", str(plot), cwd=tmp_path)
     elapsed = time.monotonic() - started
-    print(output)
 
-    assert demo.returncode == 0, output[-4000:]
+    assert code == 0, output[-4000:]
     steps = len(build_plan(event_manifest(SHORT_TIMELINE, OPENING, live_metric=True)).steps)
     assert f"✓ Transitions observed: {steps} of {steps}" in output
     assert "✓ Capacity Ready when the window opened: yes" in output
     assert "✓ End state: order-tracking 4 replicas = baseline 4, annotations removed" in output
     assert "✓ End state: checkout 3 replicas = baseline 3, annotations removed" in output
     assert "Result: PASS" in output
+    assert (
+        "floor of 8 Pods x 320 req/s = 2,560 req/s; the traffic then is 2,500 req/s: the floor covers it"
+        in output
+    )
+    assert (
+        "✓ Traffic covered at the opening: checkout 8 Ready x 320 req/s = 2,560 req/s for 2,500 req/s: yes, "
+        "for the whole window"
+    ) in output
     if find_prometheus() is not None:
-        raised = re.search(r"it raised checkout from its floor of 6 to (\d+) replicas", output)
-        assert raised and int(raised.group(1)) == 8, "2,500 req/s at 320 req/s per Pod wants 8 checkout Pods"
+        assert "it kept checkout at its floor of 8 replicas" in output, (
+            "2,500 req/s at 320 req/s wants 8 Pods"
+        )
     else:
         assert "Continuing without the live metric" in output
-    assert f"✓ Plot: {plot}" in output
+    assert f"✓ Plot: {tmp_path / plot}" in output
+    log = re.search(r"The operator's log is kept in (\S+)", output)
+    assert log and Path(log.group(1)).is_absolute() and Path(log.group(1)).stat().st_size > 0
+    Path(log.group(1)).unlink()
+    Path(log.group(1)).parent.rmdir()
     assert png_size(tmp_path / plot) == (1200, 800)
     assert elapsed < 150, f"the short demo took {elapsed:.0f}s"
     expected = {"etcd", "kube-apiserver", "kube-controller-manager", "operator"}
     assert_nothing_left(watcher, expected | ({"prometheus"} if find_prometheus() else set()))
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_SECONDS + 60)
+def test_the_demo_runs_in_an_existing_cluster_and_removes_everything_it_created(
+    control_plane_assets: None, tmp_path: Path
+):
+    # A control plane started apart from the demo, as a user's cluster would be: without the CRD, with the
+    # Pod readiness simulator standing in for the kubelets it does not have.
+    with ControlPlane(find_assets()) as plane:
+        api_client = kubernetes.config.new_client_from_config(
+            config_file=str(plane.kubeconfig_path), persist_config=False
+        )
+        core = kubernetes.client.CoreV1Api(api_client)
+        extensions = kubernetes.client.ApiextensionsV1Api(api_client)
+        namespaces_before = {ns.metadata.name for ns in core.list_namespace().items}
+        code, output, watcher = run_demo(
+            "--short", "--kubeconfig", str(plane.kubeconfig_path), "--plot", "x.png", cwd=tmp_path
+        )
+        namespaces_after = {ns.metadata.name for ns in core.list_namespace().items}
+        crds_after = [crd.metadata.name for crd in extensions.list_custom_resource_definition().items]
+        api_client.close()
+
+    assert code == 0, output[-4000:]
+    namespace = re.search(r"Namespace (campaign-demo-[0-9a-f]{6}) created", output)
+    assert namespace, output[:3000]
+    assert f"Applied CampaignEvent {namespace.group(1)}/sale-9-9" in output
+    assert "CRD installed from" in output and "deleted at the end: the demo created it" in output
+    assert "Result: PASS" in output
+    assert "✓ Traffic covered at the opening: checkout 8 Ready" in output
+    assert namespaces_after == namespaces_before, "the throw-away namespace is deleted"
+    assert "campaignevents.autoscaling.campaigns.dev" not in crds_after, "the CRD the demo created is deleted"
+    # No control plane of its own: only the operator (and Prometheus) were started.
+    names = {child.name for child in watcher.seen}
+    assert names & {"etcd", "kube-apiserver", "kube-controller-manager"} == set(), names
+    assert_nothing_left(watcher, {"operator"} | ({"prometheus"} if find_prometheus() else set()))
+
+
+def test_a_bad_kubeconfig_for_the_demo_is_one_line(tmp_path: Path):
+    garbage = tmp_path / "kubeconfig"
+    garbage.write_text("just: [a, list]\n")
+    demo = subprocess.run(
+        [sys.executable, "-m", "campaign_autoscaler", "demo", "--kubeconfig", str(garbage)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert demo.returncode == 2
+    assert demo.stderr.startswith(f"error: {garbage}: not a usable kubeconfig"), demo.stderr
+    assert len(demo.stderr.strip().splitlines()) == 1 and not demo.stdout
 
 
 def _wait_for_output(log: Path, marker: str, timeout: float) -> str:
@@ -196,6 +270,46 @@ def _wait_for_output(log: Path, marker: str, timeout: float) -> str:
             return text
         time.sleep(0.1)
     return log.read_text(errors="replace") if log.exists() else ""
+
+
+@pytest.mark.timeout(DEMO_TIMEOUT_SECONDS)
+def test_an_operator_that_dies_in_an_existing_cluster_still_leaves_nothing_there(
+    control_plane_assets: None, tmp_path: Path
+):
+    log = tmp_path / "demo.log"
+    with ControlPlane(find_assets()) as plane:
+        api_client = kubernetes.config.new_client_from_config(
+            config_file=str(plane.kubeconfig_path), persist_config=False
+        )
+        core = kubernetes.client.CoreV1Api(api_client)
+        namespaces_before = {ns.metadata.name for ns in core.list_namespace().items}
+        with log.open("w") as output:
+            demo = subprocess.Popen(
+                [sys.executable, "-m", "campaign_autoscaler", "demo", "--short", "--no-prometheus",
+                 "--kubeconfig", str(plane.kubeconfig_path), "--plot", "x.png"],
+                cwd=tmp_path,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        try:
+            head = _wait_for_output(log, "PreScaling", timeout=120)
+            assert "PreScaling" in head, head  # the operator has claimed: its finalizer is on the event
+            (operator,) = [child for child in children_of(demo.pid) if child.name == "operator"]
+            os.kill(operator.pid, signal.SIGKILL)
+            demo.wait(timeout=120)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+        namespaces_after = {ns.metadata.name for ns in core.list_namespace().items}
+        api_client.close()
+    text = log.read_text(errors="replace")
+    print(text)
+
+    assert demo.returncode == 1, text[-4000:]
+    assert "The demo failed" in text and "exited while the event was running" in text
+    assert namespaces_after == namespaces_before, "the namespace went, the dead operator's finalizer with it"
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_SECONDS)
@@ -252,7 +366,7 @@ def test_the_plan_follows_the_api_semantics():
     plan = _plan()
     assert {name: floor.replicas for name, floor in plan.floors.items()} == {
         "order-tracking": 10,
-        "checkout": 6,
+        "checkout": 8,
     }
     assert plan.metric_targets == {"checkout"}
     assert plan.scaling_starts_at == OPENING - FULL_TIMELINE.lead_time
@@ -286,12 +400,12 @@ def _sample(
 
 def test_a_step_is_observed_at_the_first_sample_showing_its_phase_and_replicas():
     plan = _plan()
-    first = plan.steps[0]  # ramp-up 1/3: order-tracking 6, checkout at least 4
+    first = plan.steps[0]  # ramp-up 1/3: order-tracking 6, checkout at least 5
     due = first.transition.at
     samples = [
         _sample(plan, due - timedelta(seconds=5), Phase.PENDING, {"order-tracking": 4, "checkout": 3}),
-        _sample(plan, due + timedelta(seconds=0.2), Phase.PENDING, {"order-tracking": 6, "checkout": 4}),
-        _sample(plan, due + timedelta(seconds=0.4), Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 5}),
+        _sample(plan, due + timedelta(seconds=0.2), Phase.PENDING, {"order-tracking": 6, "checkout": 5}),
+        _sample(plan, due + timedelta(seconds=0.4), Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 6}),
     ]
     observations = observe_steps(plan, samples)
     assert observations[0].lag_seconds == pytest.approx(0.4)  # the phase came with the second sample
@@ -304,7 +418,7 @@ def test_a_metric_target_may_be_above_its_step_but_not_below_it():
     at = step.transition.at + timedelta(seconds=0.3)
     above = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 9})
     below = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 6, "checkout": 3})
-    order_tracking_above = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 7, "checkout": 4})
+    order_tracking_above = _sample(plan, at, Phase.PRE_SCALING, {"order-tracking": 7, "checkout": 5})
     assert observe_steps(plan, [above])[0].observed_at == at
     assert observe_steps(plan, [below])[0].observed_at is None
     assert observe_steps(plan, [order_tracking_above])[0].observed_at is None
@@ -312,7 +426,7 @@ def test_a_metric_target_may_be_above_its_step_but_not_below_it():
 
 def test_capacity_at_the_opening_is_read_from_the_last_sample_before_it():
     plan = _plan()
-    floors = {"order-tracking": 10, "checkout": 6}
+    floors = {"order-tracking": 10, "checkout": 8}
     ready = [
         _sample(
             plan, OPENING - timedelta(seconds=1), Phase.PRE_SCALING, floors, ready={**floors, "checkout": 5}
@@ -340,3 +454,48 @@ def test_the_end_state_is_exact_only_at_the_baselines_without_annotations():
     ] * 2
     assert not summarize(plan, [off_by_one]).end_state_exact
     assert not summarize(plan, []).succeeded
+
+
+def _window_samples(plan: DemoPlan, checkout_ready: list[tuple[float, int]]) -> list[ClusterSample]:
+    """Samples at these seconds from the opening with these Ready checkout replicas, the traffic at 2,500."""
+    floors = {"order-tracking": 10, "checkout": 8}
+    return [
+        _sample(
+            plan,
+            OPENING + timedelta(seconds=second),
+            Phase.ACTIVE if second >= 0 else Phase.PRE_SCALING,
+            floors,
+            ready={**floors, "checkout": ready},
+            rps=2500.0 if second >= 0 else 900.0,
+        )
+        for second, ready in checkout_ready
+    ]
+
+
+def test_the_traffic_cover_compares_ready_capacity_with_the_traffic_through_the_window():
+    plan = _plan()
+    covered = traffic_cover(plan, _window_samples(plan, [(-0.5, 8), (0.1, 8), (5.0, 8), (50.0, 8)]))
+    assert covered.ready == 8 and covered.capacity_rps == 2560 and covered.traffic_rps == 2500
+    assert covered.covered and covered.short_seconds == 0
+    # The issue's case: 6 Ready (1,920 req/s) for the first 5.5 s of the window, then 8.
+    short = traffic_cover(plan, _window_samples(plan, [(-0.5, 6), (0.0, 6), (5.5, 8), (50.0, 8)]))
+    assert not short.covered
+    assert short.short_seconds == pytest.approx(5.5)
+    assert traffic_cover_line(short) == (
+        "Traffic covered at the opening: checkout 6 Ready x 320 req/s = 1,920 req/s for 2,500 req/s: NO, "
+        "short by 580 req/s; Ready capacity was below the traffic for 5.5s of the window"
+    )
+    assert not summarize(plan, _window_samples(plan, [(-0.5, 6), (0.0, 6), (50.0, 8)])).succeeded
+
+
+def test_a_target_without_a_metric_value_shows_a_dash_not_nan():
+    assert metric_text(None) == "-"
+    assert metric_text("NaN") == "-"
+    assert metric_text("+Inf") == "-"
+    assert metric_text("2500.4") == "2,500"
+
+
+def test_the_planned_cover_line_says_whether_the_floor_covers_the_opening():
+    plan = _plan()
+    line = planned_cover_line(plan, compress_traffic(FULL_TIMELINE, OPENING))
+    assert line.endswith("2,560 req/s; the traffic then is 2,500 req/s: the floor covers it.")

@@ -231,3 +231,23 @@ def test_a_status_write_lands_only_on_the_event_of_its_uid(
     with pytest.raises(ApiException) as gone:
         adapter.replace_event_status(cluster.namespace, "sale", uid, {"phase": "Active"})
     assert gone.value.status in GONE_STATUSES
+
+
+def test_deployments_are_listed_by_selector_with_their_recorded_baselines(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    cluster.create_deployment("checkout-web", 3, {"tier": "checkout"})
+    cluster.create_deployment("checkout-api", 9, {"tier": "checkout"})
+    cluster.create_deployment("search", 2, {"tier": "search"})
+    annotate(cluster, "checkout-api", **{BASELINE_ANNOTATION: '{"replicas": 5}'})
+    listed = adapter.list_deployments(cluster.namespace, "tier=checkout")
+    assert [(view.name, view.baseline_replicas) for view in listed] == [
+        ("checkout-api", 5),
+        ("checkout-web", 3),
+    ]
+    assert [view.name for view in adapter.list_deployments(cluster.namespace)] == [
+        "checkout-api",
+        "checkout-web",
+        "search",
+    ]
+    assert adapter.get_deployment(cluster.namespace, "gone") is None

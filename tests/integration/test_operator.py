@@ -274,7 +274,7 @@ def test_drift_below_the_floor_is_corrected_within_one_resync(cluster: Cluster, 
     assert time.time() - scaled_at <= 2.0 + 1.0  # one resync interval plus the test's own poll
     # Above the floor is left alone: a floor, not a ceiling.
     cluster.scale("checkout", 9)
-    time.sleep(3)
+    operator.wait_for_passes(cluster.namespace, "sale", 2)
     assert cluster.replicas("checkout") == 9
 
 
@@ -291,7 +291,7 @@ def test_invalid_event_touches_nothing(cluster: Cluster, operator: OperatorProce
     valid = cluster.condition("broken", "Valid")
     assert valid["status"] == "False"
     assert valid["message"].startswith("spec.end:"), valid
-    time.sleep(2)
+    operator.wait_for_passes(cluster.namespace, "broken", 2)
     assert cluster.replicas("checkout") == 2
     assert cluster.campaign_annotations("checkout") == {}
     assert cluster.k8s_events(reason="InvalidSpec")
@@ -313,7 +313,7 @@ def test_an_event_never_touches_another_namespace(
             by_labels = {"selector": {"matchLabels": {"app": "checkout"}}}
             cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 5}, by_labels]))
             wait_until(lambda: cluster.replicas("checkout") == 5, timeout=10, message="own namespace scaled")
-            time.sleep(2)
+            with_operator.wait_for_passes(cluster.namespace, "sale", 2)
             assert cluster.replicas("checkout", namespace=other) == 2
             other_annotations = cluster.deployment("checkout", namespace=other).metadata.annotations or {}
             assert not any(key.startswith("autoscaling.campaigns.dev/") for key in other_annotations)
@@ -331,7 +331,7 @@ def test_dry_run_plans_and_patches_nothing(cluster: Cluster, operator: OperatorP
         lambda: (cluster.status("sale").get("targets") or [None])[0], timeout=5, message="target status"
     )
     assert entry["desiredReplicas"] == 6
-    time.sleep(2)
+    operator.wait_for_passes(cluster.namespace, "sale", 2)
     assert cluster.replicas("checkout") == 2
     assert cluster.campaign_annotations("checkout") == {}
     dry = [e.message for e in cluster.k8s_events(reason="DryRun")]

@@ -58,6 +58,7 @@ from tests.integration.harness import (
     running_operator,
     seconds_from_now,
     utc_now,
+    wait_for_more_passes,
     wait_until,
 )
 from tests.integration.promproxy import FAIL_500, PASS, SLOW, FaultyPrometheusProxy
@@ -419,7 +420,7 @@ def test_a_deployment_relabelled_out_of_the_selector_is_released_within_one_resy
         restored = [e.message for e in cluster.k8s_events(reason="Restored", kind="Deployment")]
         assert any("/cart 6 -> 2 after CampaignEvent sale released it" in m for m in restored), restored
         # It stays released: the next resyncs do not claim it again.
-        time.sleep(RESYNC_SECONDS * 1.5)
+        op.wait_for_passes(namespace, "sale", 2)
         assert clean_at(cluster, "cart", 2), campaign_annotations(cluster, "cart")
         assert cluster.replicas("checkout") == 6 and cluster.phase("sale") == "Active"
     assert op.process is not None and op.process.returncode == 0
@@ -482,7 +483,7 @@ def test_an_invalid_edit_drops_the_stale_status_holds_the_claims_and_the_fix_res
         assert cluster.replicas("checkout") == 6
         assert campaign_annotations(cluster, "checkout") == held
         settled = wait_settled(cluster, "sale")
-        time.sleep(2 * RESYNC_SECONDS + 0.5)
+        op.wait_for_passes(namespace, "sale", 2)
         assert event_meta(cluster, "sale")["resourceVersion"] == settled, (
             "an Invalid status was written again"
         )
@@ -510,7 +511,7 @@ def test_an_invalid_edit_drops_the_stale_status_holds_the_claims_and_the_fix_res
         )
         wait_until(lambda: cluster.phase("later") == "Pending", timeout=10, message="later Pending")
         settled = wait_settled(cluster, "later")
-        time.sleep(3 * RESYNC_SECONDS + 0.5)
+        op.wait_for_passes(namespace, "later", 3)
         assert event_meta(cluster, "later")["resourceVersion"] == settled, (
             "a resync that changed nothing wrote the status of a Pending event"
         )
@@ -612,7 +613,8 @@ def test_orphan_claims_are_released_by_the_collector_and_a_live_claim_is_untouch
         assert set(by_target) == set(orphans), f"only the orphans are collected: {sorted(by_target)}"
 
         # The live claim, the events and the spare Deployment: untouched, now and a resync later.
-        time.sleep(RESYNC_SECONDS + 0.5)
+        op.wait_for_passes(namespace, "sale", 2)
+        op.wait_for_passes(namespace, "reborn", 1)
         assert cluster.replicas("live") == 5 and campaign_annotations(cluster, "live") == live_before
         assert cluster.phase("sale") == "Active"
         assert cluster.phase("reborn") == "Pending" and cluster.phase("broken") == "Invalid"
@@ -703,7 +705,9 @@ def test_a_bystander_pass_never_undoes_the_release_of_an_hpa_backed_target(
             time.sleep(0.5)
             bounds, annotations = cluster.hpa_bounds("payments"), campaign_annotations(cluster, "payments")
             if bounds != (2, 4) or annotations:
-                time.sleep(2 * RESYNC_SECONDS)  # not a moment caught mid-write: it stays so
+                # Not a moment caught mid-write: it stays so through two more passes of every bystander.
+                bystanders = [f"bystander-{index}" for index in range(BYSTANDERS)]
+                wait_for_more_passes(op, namespace, bystanders, 2)
                 bounds, annotations = (
                     cluster.hpa_bounds("payments"),
                     campaign_annotations(cluster, "payments"),

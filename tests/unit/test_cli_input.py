@@ -60,7 +60,11 @@ def test_standard_input_that_is_not_text_is_named(capsys, monkeypatch):
 
 def test_a_traffic_file_that_cannot_be_read_is_named_and_the_built_in_curve_mentioned(capsys, bad_files):
     code, err = run(capsys, "simulate", "-f", EXAMPLE, "--traffic", "10.10", "--now", NOW)
-    assert (code, err) == (2, "error: 10.10: no such traffic file (the one built-in curve is --traffic 9.9)")
+    assert (code, err) == (
+        2,
+        "error: --traffic 10.10: not a file; the only built-in curve is 9.9, anything else is the path of a "
+        "CSV of minute_offset_or_timestamp,rps",
+    )
     code, err = run(capsys, "simulate", "-f", EXAMPLE, "--traffic", bad_files["latin1"], "--now", NOW)
     assert code == 2 and "not UTF-8 text" in err
     code, err = run(capsys, "simulate", "-f", EXAMPLE, "--traffic", bad_files["dir"], "--now", NOW)

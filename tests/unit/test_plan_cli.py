@@ -7,7 +7,6 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import cli
+from campaign_autoscaler.adapters.kube import DeploymentView, deployment_view
 from campaign_autoscaler.planning import parse_spec, resolve_window, transitions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -317,41 +317,37 @@ spec:
 
 def deployment(
     name: str, replicas: int, labels: dict[str, str], annotations: dict[str, str] | None = None
-) -> Any:
-    return SimpleNamespace(
-        metadata=SimpleNamespace(name=name, labels=labels, annotations=annotations),
-        spec=SimpleNamespace(replicas=replicas),
-    )
+) -> DeploymentView:
+    metadata = {"name": name, "namespace": "shop", "labels": labels, "annotations": annotations}
+    return deployment_view({"metadata": metadata, "spec": {"replicas": replicas}})
 
 
-class FakeAppsApi:
-    """The two AppsV1Api calls the CLI makes, over a fixed list of Deployments in namespace shop."""
+class FakeKube:
+    """The two reads of the Kubernetes adapter the CLI makes, over a fixed list of Deployments in shop."""
 
-    def __init__(self, deployments: list[Any]) -> None:
+    def __init__(self, deployments: list[DeploymentView]) -> None:
         self.deployments = deployments
         self.namespaces: set[str] = set()
 
-    def read_namespaced_deployment(self, name: str, namespace: str) -> Any:
+    def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
         self.namespaces.add(namespace)
-        for obj in self._in(namespace):
-            if obj.metadata.name == name:
-                return obj
-        raise ApiException(status=404, reason="Not Found")
+        return next((view for view in self._in(namespace) if view.name == name), None)
 
-    def list_namespaced_deployment(self, namespace: str, label_selector: str) -> Any:
+    def list_deployments(self, namespace: str, label_selector: str | None = None) -> list[DeploymentView]:
         self.namespaces.add(namespace)
-        wanted = dict(term.split("=") for term in label_selector.split(","))
-        return SimpleNamespace(
-            items=[obj for obj in self._in(namespace) if wanted.items() <= obj.metadata.labels.items()]
+        wanted = dict(term.split("=") for term in (label_selector or "").split(",") if term)
+        return sorted(
+            (view for view in self._in(namespace) if wanted.items() <= view.labels.items()),
+            key=lambda view: view.name,
         )
 
-    def _in(self, namespace: str) -> list[Any]:
+    def _in(self, namespace: str) -> list[DeploymentView]:
         return self.deployments if namespace == "shop" else []
 
 
 @pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeAppsApi:
-    apps = FakeAppsApi(
+def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
+    kube = FakeKube(
         [
             # Already claimed by an event: its recorded baseline, not the scaled replicas, is the baseline.
             deployment("order-tracking", 10, {}, {"autoscaling.campaigns.dev/baseline": '{"replicas": 4}'}),
@@ -360,12 +356,12 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeAppsApi:
             deployment("search", 7, {"tier": "search"}),
         ]
     )
-    monkeypatch.setattr(cli, "_apps_api", lambda kubeconfig, context: apps)
-    return apps
+    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: kube)
+    return kube
 
 
 def test_kubeconfig_baselines_and_selector_matches(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeAppsApi
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeKube
 ) -> None:
     path = write(tmp_path, SELECTOR_EVENT)
     (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "kubeconfig.yaml", "--now", NOW)["events"]
@@ -383,7 +379,7 @@ def test_kubeconfig_baselines_and_selector_matches(
 
 
 def test_the_namespace_flag_picks_where_deployments_are_read(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeAppsApi
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeKube
 ) -> None:
     path = write(tmp_path, SELECTOR_EVENT)
     (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "k", "-n", "other", "--now", NOW)["events"]
@@ -396,7 +392,7 @@ def test_the_namespace_flag_picks_where_deployments_are_read(
 
 
 def test_a_baseline_flag_overrides_the_cluster(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeAppsApi
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeKube
 ) -> None:
     path = write(tmp_path, SELECTOR_EVENT)
     argv = ("-f", path, "--kubeconfig", "k", "--baseline", "checkout-web=6", "--baseline", "gone=2")
@@ -412,11 +408,11 @@ def test_a_baseline_flag_overrides_the_cluster(
 def test_a_cluster_error_is_reported(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Forbidden(FakeAppsApi):
-        def read_namespaced_deployment(self, name: str, namespace: str) -> Any:
+    class Forbidden(FakeKube):
+        def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
             raise ApiException(status=403, reason="Forbidden")
 
-    monkeypatch.setattr(cli, "_apps_api", lambda kubeconfig, context: Forbidden([]))
+    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: Forbidden([]))
     code, _, err = plan(capsys, "-f", write(tmp_path, SELECTOR_EVENT), "--kubeconfig", "k")
     assert code == 1
     assert err == "error: --kubeconfig k: 403 Forbidden\n"
@@ -445,3 +441,13 @@ def test_every_example_plans_to_a_window_to_come(
         assert datetime.fromisoformat(event["window"]["end"]) > now, event["name"]
         if event["phase"] == "Pending":
             assert datetime.fromisoformat(event["window"]["start"]) > now, event["name"]
+
+
+def test_an_unreadable_baseline_annotation_is_one_line_naming_the_deployment(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = deployment("order-tracking", 10, {}, {"autoscaling.campaigns.dev/baseline": "{not json"})
+    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: FakeKube([broken]))
+    code, out, err = plan(capsys, "-f", write(tmp_path, SELECTOR_EVENT), "--kubeconfig", "k")
+    assert (code, out) == (1, "")
+    assert err.startswith("error: Deployment shop/order-tracking: ") and err.count("\n") == 1

@@ -1,7 +1,10 @@
-"""The operator's own metrics that the alerting rules and the dashboard read: one phase series per event,
-the lead time, and how long each target took to be Ready."""
+"""The operator's own metrics that the alerting rules, the dashboard and the tests read: one phase series
+per event, the lead time, how long each target took to be Ready, and the passes per event."""
 
 from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from campaign_autoscaler.adapters.telemetry import Telemetry
 
@@ -69,3 +72,25 @@ def test_lead_time_and_observed_ready_seconds() -> None:
         is None
     )
     assert value(telemetry, "campaign_autoscaler_events", phase="Invalid") == 1
+
+
+def passes(telemetry: Telemetry) -> dict[tuple[str, str], float]:
+    page = generate_latest(telemetry.registry).decode()
+    return {
+        (sample.labels["namespace"], sample.labels["event"]): sample.value
+        for family in text_string_to_metric_families(page)
+        if family.name == "campaign_autoscaler_event_passes"
+        for sample in family.samples
+        if sample.name == "campaign_autoscaler_event_passes_total"
+    }
+
+
+def test_passes_are_counted_per_event_and_forgotten_with_it():
+    telemetry = Telemetry()
+    telemetry.count_pass("shop", "sale")
+    telemetry.count_pass("shop", "sale")
+    telemetry.count_pass("shop", "payday")
+    assert passes(telemetry) == {("shop", "sale"): 2, ("shop", "payday"): 1}
+    telemetry.forget_event("shop", "sale")
+    telemetry.forget_event("shop", "never-seen")
+    assert passes(telemetry) == {("shop", "payday"): 1}

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from kubernetes import client
@@ -41,6 +41,7 @@ from campaign_autoscaler.planning.claims import (
     parse_owners,
     plan_claim,
 )
+from campaign_autoscaler.planning.instants import kube_time
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ REQUEST_TIMEOUT = (5.0, 30.0)  # seconds to connect, seconds to wait for the res
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
 ANNOTATIONS = "/metadata/annotations"
-# A refused write made on stale data: 409 for a stale resourceVersion, 422 for a failed JSON Patch `test`.
+# A write refused as made on stale data: 422 when a JSON Patch `test` failed (what the decision rests on
+# changed); 409 when the API server reports a conflict of its own (the writes carry no resourceVersion).
 STALE_WRITE = (409, 422)
 
 
@@ -91,6 +93,11 @@ class DeploymentView:
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def baseline_replicas(self) -> int:
+        """The replicas it returns to: the baseline the operator recorded on it, else its replicas now."""
+        return self.baseline.replicas if self.baseline is not None else self.replicas
 
 
 @dataclass(frozen=True)
@@ -276,6 +283,12 @@ class KubeAdapter:
                 return None
             raise
 
+    def list_deployments(self, namespace: str, label_selector: str | None = None) -> list[DeploymentView]:
+        """The namespace's Deployments (those matching `label_selector`), read afresh, sorted by name."""
+        query = [("labelSelector", label_selector)] if label_selector else None
+        listing = self._request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments", query=query)
+        return sorted((deployment_view(item) for item in listing.get("items") or ()), key=lambda v: v.name)
+
     def _list_hpas(self, namespace: str) -> NamespaceSnapshot:
         """The namespace's HPAs read afresh (one LIST), as a snapshot without Deployments."""
         listing = self._request(
@@ -419,7 +432,7 @@ class KubeAdapter:
         now: datetime,
     ) -> None:
         """Post a core/v1 Event about `involved` ({apiVersion, kind, name, uid}). Events are best effort."""
-        timestamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        timestamp = kube_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

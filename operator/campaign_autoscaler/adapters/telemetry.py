@@ -62,6 +62,12 @@ class Telemetry:
             ["namespace", "event", "target"],
             registry=self.registry,
         )
+        self.passes = Counter(
+            f"{PREFIX}_event_passes",
+            "Passes of a CampaignEvent completed: targets and status brought to what the decision wants",
+            ["namespace", "event"],
+            registry=self.registry,
+        )
         self.transitions = Counter(
             f"{PREFIX}_transitions", "Phase transitions acted on", ["phase"], registry=self.registry
         )
@@ -166,6 +172,11 @@ class Telemetry:
             self._refresh_phases()
             for target in self._targets.pop((namespace, name), set()):
                 self._remove_target(namespace, name, target)
+            with contextlib.suppress(KeyError):
+                self.passes.remove(namespace, name)
+
+    def count_pass(self, namespace: str, name: str) -> None:
+        self.passes.labels(namespace=namespace, event=name).inc()
 
     def count_transition(self, namespace: str, name: str, phase: str) -> None:
         self.transitions.labels(phase=phase).inc()

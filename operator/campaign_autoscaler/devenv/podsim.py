@@ -21,6 +21,8 @@ from typing import Any
 
 import kubernetes
 
+from campaign_autoscaler.planning.instants import kube_time, parse_kube_time
+
 DEFAULT_READY_AFTER_SECONDS = 2.0
 WATCH_TIMEOUT_SECONDS = 5
 REQUEST_TIMEOUT_SECONDS = 10
@@ -67,7 +69,7 @@ def ready_status_patch(due: DuePod, now: datetime) -> dict[str, Any]:
 
     The uid makes the patch fail (422, uid is immutable) if the Pod was replaced by a namesake meanwhile.
     """
-    timestamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    timestamp = kube_time(now)
     condition_types = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
     return {
         "metadata": {"uid": due.uid},
@@ -223,7 +225,7 @@ class PodReadinessSimulator:
         created = (pod.get("metadata") or {}).get("creationTimestamp")
         if not created:
             return self.ready_after
-        created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        created_at = parse_kube_time(created)
         youngest_age = (datetime.now(UTC) - created_at).total_seconds() - 1.0
         return min(self.ready_after, max(0.0, self.ready_after - youngest_age))
 

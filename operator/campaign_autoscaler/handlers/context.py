@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from campaign_autoscaler.adapters.kube import ClaimOutcome, event_object_ref
 from campaign_autoscaler.planning import claim_key
 from campaign_autoscaler.planning.decision import MetricMemory, TargetDecision
+from campaign_autoscaler.planning.instants import kube_time
 
 from .runtime import EventMemory, ForecastResult, Runtime
 
@@ -17,7 +18,7 @@ log = logging.getLogger("campaign_autoscaler.handlers")
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return kube_time(moment) if moment else None
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ async def campaign_daemon(
                 await asyncio.to_thread(
                     runtime.kube.replace_event_status, namespace, name, uid, result.status
                 )
+            runtime.telemetry.count_pass(namespace, name)
         except PASS_ERRORS as err:
             if await gone_after(runtime, err, namespace, name, uid):
                 await let_go(runtime, memory, world, "it no longer exists")

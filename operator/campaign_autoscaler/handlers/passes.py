@@ -25,6 +25,7 @@ from campaign_autoscaler.planning import (
     forecast_replicas,
     next_transition,
     phase_at,
+    resolve_targets,
     resolve_window,
 )
 from campaign_autoscaler.planning.decision import (
@@ -87,7 +88,7 @@ def gather(runtime: Runtime, memory: EventMemory, world: EventWorld) -> None:
     if claim_fraction(spec, window, now) is None:
         memory.readings.clear()  # a reading of one window is not a reading of the next
         return
-    targets = resolve_targets(world.snapshot, spec)
+    targets = targets_in(world.snapshot, spec)
     window_memory = memory.window_memory(iso(window.start) or "")
     for target, deployment_name in targets:
         if target.metric is not None and target.metric.forecast is not None:
@@ -180,20 +181,11 @@ def _forecast_from_status(
 
 
 # --- the pass ----------------------------------------------------------------------------------------------
-def resolve_targets(snapshot: NamespaceSnapshot, spec: CampaignSpec) -> list[tuple[TargetSpec, str]]:
-    """Each Deployment the event targets, once (the first target entry that names or selects it wins)."""
-    seen: set[str] = set()
-    resolved: list[tuple[TargetSpec, str]] = []
-    for target in spec.targets:
-        if target.name is not None:
-            names = [target.name]
-        else:
-            names = [view.name for view in snapshot.matching(target.matches)]
-        for name in names:
-            if name not in seen:
-                seen.add(name)
-                resolved.append((target, name))
-    return resolved
+def targets_in(snapshot: NamespaceSnapshot, spec: CampaignSpec) -> list[tuple[TargetSpec, str]]:
+    """Each Deployment of the namespace the event targets, once (see planning.resolve_targets)."""
+    return resolve_targets(
+        spec.targets, lambda target: [view.name for view in snapshot.matching(target.matches)]
+    )
 
 
 def run_pass(runtime: Runtime, memory: EventMemory, world: EventWorld) -> PassResult | None:
@@ -232,7 +224,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     memory.window_memory(iso(window.start) or "")
     phase = phase_at(spec, window, ctx.now)
     dry_run = runtime.config.dry_run or spec.dry_run
-    targets = resolve_targets(snapshot, spec)
+    targets = targets_in(snapshot, spec)
     released = _release_dropped(ctx, snapshot, {name for _, name in targets}, dry_run)
     reports = [
         report
@@ -279,7 +271,7 @@ def _decide_and_write(
             target=target,
             window=window,
             now=ctx.now,
-            baseline=view.baseline.replicas if view.baseline is not None else view.replicas,
+            baseline=view.baseline_replicas,
             max_scale_factor=ctx.runtime.config.max_scale_factor,
             stabilization=timedelta(seconds=ctx.runtime.config.scale_down_stabilization),
             forecast_replicas=forecast.replicas if forecast is not None else None,
@@ -341,7 +333,7 @@ def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> l
         names = set(world.snapshot.claimed_by(ctx.key)) | memory.touched
         with contextlib.suppress(SpecError):  # an invalid spec names no targets; its claims are known
             spec = memory.spec(world.generation, world.raw_spec)
-            names |= {name for _, name in resolve_targets(world.snapshot, spec)}
+            names |= {name for _, name in targets_in(world.snapshot, spec)}
         # The operator's --dry-run patches nothing, not even a release. An event's own dryRun does not hold
         # back the release of claims it made before it was switched to dry run: that would leak them.
         dry_run = runtime.config.dry_run

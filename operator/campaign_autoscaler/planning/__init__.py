@@ -32,6 +32,7 @@ from .spec import (
     parse_instant,
     parse_spec,
 )
+from .targets import PlannedStep, planned_steps, resolve_targets
 from .timeline import (
     Phase,
     Transition,
@@ -57,6 +58,7 @@ __all__ = [
     "LabelExpression",
     "MetricSpec",
     "Phase",
+    "PlannedStep",
     "Schedule",
     "SpecError",
     "Stabilizer",
@@ -83,9 +85,11 @@ __all__ = [
     "parse_instant",
     "parse_spec",
     "phase_at",
+    "planned_steps",
     "ramp_replicas",
     "replicas_for_metric",
     "replicas_to_apply",
+    "resolve_targets",
     "resolve_window",
     "transitions",
     "windows_between",

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .cron import cron_matches, validate_cron
 from .durations import format_duration, parse_duration
 from .errors import SpecError
+from .instants import iso_utc
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_LEAD_TIME = timedelta(minutes=15)
@@ -300,7 +301,9 @@ def _parse_window(
     start = parse_instant(spec["start"], "spec.start", zone)
     end = parse_instant(spec["end"], "spec.end", zone)
     if end <= start:
-        raise SpecError("spec.end", f"must be after spec.start ({_iso(end)} is not after {_iso(start)})")
+        raise SpecError(
+            "spec.end", f"must be after spec.start ({iso_utc(end)} is not after {iso_utc(start)})"
+        )
     return start, end, None
 
 
@@ -331,7 +334,7 @@ def _check_windows_do_not_overlap(schedule: Schedule, zone: ZoneInfo, lifecycle:
                 "spec.schedule.duration",
                 f"windows overlap: leadTime + duration + rampDown.duration = {format_duration(lifecycle)} "
                 f"is longer than the {format_duration(match - previous)} between the windows opening at "
-                f"{_iso(previous)} and {_iso(match)}",
+                f"{iso_utc(previous)} and {iso_utc(match)}",
             )
         if count >= _OVERLAP_CHECK_MATCHES or match - first > _OVERLAP_CHECK_SPAN:
             return
@@ -382,10 +385,6 @@ def _wall_clock_to_utc(local: datetime, zone: ZoneInfo, field: str, text: str) -
             field, f"{text} does not exist in {zone.key} (the clocks skip it for daylight saving time)"
         )
     return as_utc
-
-
-def _iso(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # -- targets -----------------------------------------------------------------------------------------

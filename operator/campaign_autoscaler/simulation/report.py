@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
 
 from campaign_autoscaler.planning import format_duration
+from campaign_autoscaler.planning.instants import iso_utc, local_time
 
 from .policies import TICK
 from .replay import Simulation, Trace
@@ -56,15 +55,15 @@ def render_table(simulation: Simulation, console: Console) -> None:
     zone = setup.spec.timezone
     console.print(f"Target {setup.target_label}: baseline {setup.baseline}, {simulation.floor.reason}")
     console.print(
-        f"Traffic: {curve.source}, {len(curve.rps)} minutes from {_local(curve.start, zone)} "
-        f"({_utc(curve.start)}), peak {max(curve.rps, default=0):g} rps"
+        f"Traffic: {curve.source}, {len(curve.rps)} minutes from {local_time(curve.start, zone)} "
+        f"({iso_utc(curve.start)}), peak {max(curve.rps, default=0):g} rps"
     )
     console.print(
         f"Capacity {setup.capacity_per_pod:g} rps per pod, pods Ready {format_duration(setup.pod_startup)} "
         f"after they are asked for, lead time {format_duration(setup.spec.lead_time)}"
     )
     for window in simulation.windows:
-        console.print(f"Window: {_local(window.start, zone)} -> {_local(window.end, zone)}")
+        console.print(f"Window: {local_time(window.start, zone)} -> {local_time(window.end, zone)}")
     table = Table(title="Replay, 15 s resolution")
     for header in (
         "Policy",
@@ -78,8 +77,8 @@ def render_table(simulation: Simulation, console: Console) -> None:
     for summary in summaries(simulation):
         table.add_row(
             summary.policy,
-            _decimal(summary.under_provisioned_minutes, 2),
-            _decimal(summary.missing_pod_minutes, 2),
+            minutes_text(summary.under_provisioned_minutes),
+            minutes_text(summary.missing_pod_minutes),
             str(summary.worst_shortfall_pods),
             _decimal(summary.pod_hours, 1),
             "n/a" if summary.cost_vs_oracle is None else f"{_decimal(summary.cost_vs_oracle, 2)}x",
@@ -98,10 +97,10 @@ def to_json(simulation: Simulation) -> dict[str, Any]:
             "maxReplicas": simulation.floor.max_replicas,
             "reason": simulation.floor.reason,
         },
-        "traffic": {"source": curve.source, "start": _utc(curve.start), "minutes": len(curve.rps)},
+        "traffic": {"source": curve.source, "start": iso_utc(curve.start), "minutes": len(curve.rps)},
         "capacityPerPod": setup.capacity_per_pod,
         "podStartup": format_duration(setup.pod_startup),
-        "windows": [{"start": _utc(w.start), "end": _utc(w.end)} for w in simulation.windows],
+        "windows": [{"start": iso_utc(w.start), "end": iso_utc(w.end)} for w in simulation.windows],
         "policies": [
             {
                 "policy": summary.policy,
@@ -118,13 +117,12 @@ def to_json(simulation: Simulation) -> dict[str, Any]:
     }
 
 
+def minutes_text(value: Fraction) -> str:
+    """A count of (pod-)minutes at 15 s resolution: `383` when whole, else its quarters (`2.25`, `0.5`)."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{float(value):.2f}".rstrip("0")
+
+
 def _decimal(value: Fraction, places: int) -> str:
     return f"{float(value):.{places}f}"
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _local(moment: datetime, zone: ZoneInfo) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")

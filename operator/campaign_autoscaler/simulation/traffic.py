@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from campaign_autoscaler.planning.instants import iso_utc
+
 MINUTE = timedelta(minutes=1)
 CSV_HEADER = ("minute_offset_or_timestamp", "rps")
 
@@ -131,7 +133,7 @@ def parse_traffic_csv(text: str, source: str, *, zero: datetime, timezone: ZoneI
     for line, at, value in samples:
         index = (at - first_at) // MINUTE
         if index < len(rps):
-            raise TrafficError(f"{source}:{line}: {_iso(at)} is not after the row before it")
+            raise TrafficError(f"{source}:{line}: {iso_utc(at)} is not after the row before it")
         if rps:  # a missing minute keeps the rate of the row before it
             rps.extend([rps[-1]] * (index - len(rps)))
         rps.append(value)
@@ -208,7 +210,3 @@ def _row_rps(text: str, source: str, line: int) -> float:
     if not math.isfinite(value) or value < 0:
         raise TrafficError(f"{source}:{line}: rps must be a finite number >= 0, got {text!r}")
     return value
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
