@@ -6,6 +6,8 @@ import io
 import logging
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,17 @@ def test_an_unreachable_api_server_is_a_runtime_failure_in_one_line(capsys, capl
     assert code == 1
     assert err.startswith(f"error: --kubeconfig {kubeconfig}: cannot reach the API server ("), err
     assert "Connection refused" in err
+
+
+def test_an_unreadable_file_is_named_in_one_line(tmp_path: Path):
+    """A file whose mode forbids reading it. Root reads anything, so as root the command runs with the two
+    capabilities that let it (dac_override, dac_read_search) dropped: the kernel refuses the read for real."""
+    unreadable = tmp_path / "sale.yaml"
+    unreadable.write_text(Path(EXAMPLE).read_text())
+    unreadable.chmod(0)
+    command = [sys.executable, "-m", "campaign_autoscaler", "plan", "-f", str(unreadable), "--now", NOW]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"error: {unreadable}: cannot be read (Permission denied)\n"

@@ -104,7 +104,8 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: ["autoscaling.campaigns.dev"]
   resources: ["campaignevents/status"]
   verbs: ["get", "patch"]
-# Targets: annotations (baseline, claims) and spec.replicas in one merge patch.
+# Targets: annotations (baseline, claims, claim-uids) and spec.replicas in one JSON Patch whose `test`
+# operations guard what the decision was made on.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
