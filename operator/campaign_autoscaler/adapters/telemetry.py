@@ -44,6 +44,12 @@ class Telemetry:
             ["namespace", "event", "target"],
             registry=self.registry,
         )
+        self.metric_value = Gauge(
+            f"{PREFIX}_target_metric_value",
+            "Last value of a target's metric query as the operator read it (when the target has a metric)",
+            ["namespace", "event", "target"],
+            registry=self.registry,
+        )
         self.transitions = Counter(
             f"{PREFIX}_transitions", "Phase transitions acted on", ["phase"], registry=self.registry
         )
@@ -108,6 +114,8 @@ class Telemetry:
             self.baseline.labels(**labels).set(entry["baselineReplicas"])
             self.desired.labels(**labels).set(entry["desiredReplicas"])
             self.ready.labels(**labels).set(entry["readyReplicas"])
+            if "metricValue" in entry:
+                self.metric_value.labels(**labels).set(float(entry["metricValue"]))
         for gone in self._targets.get((namespace, name), set()) - seen:
             self._remove_target(namespace, name, gone)
         self._targets[(namespace, name)] = seen
@@ -130,6 +138,6 @@ class Telemetry:
             self.events.labels(phase=phase).set(sum(1 for p in self._phases.values() if p == phase))
 
     def _remove_target(self, namespace: str, name: str, target: str) -> None:
-        for gauge in (self.baseline, self.desired, self.ready):
+        for gauge in (self.baseline, self.desired, self.ready, self.metric_value):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name, target)
