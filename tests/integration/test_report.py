@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from html import escape
 from itertools import pairwise
@@ -78,11 +78,14 @@ def operator(
     assert code == 0
 
 
-def measure_until_completed(cluster: Cluster, feed: SyntheticExporter, labels: dict, start: datetime) -> list:
+def measure_until_completed(
+    cluster: Cluster, feed: SyntheticExporter, labels: dict, start: datetime, mid_window: Callable[[], None]
+) -> list:
     """Every 0.1 s: (when, desired, ready) as the Deployment shows them; the demand rises 5 s into the
-    window (80 / 10 = 8 replicas over the floor of 4) and falls back 7 s later."""
+    window (80 / 10 = 8 replicas over the floor of 4) and falls back 7 s later; `mid_window` runs once,
+    15 s in."""
     samples = []
-    raised = lowered = False
+    raised = lowered = looked = False
     while cluster.phase("sale") != "Completed":
         now = utc_now()
         if not raised and now >= start + timedelta(seconds=5):
@@ -91,6 +94,9 @@ def measure_until_completed(cluster: Cluster, feed: SyntheticExporter, labels: d
         if not lowered and now >= start + timedelta(seconds=12):
             feed.set(METRIC, 30, labels)
             lowered = True
+        if not looked and now >= start + timedelta(seconds=15):
+            mid_window()
+            looked = True
         deployment = cluster.deployment("checkout")
         samples.append((utc_now(), deployment.spec.replicas, deployment.status.ready_replicas or 0))
         time.sleep(0.1)
@@ -121,6 +127,7 @@ def test_summary_and_report_match_what_was_measured(
     metrics_port: int,
     operator: OperatorProcess,
     tmp_path: Path,
+    capsys,
 ):
     labels = {"test": cluster.namespace}
     synthetic_exporter.set(METRIC, 30, labels)  # 3 replicas: below the floor
@@ -140,7 +147,15 @@ def test_summary_and_report_match_what_was_measured(
         ramp_down={"duration": "4s", "steps": 2}, multiplier=2,
     )  # fmt: skip
     cluster.create_event("sale", spec)
-    samples = measure_until_completed(cluster, synthetic_exporter, labels, start)
+    live_reports = []
+
+    def live_report() -> None:
+        page = tmp_path / "live.html"
+        live_reports.append(
+            write_report(api_client, cluster.namespace, "sale", scraping_prometheus.url, page)
+        )
+
+    samples = measure_until_completed(cluster, synthetic_exporter, labels, start, live_report)
     wait_until(lambda: "summary" in cluster.status("sale"), timeout=10, message="status.summary written")
 
     measured_short = short_seconds(samples, start, end)
@@ -180,6 +195,14 @@ def test_summary_and_report_match_what_was_measured(
 
     browse(page, expected_plots=1)
 
+    # Mid-window, the report was of the part so far, and said so.
+    [live] = live_reports
+    assert live.data.live and live.data.phase == "Active"
+    assert live.problems == ["the event is live (Active): this is the part so far"]
+    [so_far] = live.data.targets
+    assert so_far.summary is not None and so_far.summary.peak_desired == 8
+    assert "so far: 1/1 target(s) Ready at start" in (tmp_path / "live.html").read_text()
+
     # Markdown for a post-mortem, through the command.
     markdown = tmp_path / "report.md"
     code = main([
@@ -187,6 +210,9 @@ def test_summary_and_report_match_what_was_measured(
         "--kubeconfig", kubeconfig, "--format", "markdown", "--out", str(markdown),
     ])  # fmt: skip
     assert code == 0
+    terminal = capsys.readouterr().out
+    assert status["summary"]["headline"] in terminal
+    assert f"Wrote {markdown}" in terminal
     text = markdown.read_text()
     assert "| checkout | 8 | 8 | 80 |" in text
 

@@ -54,7 +54,9 @@ def target_rows(data: ReportData) -> list[list[str]]:
             summary.recommendation if summary else ""
         )
         if summary is None:
-            rows.append([target.name, *["n/a"] * 6, _pod_hours(target), advice or "no series: no figures"])
+            rows.append(
+                [target.name, *_recorded_cells(recorded.get(target.name)), _pod_hours(target), advice]
+            )
             continue
         rows.append(
             [
@@ -191,6 +193,19 @@ def print_summary(console: Console, data: ReportData) -> None:
     console.print(table)
     for problem in data.problems:
         console.print(f"[yellow]Partial:[/yellow] {problem}", highlight=False)
+
+
+def _recorded_cells(entry: Mapping[str, object] | None) -> list[str]:
+    """Without Prometheus series: the numbers status.summary holds, marked as such."""
+    if entry is None:
+        return ["n/a"] * 6
+    keys = ("peakDesiredReplicas", "peakReadyReplicas", "peakMetricValue", "shortSeconds")
+    cells = [f"{entry[key]} (status)" if key in entry else "-" for key in keys]
+    ready_at_start = entry.get("readyAtStart")
+    cells.append(_yes_no(ready_at_start if isinstance(ready_at_start, bool) else None))
+    seconds = entry.get("observedReadySeconds")
+    cells.append(f"{seconds} (status)" if seconds is not None else "never")
+    return cells
 
 
 def _recorded(data: ReportData) -> dict[str, Mapping[str, object]]:
