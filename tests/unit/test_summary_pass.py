@@ -129,3 +129,13 @@ def test_a_recurring_event_summarizes_the_window_it_left(env):
     )
     assert env.kube.posted_reasons().count("CampaignSummary") == 1
     assert "windowSoFar" not in result.status["targets"][0]  # the next window has seen nothing yet
+
+
+def test_an_event_first_seen_after_its_window_gets_no_summary(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    driver = env.driver(raw_spec())
+    env.clock.set(END + timedelta(hours=2))
+    result = driver.step()
+    assert result.status["phase"] == "Completed"
+    assert "summary" not in result.status
+    assert "CampaignSummary" not in env.kube.posted_reasons()

@@ -145,6 +145,8 @@ def window_summary(
             ready_seconds = float(entry["observedReadySeconds"])
         plan = plans.get(name) or TargetPlan(lead_time=spec.lead_time)
         summaries.append(summarize(name, tally, over, plan, ready_seconds))
+    if not any(summary.peak_desired is not None for summary in summaries):
+        return dict(kept) if kept else None  # the window ran without this operator seeing it: nothing to tell
     line = headline(ctx.name, summaries)
     if memory is None:  # after a restart: the window's memory starts here, to announce it once
         memory = ctx.memory.finished = WindowMemory(iso(over.start) or "")
