@@ -2,11 +2,13 @@
 real Prometheus scraping both the operator's /metrics and the synthetic exporter; the page opened in a real
 headless Chromium.
 
-The screenshot and a copy of the page are kept under build/test-artifacts/report/ (ignored by git).
+The screenshot (report.png), a copy of the page and the measured, recorded and reported numbers
+(numbers.json) are kept under build/test-artifacts/report/ (ignored by git).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -163,7 +165,6 @@ def test_summary_and_report_match_what_was_measured(
     measured_peak_ready = max(ready for _, _, ready in samples)
     status = cluster.status("sale")
     [entry] = status["summary"]["targets"]
-    print("measured short", measured_short, "summary", status["summary"])
     assert measured_short > 1.0, "the demand outran the Ready pods for a while"
     assert (measured_peak_desired, measured_peak_ready) == (8, 8)
     assert entry["peakDesiredReplicas"] == measured_peak_desired
@@ -186,6 +187,17 @@ def test_summary_and_report_match_what_was_measured(
     assert summary is not None
     assert (summary.peak_desired, summary.peak_ready, summary.peak_metric) == (8, 8, 80.0)
     assert summary.ready_at_start is True
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "numbers.json").write_text(
+        json.dumps(
+            {
+                "measured": {"shortSeconds": round(measured_short, 2), "peakDesired": measured_peak_desired},
+                "statusSummary": entry,
+                "report": {"shortSeconds": summary.short_seconds, "peakDesired": summary.peak_desired},
+            },
+            indent=2,
+        )
+    )
     assert abs(summary.short_seconds - entry["shortSeconds"]) <= SCRAPE_SECONDS + 0.5
     assert len(reported.shortfalls) >= 1
     page_text = page.read_text()
