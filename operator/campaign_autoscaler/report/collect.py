@@ -340,7 +340,10 @@ def _target_specs(
     problems: list[str],
 ) -> dict[str, TargetSpec]:
     """The spec entry of each Deployment: the one naming it, else the first whose selector matches it."""
-    found = {name: target for target in spec.targets for name in [target.name] if name in names}
+    found: dict[str, TargetSpec] = {}
+    for target in spec.targets:
+        if target.name in names:
+            found.setdefault(target.name, target)  # the first entry wins, as in the operator's passes
     selectors = [target for target in spec.targets if not target.by_name]
     for name in names:
         if name in found or not selectors:
