@@ -18,6 +18,9 @@ command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || missing+=(pro
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v make >/dev/null 2>&1 || missing+=(make)
+# The report page is opened in a real headless browser by the integration tier.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "Installing Debian packages: ${missing[*]}"

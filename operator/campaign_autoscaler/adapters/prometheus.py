@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -126,8 +126,14 @@ class PrometheusMetricsSource:
             self._observe(outcome, time.monotonic() - began)
 
     def _raw_result(self, query: str, params: dict[str, str] | None) -> Any:
+        return self._answer(
+            lambda: self._client.custom_query(query, params=params, timeout=self._settings.timeout)
+        )
+
+    def _answer(self, ask: Callable[[], Any]) -> Any:
+        """One request to Prometheus; every way it can fail as a MetricsUnavailableError with its reason."""
         try:
-            return self._client.custom_query(query, params=params, timeout=self._settings.timeout)
+            return ask()
         except (requests.ConnectionError, NewConnectionError) as err:
             # urllib3 files a refused connection under its timeouts; it is not one.
             raise MetricsUnavailableError("ConnectionFailed", _first_line(err)) from err
@@ -143,6 +149,21 @@ class PrometheusMetricsSource:
         except ValueError as err:  # a 200 whose body is not JSON
             raise MetricsUnavailableError("NonNumeric", f"unreadable answer: {_first_line(err)}") from err
 
+    def points(self, query: str, start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
+        """The query evaluated every `step` seconds from start to end (a range query), as its one series."""
+        self._client.headers = self._headers()
+        result = self._answer(
+            lambda: self._client.custom_query_range(
+                query,
+                start_time=start,
+                end_time=end,
+                step=f"{step:g}s",
+                params={"timeout": f"{self._settings.timeout:g}s"},
+                timeout=self._settings.timeout,
+            )
+        )
+        return range_points(result, query)
+
     def value(self, query: str) -> float:
         return self._number(query)
 
@@ -156,6 +177,26 @@ class PrometheusMetricsSource:
             if err.reason == "NoSeries":
                 return None
             raise
+
+
+def range_points(result: Any, query: str) -> list[tuple[datetime, float]]:
+    """A range-query `result` (a matrix) as the points of its one series, in time order; NaN and Inf
+    points are dropped. No series is an empty list; several are a failure, as for an instant query."""
+    if not isinstance(result, list):
+        raise MetricsUnavailableError("NonNumeric", f"unexpected answer {str(result)[:200]!r} to {query!r}")
+    if len(result) > 1:
+        raise MetricsUnavailableError(
+            "MultipleSeries", f"query {query!r} returned {len(result)} series, not 1"
+        )
+    points = []
+    for stamp, text in result[0].get("values", []) if result else []:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise MetricsUnavailableError("NonNumeric", f"query {query!r} returned {text!r}") from None
+        if math.isfinite(value):
+            points.append((datetime.fromtimestamp(float(stamp), UTC), value))
+    return points
 
 
 def _is_sample(result: Any) -> bool:

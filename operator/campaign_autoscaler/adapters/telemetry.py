@@ -68,6 +68,12 @@ class Telemetry:
             ["namespace", "event"],
             registry=self.registry,
         )
+        self.metric_value = Gauge(
+            f"{PREFIX}_target_metric_value",
+            "Last value of a target's metric query as the operator read it (when the target has a metric)",
+            ["namespace", "event", "target"],
+            registry=self.registry,
+        )
         self.transitions = Counter(
             f"{PREFIX}_transitions", "Phase transitions acted on", ["phase"], registry=self.registry
         )
@@ -157,6 +163,8 @@ class Telemetry:
             else:
                 with contextlib.suppress(KeyError):
                     self.observed_ready.remove(namespace, name, entry["name"])
+            if "metricValue" in entry:
+                self.metric_value.labels(**labels).set(float(entry["metricValue"]))
         for gone in self._targets.get((namespace, name), set()) - seen:
             self._remove_target(namespace, name, gone)
         self._targets[(namespace, name)] = seen
@@ -189,6 +197,6 @@ class Telemetry:
             self.events.labels(phase=phase).set(sum(1 for p in self._phases.values() if p == phase))
 
     def _remove_target(self, namespace: str, name: str, target: str) -> None:
-        for gauge in (self.baseline, self.desired, self.ready, self.observed_ready):
+        for gauge in (self.baseline, self.desired, self.ready, self.observed_ready, self.metric_value):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name, target)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from campaign_autoscaler.adapters.kube import ClaimOutcome, event_object_ref
-from campaign_autoscaler.planning import claim_key
+from campaign_autoscaler.planning import TargetSpec, claim_key
 from campaign_autoscaler.planning.decision import MetricMemory, TargetDecision
 from campaign_autoscaler.planning.instants import kube_time
 
@@ -67,6 +67,7 @@ class TargetReport:
     decision: TargetDecision
     forecast: ForecastResult | None
     metric_before: MetricMemory | None  # the metric memory before this pass (None: no metric)
+    target: TargetSpec | None = None  # the spec entry that named or selected the Deployment
 
     @property
     def wanted(self) -> int | None:

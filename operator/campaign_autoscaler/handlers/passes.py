@@ -39,6 +39,7 @@ from .context import EventContext, TargetReport, iso, log
 from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
 from .runtime import EventMemory, ForecastResult, Runtime
 from .status import invalid_status, previous_entry, valid_status
+from .summary import record_window
 
 # Failures that say "Prometheus could not be asked", not "the query is wrong": validation waits for a verdict.
 UNREACHABLE = ("ConnectionFailed", "Timeout", "HTTPError", "NoPrometheus")
@@ -237,6 +238,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     announce_metrics(ctx, reports)
     upcoming = next_transition(spec, window, ctx.now)
     status = valid_status(ctx, spec, window, phase, upcoming, reports, world.old_status)
+    record_window(ctx, spec, window, phase, reports, status, world.old_status)
     warn_about_capacity(ctx, spec, phase, reports, status["targets"])
     record_phase(ctx, phase)
     memory.reconciled_generation = ctx.generation
@@ -290,7 +292,7 @@ def _decide_and_write(
         return None
     if outcome.released:
         ctx.memory.touched.discard(deployment_name)
-    return TargetReport(outcome, decision, forecast, metric_before)
+    return TargetReport(outcome, decision, forecast, metric_before, target)
 
 
 def _release_dropped(

@@ -19,6 +19,7 @@ from campaign_autoscaler.adapters.prometheus import MetricsSource
 from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, SpecError, parse_spec
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
+from campaign_autoscaler.planning.summary import Tally
 
 # A failed pass is tried again after 1 s, doubling up to 30 s, each delay spread by +-20 % so that the
 # passes of many events failing together (an API server restart) do not come back in one burst.
@@ -85,6 +86,7 @@ class WindowMemory:
     announced: set[tuple[str, ...]] = field(default_factory=set)
     ready_seconds: dict[str, float] = field(default_factory=dict)  # per Deployment
     forecasts: dict[object, ForecastResult] = field(default_factory=dict)  # per metric spec
+    tallies: dict[str, Tally] = field(default_factory=dict)  # per Deployment: what was seen in the window
 
 
 @dataclass
@@ -100,6 +102,7 @@ class EventMemory:
     announced_invalid: int | None = None  # the generation whose rejection was announced
     reconciled_generation: int | None = None
     window: WindowMemory = field(default_factory=lambda: WindowMemory(""))
+    finished: WindowMemory | None = None  # the window before `window`, until its summary is written
     metrics: dict[str, MetricMemory] = field(default_factory=dict)  # per Deployment
     readings: dict[str, MetricReading] = field(default_factory=dict)  # per query: the latest answer
     touched: set[str] = field(default_factory=set)  # Deployments this process wrote a claim of this event to
@@ -121,6 +124,7 @@ class EventMemory:
 
     def window_memory(self, key: str) -> WindowMemory:
         if self.window.key != key:
+            self.finished = self.window if self.window.key else None
             self.window = WindowMemory(key)
         return self.window
 
