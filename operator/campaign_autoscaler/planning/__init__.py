@@ -22,6 +22,7 @@ from .durations import GO_DURATION_PATTERN, PROMETHEUS_DURATION_PATTERN, format_
 from .errors import SpecError
 from .floors import Floor, clamp, compute_floor
 from .metrics import Stabilizer, forecast_replicas, replicas_for_metric
+from .promql import MetricsScope, scope_query
 from .spec import (
     CampaignSpec,
     Forecast,
@@ -56,6 +57,7 @@ __all__ = [
     "Forecast",
     "LabelExpression",
     "MetricSpec",
+    "MetricsScope",
     "Phase",
     "Schedule",
     "SpecError",
@@ -87,6 +89,7 @@ __all__ = [
     "replicas_for_metric",
     "replicas_to_apply",
     "resolve_window",
+    "scope_query",
     "transitions",
     "windows_between",
 ]

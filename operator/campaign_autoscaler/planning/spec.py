@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .cron import cron_matches, validate_cron
 from .durations import format_duration, parse_duration
 from .errors import SpecError
+from .promql import MetricsScope, scope_query
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_LEAD_TIME = timedelta(minutes=15)
@@ -170,8 +171,12 @@ class CampaignSpec:
         return self.schedule is not None
 
 
-def parse_spec(raw: Mapping[str, Any]) -> CampaignSpec:
-    """Validate the raw `spec` mapping (camelCase keys, as the API server stores it) and parse it."""
+def parse_spec(raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None) -> CampaignSpec:
+    """Validate the raw `spec` mapping (camelCase keys, as the API server stores it) and parse it.
+
+    With `metrics_scope`, every target's `metric.query` is held to the event's namespace (`promql.py`):
+    the parsed spec carries the scoped query, the one Prometheus is asked.
+    """
     spec = _mapping(raw, "spec", _SPEC_KEYS)
     timezone_name, zone = _parse_timezone(spec.get("timezone"))
     lead_time = _duration(spec, "leadTime", "spec", DEFAULT_LEAD_TIME)
@@ -192,7 +197,7 @@ def parse_spec(raw: Mapping[str, Any]) -> CampaignSpec:
         ramp_down_duration=ramp_down_duration,
         ramp_down_steps=_steps(ramp_down, "spec.rampDown", DEFAULT_RAMP_DOWN_STEPS),
         traffic_multiplier=_positive_number(spec, "trafficMultiplier", "spec", DEFAULT_TRAFFIC_MULTIPLIER),
-        targets=_parse_targets(spec.get("targets")),
+        targets=_parse_targets(spec.get("targets"), metrics_scope),
         dry_run=_boolean(spec, "dryRun", "spec", False),
     )
 
@@ -391,14 +396,14 @@ def _iso(instant: datetime) -> str:
 # -- targets -----------------------------------------------------------------------------------------
 
 
-def _parse_targets(value: object) -> tuple[TargetSpec, ...]:
+def _parse_targets(value: object, metrics_scope: MetricsScope | None) -> tuple[TargetSpec, ...]:
     if value is None:
         raise SpecError("spec.targets", "required: at least one target")
     if not isinstance(value, list | tuple):
         raise SpecError("spec.targets", f"must be a list, got {type(value).__name__}")
     if not value:
         raise SpecError("spec.targets", "must contain at least one target")
-    targets = tuple(_parse_target(index, raw) for index, raw in enumerate(value))
+    targets = tuple(_parse_target(index, raw, metrics_scope) for index, raw in enumerate(value))
     first_index_of_name: dict[str, int] = {}
     for target in targets:
         if target.name is None:
@@ -412,7 +417,7 @@ def _parse_targets(value: object) -> tuple[TargetSpec, ...]:
     return targets
 
 
-def _parse_target(index: int, value: object) -> TargetSpec:
+def _parse_target(index: int, value: object, metrics_scope: MetricsScope | None) -> TargetSpec:
     path = f"spec.targets[{index}]"
     raw = _mapping(value, path, _TARGET_KEYS)
     has_name, has_selector = "name" in raw, "selector" in raw
@@ -438,7 +443,7 @@ def _parse_target(index: int, value: object) -> TargetSpec:
         replicas=replicas,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
-        metric=_parse_metric(raw["metric"], f"{path}.metric") if "metric" in raw else None,
+        metric=_parse_metric(raw["metric"], f"{path}.metric", metrics_scope) if "metric" in raw else None,
     )
 
 
@@ -517,9 +522,11 @@ def _label_value(value: object, path: str) -> str:
     return value
 
 
-def _parse_metric(value: object, path: str) -> MetricSpec:
+def _parse_metric(value: object, path: str, metrics_scope: MetricsScope | None) -> MetricSpec:
     raw = _mapping(value, path, ("query", "targetPerReplica", "forecast"))
     query = _non_empty_string(raw, "query", path)
+    if metrics_scope is not None:
+        query = scope_query(query, metrics_scope, f"{path}.query")
     if "targetPerReplica" not in raw:
         raise SpecError(f"{path}.targetPerReplica", "required")
     return MetricSpec(
