@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import secrets
 import stat
 import sys
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from campaign_autoscaler.planning import CampaignSpec
     from campaign_autoscaler.planview import ClusterView, EventManifest
     from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
+
+# Prometheus' label names (its data model, not PromQL).
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _positive_seconds(text: str) -> float:
@@ -47,6 +51,13 @@ def _scale_factor(text: str) -> float:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
+
+
+def _prometheus_label_name(text: str) -> str:
+    """A Prometheus label name, or empty (no namespace scoping)."""
+    if text and not _LABEL_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a Prometheus label name: {text!r} (letters, digits, _)")
+    return text
 
 
 def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -107,6 +118,13 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_seconds,
         default=5.0,
         help="timeout of one Prometheus query (default 5s)",
+    )
+    run.add_argument(
+        "--metrics-namespace-label",
+        type=_prometheus_label_name,
+        default="namespace",
+        help="the Prometheus label holding a series' namespace: every metric.query is held to its event's "
+        'namespace with LABEL="<namespace>" (default namespace; empty: queries see every namespace)',
     )
     run.add_argument(
         "--metrics-interval",
@@ -639,6 +657,7 @@ def run_operator(args: argparse.Namespace) -> int:
         scale_down_stabilization=args.scale_down_stabilization,
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),
+        metrics_namespace_label=args.metrics_namespace_label,
     )
     runtime = Runtime(
         config=config,
