@@ -32,6 +32,8 @@ DEFAULT_TRAFFIC_MULTIPLIER = 2.0
 DEFAULT_FORECAST_GROWTH = 1.0
 
 MAX_STEPS = 1000
+MAX_TARGETS = 50  # the CRD's maxItems: the API server refuses more
+MAX_QUERY_LENGTH = 2000  # the CRD's maxLength of metric.query
 MAX_REPLICAS = 2**31 - 1  # the scale subresource is an int32
 EARLIEST_YEAR, LATEST_YEAR = 1970, 9000  # leaves room for the longest lead time / ramp-down around a window
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -403,6 +405,8 @@ def _parse_targets(value: object, metrics_scope: MetricsScope | None) -> tuple[T
         raise SpecError("spec.targets", f"must be a list, got {type(value).__name__}")
     if not value:
         raise SpecError("spec.targets", "must contain at least one target")
+    if len(value) > MAX_TARGETS:
+        raise SpecError("spec.targets", f"must contain at most {MAX_TARGETS} targets, got {len(value)}")
     targets = tuple(_parse_target(index, raw, metrics_scope) for index, raw in enumerate(value))
     first_index_of_name: dict[str, int] = {}
     for target in targets:
@@ -525,6 +529,8 @@ def _label_value(value: object, path: str) -> str:
 def _parse_metric(value: object, path: str, metrics_scope: MetricsScope | None) -> MetricSpec:
     raw = _mapping(value, path, ("query", "targetPerReplica", "forecast"))
     query = _non_empty_string(raw, "query", path)
+    if len(query) > MAX_QUERY_LENGTH:
+        raise SpecError(f"{path}.query", f"must be at most {MAX_QUERY_LENGTH} characters, got {len(query)}")
     if metrics_scope is not None:
         query = scope_query(query, metrics_scope, f"{path}.query")
     if "targetPerReplica" not in raw:
