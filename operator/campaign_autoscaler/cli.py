@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaign_autoscaler import __version__
@@ -21,6 +22,7 @@ from campaign_autoscaler.planning import SpecError, parse_duration
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from campaign_autoscaler.handlers.admission import WebhookConfig
     from campaign_autoscaler.planning import CampaignSpec
     from campaign_autoscaler.planview import ClusterView, EventManifest
     from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
@@ -150,8 +152,98 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="Kopf peering priority (default with --peering: random, so replicas differ)",
     )
+    _add_webhook_arguments(run)
     run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _webhook_timeout(text: str) -> int:
+    try:
+        value = int(text.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 1 <= value <= 30:  # the API server's own bounds
+        raise argparse.ArgumentTypeError(f"must be between 1 and 30 seconds, got {text!r}")
+    return value
+
+
+def _service_ref(text: str) -> tuple[str, str]:
+    namespace, _, name = text.partition("/")
+    if not namespace or not name:
+        raise argparse.ArgumentTypeError(f"not NAMESPACE/NAME: {text!r}")
+    return namespace, name
+
+
+def _add_webhook_arguments(run: argparse.ArgumentParser) -> None:
+    webhook = run.add_argument_group(
+        "admission webhook", "refuse invalid CampaignEvents at `kubectl apply` (off unless --webhook-port)"
+    )
+    webhook.add_argument("--webhook-port", type=int, default=None, help="serve the webhook (HTTPS) on PORT")
+    webhook.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        help="the name or address the API server calls the webhook at (default 127.0.0.1)",
+    )
+    webhook.add_argument(
+        "--webhook-service",
+        type=_service_ref,
+        default=None,
+        help="NAMESPACE/NAME of the Service in front of the operator: the API server calls it (in a cluster)",
+    )
+    webhook.add_argument("--webhook-listen-address", default="0.0.0.0", help="address to listen on")
+    webhook.add_argument(
+        "--webhook-timeout",
+        type=_webhook_timeout,
+        default=5,
+        help="how long the API server waits for the webhook, 1-30 s (default 5)",
+    )
+    webhook.add_argument(
+        "--webhook-failure-policy",
+        choices=("Ignore", "Fail"),
+        default="Ignore",
+        help="what the API server does when the webhook does not answer (default Ignore: the apply goes "
+        "through and the event turns Invalid later if it is)",
+    )
+    webhook.add_argument(
+        "--webhook-cert-dir",
+        default=None,
+        help="directory with tls.crt, tls.key (and ca.crt) to serve with, e.g. from cert-manager "
+        "(default: a self-signed certificate made at start-up)",
+    )
+    webhook.add_argument(
+        "--webhook-configuration-name",
+        default="campaign-autoscaler",
+        help="name of the ValidatingWebhookConfiguration the operator writes (default campaign-autoscaler)",
+    )
+    webhook.add_argument(
+        "--no-webhook-configuration",
+        dest="webhook_configuration",
+        action="store_false",
+        help="do not write the ValidatingWebhookConfiguration (the chart renders it, with cert-manager)",
+    )
+
+
+def _webhook_config(args: argparse.Namespace) -> WebhookConfig | None:
+    from campaign_autoscaler.adapters.admission import WebhookSettings
+    from campaign_autoscaler.handlers.admission import WEBHOOK_ID, WebhookConfig
+
+    if args.webhook_port is None:
+        return None
+    settings = WebhookSettings(
+        configuration_name=args.webhook_configuration_name,
+        port=args.webhook_port,
+        host=args.webhook_host,
+        path=f"/{WEBHOOK_ID}",
+        timeout_seconds=args.webhook_timeout,
+        failure_policy=args.webhook_failure_policy,
+        service=args.webhook_service,
+    )
+    return WebhookConfig(
+        settings=settings,
+        listen_address=args.webhook_listen_address,
+        cert_dir=Path(args.webhook_cert_dir) if args.webhook_cert_dir else None,
+        manage_configuration=args.webhook_configuration,
+    )
 
 
 # --- plan and simulate ------------------------------------------------------------------------------------
@@ -673,7 +765,7 @@ def run_operator(args: argparse.Namespace) -> int:
             ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
         )
         await kopf.operator(
-            registry=build_registry(),
+            registry=build_registry(_webhook_config(args)),
             memo=kopf.Memo(runtime=runtime),
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,

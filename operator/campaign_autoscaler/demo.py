@@ -76,7 +76,9 @@ from campaign_autoscaler.simulation import TrafficCurve, synthetic_9_9
 NAMESPACE = "shop"
 EVENT_NAME = "sale-9-9"
 TRAFFIC_SERIES = "shop_http_requests_per_second"
-TRAFFIC_LABELS = MappingProxyType({"app": "checkout"})
+# The namespace label, as Prometheus' Kubernetes discovery sets it: the operator holds every query to its
+# event's namespace (--metrics-namespace-label namespace).
+TRAFFIC_LABELS = MappingProxyType({"app": "checkout", "namespace": NAMESPACE})
 TRAFFIC_SELECTOR = selector(TRAFFIC_SERIES, TRAFFIC_LABELS)
 TRAFFIC_QUERY = f"sum({TRAFFIC_SELECTOR})"
 # req/s one checkout Pod serves: its 3 baseline Pods carry a normal day's peak (1,000 req/s); the 2.5x

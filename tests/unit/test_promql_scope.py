@@ -160,3 +160,8 @@ def test_the_spec_error_names_the_target():
     with pytest.raises(SpecError) as raised:
         parse_spec(spec, SHOP)
     assert raised.value.field == "spec.targets[1].metric.query"
+
+
+def test_a_query_already_held_to_the_namespace_is_sent_as_written():
+    query = 'sum( rate(http_requests_total{namespace="shop",app="checkout"}[2m]) )'
+    assert scope_query(query, SHOP, FIELD) == query

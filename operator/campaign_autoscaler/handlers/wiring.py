@@ -12,6 +12,7 @@ from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
 from campaign_autoscaler.adapters.informer import WorkloadCache
 from campaign_autoscaler.adapters.session import bounded_session, connection_info
 
+from .admission import WebhookConfig, register_webhook
 from .collector import EventDirectory, run_collector
 from .daemon import campaign_daemon, on_event_deleted, on_event_seen
 from .runtime import RETRY_FIRST_SECONDS, Runtime
@@ -85,8 +86,9 @@ async def on_login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
     )
 
 
-def build_registry() -> kopf.OperatorRegistry:
-    """A fresh registry with the handlers above (no module-level registry: tests run several operators)."""
+def build_registry(webhook: WebhookConfig | None = None) -> kopf.OperatorRegistry:
+    """A fresh registry with the handlers above (no module-level registry: tests run several operators), and
+    the validating admission webhook when configured."""
     registry = kopf.OperatorRegistry()
     resource = (API_GROUP, API_VERSION, PLURAL)
     kopf.on.startup(registry=registry)(on_startup)
@@ -98,4 +100,6 @@ def build_registry() -> kopf.OperatorRegistry:
     )
     kopf.on.event(*resource, registry=registry)(on_event_seen)
     kopf.on.delete(*resource, registry=registry, backoff=RETRY_FIRST_SECONDS)(on_event_deleted)
+    if webhook is not None:
+        register_webhook(registry, resource, webhook)
     return registry

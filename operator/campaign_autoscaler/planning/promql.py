@@ -28,12 +28,14 @@ class MetricsScope:
 def scope_query(query: str, scope: MetricsScope, field: str) -> str:
     """`query` with every selector held to `scope`; a SpecError naming `field` when it cannot be."""
     expression = _parse(query, field)
+    injected: list[str] = []
 
     def held_to_namespace(node: promql_parser.Expr) -> promql_parser.Expr | None:
         if not isinstance(node, promql_parser.VectorSelector):
             return None
         if _carries_scope(node, scope, field):
             return None
+        injected.append(str(node))
         node.matchers = promql_parser.Matchers(
             [
                 *node.matchers.matchers,
@@ -43,7 +45,9 @@ def scope_query(query: str, scope: MetricsScope, field: str) -> str:
         # A fresh node: the transform keeps a node that was changed in place as it was.
         return promql_parser.parse(str(node))
 
-    scoped = str(promql_parser.transform(expression, post_visit=held_to_namespace))
+    transformed = promql_parser.transform(expression, post_visit=held_to_namespace)
+    # A query that already holds every selector to the namespace is sent as written.
+    scoped = str(transformed) if injected else query
     _check_scoped(_parse(scoped, field), scope, field)
     return scoped
 
