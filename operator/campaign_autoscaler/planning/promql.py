@@ -10,6 +10,7 @@ scoped query is parsed again and checked before it is returned.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import promql_parser
@@ -72,7 +73,7 @@ def _carries_scope(selector: promql_parser.VectorSelector, scope: MetricsScope, 
         if matcher.op != promql_parser.MatchOp.Equal or matcher.value != scope.namespace:
             raise SpecError(
                 field,
-                f"selector {selector} may only see series with {scope.label}={scope.namespace!r} "
+                f"selector {selector} may only see series with {scope.label}={json.dumps(scope.namespace)} "
                 f"(the event's namespace), not {matcher}",
             )
     return bool(on_label)
