@@ -112,11 +112,8 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "patch"]
-# Events on CampaignEvents and targets: core v1, and the same objects through events.k8s.io/v1.
+# Events on CampaignEvents and targets (core v1 only: the operator never uses events.k8s.io).
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
