@@ -112,10 +112,10 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "patch"]
-# Events on CampaignEvents and targets (core v1 only: the operator never uses events.k8s.io).
+# Events on CampaignEvents and targets: created only (core v1; never events.k8s.io, never patched).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*
