@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaign_autoscaler import __version__
-from campaign_autoscaler.planning import SpecError, parse_duration
+from campaign_autoscaler.planning import SpecError, parse_duration, parse_label_equalities
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,6 +62,13 @@ def _prometheus_label_name(text: str) -> str:
     return text
 
 
+def _namespace_selector(text: str) -> dict[str, str]:
+    try:
+        return dict(parse_label_equalities(text, "--namespace-selector"))
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+
+
 def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="run the operator against a cluster")
     scope = run.add_mutually_exclusive_group()
@@ -74,6 +81,13 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="watch this namespace (repeatable; glob patterns allowed)",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument(
+        "--namespace-selector",
+        type=_namespace_selector,
+        default=None,
+        help="act only in namespaces with these labels, e.g. campaigns.dev/enabled=true (key=value, comma "
+        "separated); others are never touched",
+    )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else $KUBECONFIG)")
     run.add_argument("--context", help="kubeconfig context to use")
     run.add_argument(
@@ -237,6 +251,7 @@ def _webhook_config(args: argparse.Namespace) -> WebhookConfig | None:
         timeout_seconds=args.webhook_timeout,
         failure_policy=args.webhook_failure_policy,
         service=args.webhook_service,
+        namespace_labels=args.namespace_selector,
     )
     return WebhookConfig(
         settings=settings,
@@ -750,6 +765,7 @@ def run_operator(args: argparse.Namespace) -> int:
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),
         metrics_namespace_label=args.metrics_namespace_label,
+        namespace_selector=tuple(sorted((args.namespace_selector or {}).items())),
     )
     runtime = Runtime(
         config=config,
@@ -765,7 +781,7 @@ def run_operator(args: argparse.Namespace) -> int:
             ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
         )
         await kopf.operator(
-            registry=build_registry(_webhook_config(args)),
+            registry=build_registry(_webhook_config(args), namespace_selector=bool(args.namespace_selector)),
             memo=kopf.Memo(runtime=runtime),
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,

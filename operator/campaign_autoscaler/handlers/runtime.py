@@ -42,6 +42,8 @@ class OperatorConfig:
     scale_down_stabilization: float = 300.0
     peering_lifetime: float = 60.0
     namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
+    # --namespace-selector: act only in namespaces with all these labels; empty: no label needed.
+    namespace_selector: tuple[tuple[str, str], ...] = ()
     # The Prometheus label that holds a series' namespace: every query is held to its event's namespace.
     # Empty: queries run as written, over every namespace's series. (`run` and the chart default to
     # `namespace`; this default is for the library and the tests of other concerns.)

@@ -31,6 +31,7 @@ from .spec import (
     Schedule,
     TargetSpec,
     parse_instant,
+    parse_label_equalities,
     parse_spec,
 )
 from .timeline import (
@@ -83,6 +84,7 @@ __all__ = [
     "parse_claims",
     "parse_duration",
     "parse_instant",
+    "parse_label_equalities",
     "parse_spec",
     "phase_at",
     "ramp_replicas",

@@ -472,6 +472,17 @@ def _parse_selector(value: object, path: str) -> tuple[Mapping[str, str] | None,
     return labels, expressions
 
 
+def parse_label_equalities(text: str, path: str) -> Mapping[str, str]:
+    """An equality-based label selector `key=value[,key=value]` (`==` also accepted), as a mapping."""
+    labels: dict[str, str] = {}
+    for term in text.split(","):
+        key, equals, value = term.replace("==", "=").partition("=")
+        if not equals:
+            raise SpecError(path, f"must be key=value terms separated by commas, got {text!r}")
+        labels[_label_key(key.strip(), path)] = _label_value(value.strip(), path)
+    return MappingProxyType(labels)
+
+
 def _parse_match_labels(value: object, path: str) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
         raise SpecError(path, f"must be an object of label key: value, got {type(value).__name__}")
