@@ -186,7 +186,8 @@ def test_the_webhook_refuses_invalid_events_at_apply_time(cluster: Cluster, webh
         for dry_run in ("All", None):  # kubectl apply --dry-run=server, then kubectl apply
             body = refusal(cluster, name, spec(), dry_run)
             assert message in body, (name, dry_run, body)
-            assert 'admission webhook \\"campaignevents.autoscaling.campaigns.dev\\" denied the request' in body
+            denied = 'admission webhook \\"campaignevents.autoscaling.campaigns.dev\\" denied the request'
+            assert denied in body, body
         assert cluster.event(name) is None
 
     create(cluster, "valid", valid_spec(), dry_run="All")
