@@ -17,10 +17,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -43,6 +39,12 @@ class CertificateFiles:
 
 def self_signed_certificate(hostnames: Sequence[str], directory: Path, now: datetime) -> CertificateFiles:
     """A fresh key and a self-signed certificate for `hostnames` (DNS names or IP addresses), as PEM files."""
+    # Imported here: half a second of start-up that an operator without the webhook does not pay.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
     names: list[x509.GeneralName] = []
