@@ -1,8 +1,8 @@
 """PromQL tenancy with the real operator, API server and Prometheus: two namespaces with their own series
 under the same metric names. Events in `shop` try to reach `payments` by naming it, by naming no namespace,
-through a subquery, a binary operation, `offset`, `absent()` and `label_replace`: none ever gets a `payments`
-value into its status or Events; each is either scoped (and reads shop's own value) or Invalid naming the
-query.
+through a subquery, a binary operation, `offset`, `@`, `absent()` and `label_replace`: none ever gets a
+`payments` value into its status or Events; each is either scoped (and reads shop's own value) or Invalid
+naming the query.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ SCOPED = {
     "subquery": (f"max_over_time(max({SERIES})[30s:1s])", "120"),
     "binary": (f"max({SERIES}) + 0 * count({SERIES})", "120"),
     "offset": (f"max({SERIES} offset 1s)", "120"),
+    "at": (f"max({SERIES} @ end())", "120"),
     "label-replace": (f'max(label_replace({SERIES}, "namespace", "shop", "", ""))', "120"),
     # Only payments has this series: unscoped, absent() would be empty; held to shop, it says 1.
     "absent": (f"absent({PAYMENTS_ONLY})", "1"),
