@@ -316,6 +316,13 @@ def _add_event_input_flags(parser: argparse.ArgumentParser) -> None:
         help="default maxReplicas = max(replicas, baseline x this), as the operator's flag (10)",
     )
     parser.add_argument(
+        "--metrics-namespace-label",
+        type=_prometheus_label_name,
+        default="namespace",
+        help="as the operator's flag: hold every metric.query to the event's namespace (default namespace; "
+        "empty: off)",
+    )
+    parser.add_argument(
         "--now", type=_instant, help="plan as of this RFC 3339 instant (default: the current time)"
     )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
@@ -489,12 +496,15 @@ def _cluster_views(
         raise ClusterReadError(f"--kubeconfig {args.kubeconfig}: {err}") from err
 
 
-def _spec_of(event: EventManifest) -> CampaignSpec:
-    """The parsed spec; a SpecError also names the event and its file."""
-    from campaign_autoscaler.planning import parse_spec
+def _spec_of(event: EventManifest, metrics_namespace_label: str) -> CampaignSpec:
+    """The parsed spec, validated as the operator does (its queries held to the event's namespace, or
+    `default` for an event that names none); a SpecError also names the event and its file."""
+    from campaign_autoscaler.planning import MetricsScope, parse_spec
 
+    namespace = event.namespace or "default"
+    scope = MetricsScope(metrics_namespace_label, namespace) if metrics_namespace_label else None
     try:
-        return parse_spec(event.raw_spec)
+        return parse_spec(event.raw_spec, scope)
     except SpecError as err:
         raise SpecError(err.field, f"{err.message} (CampaignEvent {event.ref} in {event.source})") from None
 
@@ -507,7 +517,7 @@ def run_plan(args: argparse.Namespace) -> int:
     now = args.now or datetime.now(UTC)
     try:
         events = planview.load_event_manifests(_read_text(args.filename), args.filename)
-        specs = [_spec_of(event) for event in events]
+        specs = [_spec_of(event, args.metrics_namespace_label) for event in events]
         baselines = planview.parse_baseline_flags(args.baselines)
         clusters = _cluster_views(args, events, specs)
         known = set().union(
@@ -575,7 +585,7 @@ def _simulation_inputs(
 
     events = planview.load_event_manifests(_read_text(args.filename), args.filename)
     event = _pick_event(events, args.event, args.filename)
-    spec = _spec_of(event)
+    spec = _spec_of(event, args.metrics_namespace_label)
     target = planview.target_for_ref(spec, args.target) if args.target else spec.targets[0]
     if target is None:
         known = ", ".join(planview.target_ref(t) for t in spec.targets)

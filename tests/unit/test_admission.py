@@ -18,7 +18,7 @@ from campaign_autoscaler.adapters.admission import (
     self_signed_certificate,
     webhook_configuration,
 )
-from campaign_autoscaler.cli import build_parser
+from campaign_autoscaler.cli import build_parser, main
 from campaign_autoscaler.handlers.admission import validate_event
 from campaign_autoscaler.handlers.namespaces import NamespaceGate
 from campaign_autoscaler.handlers.runtime import OperatorConfig, Runtime
@@ -149,3 +149,26 @@ def test_bad_security_flags_are_one_line_and_exit_2(argv: list[str], capsys: pyt
     assert raised.value.code == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(error_lines) == 1 and argv[-2] in error_lines[0]
+
+
+PLANNED = """
+apiVersion: autoscaling.campaigns.dev/v1alpha1
+kind: CampaignEvent
+metadata: {name: sale, namespace: shop}
+spec:
+  start: "2026-09-09T00:00:00Z"
+  end: "2026-09-10T00:00:00Z"
+  targets:
+    - name: checkout
+      metric: {query: 'sum(rate(http_requests_total{namespace="payments"}[2m]))', targetPerReplica: 10}
+"""
+
+
+def test_plan_validates_queries_as_the_operator_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = tmp_path / "event.yaml"
+    path.write_text(PLANNED)
+    argv = ["plan", "-f", str(path), "--now", "2026-09-01T00:00:00Z", "--baseline", "checkout=4"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: spec.targets[0].metric.query: selector ") and "shop/sale" in line
+    assert main([*argv, "--metrics-namespace-label", ""]) == 0
