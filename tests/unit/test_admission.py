@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 import pytest
+import yaml
 from cryptography import x509
 
 from campaign_autoscaler.adapters.admission import (
@@ -24,6 +25,7 @@ from campaign_autoscaler.handlers.namespaces import NamespaceGate
 from campaign_autoscaler.handlers.runtime import OperatorConfig, Runtime
 from campaign_autoscaler.planning import SpecError, parse_label_equalities
 from tests.unit.fakes import FakeKube
+from tests.unit.test_plan_cli import SALE
 
 NOW = datetime(2026, 9, 1, tzinfo=UTC)
 SPEC = {"start": "2026-09-09T00:00:00Z", "end": "2026-09-10T00:00:00Z", "targets": [{"name": "checkout"}]}
@@ -151,22 +153,17 @@ def test_bad_security_flags_are_one_line_and_exit_2(argv: list[str], capsys: pyt
     assert len(error_lines) == 1 and argv[-2] in error_lines[0]
 
 
-PLANNED = """
-apiVersion: autoscaling.campaigns.dev/v1alpha1
-kind: CampaignEvent
-metadata: {name: sale, namespace: shop}
-spec:
-  start: "2026-09-09T00:00:00Z"
-  end: "2026-09-10T00:00:00Z"
-  targets:
-    - name: checkout
-      metric: {query: 'sum(rate(http_requests_total{namespace="payments"}[2m]))', targetPerReplica: 10}
-"""
+def planned_event() -> str:
+    """test_plan_cli's sale in `shop`, with a query that names another namespace."""
+    event = yaml.safe_load(SALE)
+    query = 'sum(rate(http_requests_total{namespace="payments"}[2m]))'
+    event["spec"]["targets"] = [{"name": "checkout", "metric": {"query": query, "targetPerReplica": 10}}]
+    return yaml.safe_dump(event)
 
 
 def test_plan_validates_queries_as_the_operator_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     path = tmp_path / "event.yaml"
-    path.write_text(PLANNED)
+    path.write_text(planned_event())
     argv = ["plan", "-f", str(path), "--now", "2026-09-01T00:00:00Z", "--baseline", "checkout=4"]
     assert main(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
