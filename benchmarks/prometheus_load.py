@@ -74,7 +74,8 @@ def _target(event: int, k: int) -> str:
 
 
 def _query(deployment: str) -> str:
-    return f"sum({selector(METRIC, {'app': deployment})})"
+    # Already held to the namespace (`--metrics-namespace-label`): the operator sends it as written.
+    return f"sum({selector(METRIC, {'app': deployment, 'namespace': NAMESPACE})})"
 
 
 def _specs(lifecycle: Lifecycle) -> dict[str, dict[str, Any]]:

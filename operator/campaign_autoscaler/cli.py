@@ -6,24 +6,30 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import secrets
 import stat
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from campaign_autoscaler import __version__
-from campaign_autoscaler.planning import SpecError, parse_duration
+from campaign_autoscaler.planning import SpecError, parse_duration, parse_label_equalities
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from campaign_autoscaler.adapters.kube import KubeAdapter
+    from campaign_autoscaler.handlers.admission import WebhookConfig
     from campaign_autoscaler.planning import CampaignSpec
     from campaign_autoscaler.planview import ClusterView, EventManifest
     from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
+
+# Prometheus' label names (its data model, not PromQL).
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _positive_seconds(text: str) -> float:
@@ -50,6 +56,20 @@ def _scale_factor(text: str) -> float:
     return value
 
 
+def _prometheus_label_name(text: str) -> str:
+    """A Prometheus label name, or empty (no namespace scoping)."""
+    if text and not _LABEL_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a Prometheus label name: {text!r} (letters, digits, _)")
+    return text
+
+
+def _namespace_selector(text: str) -> dict[str, str]:
+    try:
+        return dict(parse_label_equalities(text, "--namespace-selector"))
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+
+
 def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="run the operator against a cluster")
     scope = run.add_mutually_exclusive_group()
@@ -62,6 +82,13 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="watch this namespace (repeatable; glob patterns allowed)",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument(
+        "--namespace-selector",
+        type=_namespace_selector,
+        default=None,
+        help="act only in namespaces with these labels, e.g. campaigns.dev/enabled=true (key=value, comma "
+        "separated); others are never touched",
+    )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else $KUBECONFIG)")
     run.add_argument("--context", help="kubeconfig context to use")
     run.add_argument(
@@ -110,6 +137,13 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="timeout of one Prometheus query (default 5s)",
     )
     run.add_argument(
+        "--metrics-namespace-label",
+        type=_prometheus_label_name,
+        default="namespace",
+        help="the Prometheus label holding a series' namespace: every metric.query is held to its event's "
+        'namespace with LABEL="<namespace>" (default namespace; empty: queries see every namespace)',
+    )
+    run.add_argument(
         "--metrics-interval",
         type=_positive_seconds,
         default=15.0,
@@ -133,8 +167,99 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="Kopf peering priority (default with --peering: random, so replicas differ)",
     )
+    _add_webhook_arguments(run)
     run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _webhook_timeout(text: str) -> int:
+    try:
+        value = int(text.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 1 <= value <= 30:  # the API server's own bounds
+        raise argparse.ArgumentTypeError(f"must be between 1 and 30 seconds, got {text!r}")
+    return value
+
+
+def _service_ref(text: str) -> tuple[str, str]:
+    namespace, _, name = text.partition("/")
+    if not namespace or not name:
+        raise argparse.ArgumentTypeError(f"not NAMESPACE/NAME: {text!r}")
+    return namespace, name
+
+
+def _add_webhook_arguments(run: argparse.ArgumentParser) -> None:
+    webhook = run.add_argument_group(
+        "admission webhook", "refuse invalid CampaignEvents at `kubectl apply` (off unless --webhook-port)"
+    )
+    webhook.add_argument("--webhook-port", type=int, default=None, help="serve the webhook (HTTPS) on PORT")
+    webhook.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        help="the name or address the API server calls the webhook at (default 127.0.0.1)",
+    )
+    webhook.add_argument(
+        "--webhook-service",
+        type=_service_ref,
+        default=None,
+        help="NAMESPACE/NAME of the Service in front of the operator: the API server calls it (in a cluster)",
+    )
+    webhook.add_argument("--webhook-listen-address", default="0.0.0.0", help="address to listen on")
+    webhook.add_argument(
+        "--webhook-timeout",
+        type=_webhook_timeout,
+        default=5,
+        help="how long the API server waits for the webhook, 1-30 s (default 5)",
+    )
+    webhook.add_argument(
+        "--webhook-failure-policy",
+        choices=("Ignore", "Fail"),
+        default="Ignore",
+        help="what the API server does when the webhook does not answer (default Ignore: the apply goes "
+        "through and the event turns Invalid later if it is)",
+    )
+    webhook.add_argument(
+        "--webhook-cert-dir",
+        default=None,
+        help="directory with tls.crt, tls.key (and ca.crt) to serve with, e.g. from cert-manager "
+        "(default: a self-signed certificate made at start-up)",
+    )
+    webhook.add_argument(
+        "--webhook-configuration-name",
+        default="campaign-autoscaler",
+        help="name of the ValidatingWebhookConfiguration the operator writes (default campaign-autoscaler)",
+    )
+    webhook.add_argument(
+        "--no-webhook-configuration",
+        dest="webhook_configuration",
+        action="store_false",
+        help="do not write the ValidatingWebhookConfiguration (the chart renders it, with cert-manager)",
+    )
+
+
+def _webhook_config(args: argparse.Namespace) -> WebhookConfig | None:
+    from campaign_autoscaler.adapters.admission import WebhookSettings
+    from campaign_autoscaler.handlers.admission import WEBHOOK_ID, WebhookConfig
+
+    if args.webhook_port is None:
+        return None
+    settings = WebhookSettings(
+        configuration_name=args.webhook_configuration_name,
+        port=args.webhook_port,
+        host=args.webhook_host,
+        path=f"/{WEBHOOK_ID}",
+        timeout_seconds=args.webhook_timeout,
+        failure_policy=args.webhook_failure_policy,
+        service=args.webhook_service,
+        namespace_labels=args.namespace_selector,
+    )
+    return WebhookConfig(
+        settings=settings,
+        listen_address=args.webhook_listen_address,
+        cert_dir=Path(args.webhook_cert_dir) if args.webhook_cert_dir else None,
+        manage_configuration=args.webhook_configuration,
+    )
 
 
 # --- plan and simulate ------------------------------------------------------------------------------------
@@ -192,6 +317,13 @@ def _add_event_input_flags(parser: argparse.ArgumentParser) -> None:
         type=_scale_factor,
         default=10.0,
         help="default maxReplicas = max(replicas, baseline x this), as the operator's flag (10)",
+    )
+    parser.add_argument(
+        "--metrics-namespace-label",
+        type=_prometheus_label_name,
+        default="namespace",
+        help="as the operator's flag: hold every metric.query to the event's namespace (default namespace; "
+        "empty: off)",
     )
     parser.add_argument(
         "--now", type=_instant, help="plan as of this RFC 3339 instant (default: the current time)"
@@ -353,12 +485,15 @@ def _cluster_views(
         raise ClusterReadError(f"--kubeconfig {args.kubeconfig}: {err}") from err
 
 
-def _spec_of(event: EventManifest) -> CampaignSpec:
-    """The parsed spec; a SpecError also names the event and its file."""
-    from campaign_autoscaler.planning import parse_spec
+def _spec_of(event: EventManifest, metrics_namespace_label: str) -> CampaignSpec:
+    """The parsed spec, validated as the operator does (its queries held to the event's namespace, or
+    `default` for an event that names none); a SpecError also names the event and its file."""
+    from campaign_autoscaler.planning import MetricsScope, parse_spec
 
+    namespace = event.namespace or "default"
+    scope = MetricsScope(metrics_namespace_label, namespace) if metrics_namespace_label else None
     try:
-        return parse_spec(event.raw_spec)
+        return parse_spec(event.raw_spec, scope)
     except SpecError as err:
         raise SpecError(err.field, f"{err.message} (CampaignEvent {event.ref} in {event.source})") from None
 
@@ -371,7 +506,7 @@ def run_plan(args: argparse.Namespace) -> int:
     now = args.now or datetime.now(UTC)
     try:
         events = planview.load_event_manifests(_read_text(args.filename), args.filename)
-        specs = [_spec_of(event) for event in events]
+        specs = [_spec_of(event, args.metrics_namespace_label) for event in events]
         baselines = planview.parse_baseline_flags(args.baselines)
         clusters = _cluster_views(args, events, specs)
         known = set().union(
@@ -439,7 +574,7 @@ def _simulation_inputs(
 
     events = planview.load_event_manifests(_read_text(args.filename), args.filename)
     event = _pick_event(events, args.event, args.filename)
-    spec = _spec_of(event)
+    spec = _spec_of(event, args.metrics_namespace_label)
     target = planview.target_for_ref(spec, args.target) if args.target else spec.targets[0]
     if target is None:
         known = ", ".join(planview.target_ref(t) for t in spec.targets)
@@ -745,6 +880,8 @@ def run_operator(args: argparse.Namespace) -> int:
         scale_down_stabilization=args.scale_down_stabilization,
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),
+        metrics_namespace_label=args.metrics_namespace_label,
+        namespace_selector=tuple(sorted((args.namespace_selector or {}).items())),
     )
     runtime = Runtime(
         config=config,
@@ -760,7 +897,7 @@ def run_operator(args: argparse.Namespace) -> int:
             ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
         )
         await kopf.operator(
-            registry=build_registry(),
+            registry=build_registry(_webhook_config(args), namespace_selector=bool(args.namespace_selector)),
             memo=kopf.Memo(runtime=runtime),
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,

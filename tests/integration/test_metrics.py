@@ -45,6 +45,7 @@ def start_operator(
         "--resync-interval", "2s",
         "--prometheus-url", prometheus_url,
         "--prometheus-timeout", "1s",
+        "--metrics-namespace-label", "",  # synthetic series without a namespace label (see test_tenancy.py)
         "--metrics-interval", "1s",
         "--scale-down-stabilization", f"{STABILIZATION}s",
     ]  # fmt: skip

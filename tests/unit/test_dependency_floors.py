@@ -32,6 +32,7 @@ NEEDED = {
     "prometheus-api-client": ("0.5.7", "PrometheusConnect(timeout=) and custom_query(timeout=)"),
     "prometheus-client": ("0.20", "start_http_server returning (server, thread)"),
     "requests": ("2.30", "support for urllib3 2 (kubernetes 37 needs urllib3>=2.8)"),
+    "promql-parser": ("0.9.0", "promql_parser.transform and walk, in planning/promql.py"),
 }
 
 

@@ -620,9 +620,9 @@ def test_the_spec_is_parsed_once_per_generation(env, monkeypatch):
     parsed: list[Any] = []
     real = runtime_module.parse_spec
 
-    def counting(raw):
+    def counting(raw, *scope):
         parsed.append(raw)
-        return real(raw)
+        return real(raw, *scope)
 
     monkeypatch.setattr(runtime_module, "parse_spec", counting)
     env.kube.add_deployment(deployment_body("checkout", 4))

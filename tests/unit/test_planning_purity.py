@@ -1,4 +1,5 @@
-"""The planning layer never reads the clock and imports only the standard library and cronsim."""
+"""The planning layer never reads the clock and imports only the standard library, cronsim and promql_parser
+(a pure parser: no I/O)."""
 
 import ast
 from pathlib import Path
@@ -19,6 +20,7 @@ ALLOWED_IMPORTS = {
     "fractions",
     "json",
     "math",
+    "promql_parser",
     "re",
     "types",
     "typing",

@@ -113,13 +113,10 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "patch"]
-# Events on CampaignEvents and targets: core v1, and the same objects through events.k8s.io/v1.
+# Events on CampaignEvents and targets: created only (core v1; never events.k8s.io, never patched).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*
@@ -149,13 +146,29 @@ namespace_observer lists and watches namespaces only when not cluster-wide, to m
 the namespaces that exist. Without them Kopf falls back to a degraded mode and warns at every start.
 */}}
 {{- define "campaign-autoscaler.observerRules" -}}
-# Kopf's observers: CRDs appearing or changing after start (and namespaces, when not cluster-wide).
+# Kopf's observers: CRDs appearing or changing after start; namespaces when not cluster-wide (Kopf's own
+# discovery) or with watch.namespaceSelector (which namespaces are selected).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-{{- if ne (include "campaign-autoscaler.clusterwide" .) "true" }}
+{{- if or (ne (include "campaign-autoscaler.clusterwide" .) "true") .Values.watch.namespaceSelector }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- if and .Values.webhook.enabled (not .Values.webhook.certManager.enabled) }}
+# The webhook's configuration, written by the operator with its self-signed CA (create cannot be limited to a
+# name; the rest is limited to the one the chart names).
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingwebhookconfigurations"]
+  verbs: ["create"]
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingwebhookconfigurations"]
+  resourceNames: [{{ include "campaign-autoscaler.webhookName" . | quote }}]
+  verbs: ["get", "update", "patch"]
+{{- end }}
+{{- end }}
+
+{{- define "campaign-autoscaler.webhookName" -}}
+{{ include "campaign-autoscaler.fullname" . }}-webhook
 {{- end }}

@@ -111,13 +111,20 @@ def start_live_metric(stack: contextlib.ExitStack) -> LiveMetric:
 
 
 class TrafficFeed:
-    """Sets the synthetic traffic series on the exporter once a second, from a background thread."""
+    """Sets the synthetic traffic series on the exporter once a second, from a background thread. The series
+    carries the demo namespace in its `namespace` label, as Prometheus' Kubernetes discovery would: the
+    operator holds every query to its event's namespace (--metrics-namespace-label namespace)."""
 
     def __init__(
-        self, exporter: SyntheticExporter, traffic: CompressedTraffic, clock: Callable[[], datetime]
+        self,
+        exporter: SyntheticExporter,
+        traffic: CompressedTraffic,
+        clock: Callable[[], datetime],
+        namespace: str,
     ) -> None:
         self._exporter = exporter
         self._traffic = traffic
+        self._labels = {**TRAFFIC_LABELS, "namespace": namespace}
         self._clock = clock
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
@@ -137,7 +144,7 @@ class TrafficFeed:
 
     def _set_now(self) -> None:
         rps = self._traffic.rps_at(self._clock())
-        self._exporter.set(TRAFFIC_SERIES, rps, dict(TRAFFIC_LABELS))
+        self._exporter.set(TRAFFIC_SERIES, rps, self._labels)
 
 
 # --- the demo's objects -----------------------------------------------------------------------------------

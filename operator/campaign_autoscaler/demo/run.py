@@ -457,7 +457,7 @@ def _run_campaign(
     plan = build_plan(manifest)
     traffic = compress_traffic(options.timeline, opening)
     if environment.metric is not None:
-        stack.enter_context(TrafficFeed(environment.metric.exporter, traffic, clock))
+        stack.enter_context(TrafficFeed(environment.metric.exporter, traffic, clock, environment.namespace))
     releases = environment.operator if options.cluster is not None else None
     create_event(stack, environment.api_client, manifest, delete_after=releases)
     _print_event(console, plan, manifest, traffic)

@@ -72,6 +72,11 @@ def _context(runtime: Runtime, memory: EventMemory, world: EventWorld) -> EventC
     )
 
 
+def _spec(runtime: Runtime, memory: EventMemory, world: EventWorld) -> CampaignSpec:
+    """The event's spec, its queries held to its namespace (`--metrics-namespace-label`)."""
+    return memory.spec(world.generation, world.raw_spec, runtime.config.metrics_scope(world.namespace))
+
+
 # --- before the pass: what Prometheus says -----------------------------------------------------------------
 def gather(runtime: Runtime, memory: EventMemory, world: EventWorld) -> None:
     """Ask Prometheus what the next pass needs and is due: the validation of new queries, the forecast of
@@ -80,7 +85,7 @@ def gather(runtime: Runtime, memory: EventMemory, world: EventWorld) -> None:
     if world.deleting or memory.fence.released:
         return
     try:
-        spec = memory.spec(world.generation, world.raw_spec)
+        spec = _spec(runtime, memory, world)
         _validate_queries(runtime, memory, spec, world.generation)
     except SpecError:
         return
@@ -200,7 +205,7 @@ def run_pass(runtime: Runtime, memory: EventMemory, world: EventWorld) -> PassRe
         ctx = _context(runtime, memory, world)
         previous = list(world.old_status.get("conditions") or [])
         try:
-            spec = memory.spec(world.generation, world.raw_spec)
+            spec = _spec(runtime, memory, world)
         except SpecError as err:
             return _invalid(ctx, err, previous)
         return _valid_pass(ctx, spec, world)
@@ -334,7 +339,7 @@ def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> l
         ctx = _context(runtime, memory, world)
         names = set(world.snapshot.claimed_by(ctx.key)) | memory.touched
         with contextlib.suppress(SpecError):  # an invalid spec names no targets; its claims are known
-            spec = memory.spec(world.generation, world.raw_spec)
+            spec = _spec(runtime, memory, world)
             names |= {name for _, name in targets_in(world.snapshot, spec)}
         # The operator's --dry-run patches nothing, not even a release. An event's own dryRun does not hold
         # back the release of claims it made before it was switched to dry run: that would leak them.

@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from campaign_autoscaler.adapters.kube import CorruptAnnotationError, KubeApi, TargetConflictError
 from campaign_autoscaler.adapters.prometheus import MetricsSource
 from campaign_autoscaler.adapters.telemetry import Telemetry
-from campaign_autoscaler.planning import CampaignSpec, SpecError, parse_spec
+from campaign_autoscaler.planning import CampaignSpec, MetricsScope, SpecError, parse_spec
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
 from campaign_autoscaler.planning.summary import Tally
 
@@ -43,6 +43,16 @@ class OperatorConfig:
     scale_down_stabilization: float = 300.0
     peering_lifetime: float = 60.0
     namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
+    # --namespace-selector: act only in namespaces with all these labels; empty: no label needed.
+    namespace_selector: tuple[tuple[str, str], ...] = ()
+    # The Prometheus label that holds a series' namespace: every query is held to its event's namespace.
+    # Empty: queries run as written, over every namespace's series. (`run` and the chart default to
+    # `namespace`; this default is for the library and the tests of other concerns.)
+    metrics_namespace_label: str = ""
+
+    def metrics_scope(self, namespace: str) -> MetricsScope | None:
+        """What an event's PromQL in `namespace` may see (None: everything)."""
+        return MetricsScope(self.metrics_namespace_label, namespace) if self.metrics_namespace_label else None
 
 
 @dataclass(frozen=True)
@@ -110,11 +120,13 @@ class EventMemory:
     failures: int = 0  # consecutive failed passes
     next_at: datetime | None = None  # the next transition, as the last good pass saw it
 
-    def spec(self, generation: int, raw: Mapping[str, Any]) -> CampaignSpec:
+    def spec(
+        self, generation: int, raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None
+    ) -> CampaignSpec:
         """The parsed spec of `generation`, parsed once; raises its SpecError every time."""
         if self.parsed is None or self.parsed[0] != generation:
             try:
-                self.parsed = (generation, parse_spec(raw))
+                self.parsed = (generation, parse_spec(raw, metrics_scope))
             except SpecError as err:
                 self.parsed = (generation, err)
         parsed = self.parsed[1]

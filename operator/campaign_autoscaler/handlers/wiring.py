@@ -12,8 +12,10 @@ from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
 from campaign_autoscaler.adapters.informer import WorkloadCache
 from campaign_autoscaler.adapters.session import bounded_session, connection_info
 
+from .admission import WebhookConfig, register_webhook
 from .collector import EventDirectory, run_collector
 from .daemon import campaign_daemon, on_event_deleted, on_event_seen
+from .namespaces import NamespaceGate, in_selected_namespace, on_namespace, start_gate
 from .runtime import RETRY_FIRST_SECONDS, Runtime
 
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -27,6 +29,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     """Keep Kopf's bookkeeping out of status (the daemon is its only writer) and under our own names; and
     start watching the Deployments and HPAs the events may target, before any event is reconciled."""
     runtime: Runtime = memo["runtime"]
+    await start_gate(memo, dict(runtime.config.namespace_selector) or None)
+    gate: NamespaceGate = memo["namespace_gate"]
     # How long a silent peer counts as alive: a standby takes over this long after the active one died.
     settings.peering.lifetime = max(1, round(runtime.config.peering_lifetime))
     settings.persistence.finalizer = FINALIZER
@@ -56,7 +60,11 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         run_collector(
             runtime,
             directory,
-            lambda: [workloads.snapshot(namespace) for namespace in workloads.namespaces()],
+            lambda: [
+                workloads.snapshot(namespace)
+                for namespace in workloads.namespaces()
+                if gate.allows(namespace)
+            ],
             runtime.config.resync_interval / COLLECTOR_ROUNDS_PER_RESYNC,
         ),
         name="orphan-claims-collector",
@@ -85,17 +93,26 @@ async def on_login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
     )
 
 
-def build_registry() -> kopf.OperatorRegistry:
-    """A fresh registry with the handlers above (no module-level registry: tests run several operators)."""
+def build_registry(
+    webhook: WebhookConfig | None = None, namespace_selector: bool = False
+) -> kopf.OperatorRegistry:
+    """A fresh registry with the handlers above (no module-level registry: tests run several operators), the
+    validating admission webhook when configured, and the watch on Namespaces with `--namespace-selector`.
+    Every CampaignEvent handler acts only in the selected namespaces (all of them without a selector)."""
     registry = kopf.OperatorRegistry()
     resource = (API_GROUP, API_VERSION, PLURAL)
     kopf.on.startup(registry=registry)(on_startup)
     kopf.on.login(registry=registry)(on_login)
     kopf.on.cleanup(registry=registry)(on_cleanup)
     # A failure is retried after a second, not Kopf's default minute: a release is due "at once".
-    kopf.daemon(*resource, registry=registry, cancellation_timeout=10.0, backoff=RETRY_FIRST_SECONDS)(
-        campaign_daemon
-    )
-    kopf.on.event(*resource, registry=registry)(on_event_seen)
-    kopf.on.delete(*resource, registry=registry, backoff=RETRY_FIRST_SECONDS)(on_event_deleted)
+    selected = in_selected_namespace
+    kopf.daemon(
+        *resource, registry=registry, cancellation_timeout=10.0, backoff=RETRY_FIRST_SECONDS, when=selected
+    )(campaign_daemon)
+    kopf.on.event(*resource, registry=registry, when=selected)(on_event_seen)
+    kopf.on.delete(*resource, registry=registry, backoff=RETRY_FIRST_SECONDS, when=selected)(on_event_deleted)
+    if namespace_selector:
+        kopf.on.event("", "v1", "namespaces", registry=registry)(on_namespace)
+    if webhook is not None:
+        register_webhook(registry, resource, webhook)
     return registry

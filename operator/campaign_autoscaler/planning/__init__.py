@@ -22,6 +22,7 @@ from .durations import GO_DURATION_PATTERN, PROMETHEUS_DURATION_PATTERN, format_
 from .errors import SpecError
 from .floors import Floor, clamp, compute_floor
 from .metrics import Stabilizer, forecast_replicas, replicas_for_metric
+from .promql import MetricsScope, scope_query
 from .spec import (
     CampaignSpec,
     Forecast,
@@ -30,6 +31,7 @@ from .spec import (
     Schedule,
     TargetSpec,
     parse_instant,
+    parse_label_equalities,
     parse_spec,
 )
 from .targets import PlannedStep, planned_steps, resolve_targets
@@ -57,6 +59,7 @@ __all__ = [
     "Forecast",
     "LabelExpression",
     "MetricSpec",
+    "MetricsScope",
     "Phase",
     "PlannedStep",
     "Schedule",
@@ -83,6 +86,7 @@ __all__ = [
     "parse_claims",
     "parse_duration",
     "parse_instant",
+    "parse_label_equalities",
     "parse_spec",
     "phase_at",
     "planned_steps",
@@ -91,6 +95,7 @@ __all__ = [
     "replicas_to_apply",
     "resolve_targets",
     "resolve_window",
+    "scope_query",
     "transitions",
     "windows_between",
 ]

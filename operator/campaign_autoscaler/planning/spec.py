@@ -22,6 +22,7 @@ from .cron import cron_matches, validate_cron
 from .durations import format_duration, parse_duration
 from .errors import SpecError
 from .instants import iso_utc
+from .promql import MetricsScope, scope_query
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_LEAD_TIME = timedelta(minutes=15)
@@ -32,6 +33,8 @@ DEFAULT_TRAFFIC_MULTIPLIER = 2.0
 DEFAULT_FORECAST_GROWTH = 1.0
 
 MAX_STEPS = 1000
+MAX_TARGETS = 50  # the CRD's maxItems: the API server refuses more
+MAX_QUERY_LENGTH = 2000  # the CRD's maxLength of metric.query
 MAX_REPLICAS = 2**31 - 1  # the scale subresource is an int32
 EARLIEST_YEAR, LATEST_YEAR = 1970, 9000  # leaves room for the longest lead time / ramp-down around a window
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -171,8 +174,12 @@ class CampaignSpec:
         return self.schedule is not None
 
 
-def parse_spec(raw: Mapping[str, Any]) -> CampaignSpec:
-    """Validate the raw `spec` mapping (camelCase keys, as the API server stores it) and parse it."""
+def parse_spec(raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None) -> CampaignSpec:
+    """Validate the raw `spec` mapping (camelCase keys, as the API server stores it) and parse it.
+
+    With `metrics_scope`, every target's `metric.query` is held to the event's namespace (`promql.py`):
+    the parsed spec carries the scoped query, the one Prometheus is asked.
+    """
     spec = _mapping(raw, "spec", _SPEC_KEYS)
     timezone_name, zone = _parse_timezone(spec.get("timezone"))
     lead_time = _duration(spec, "leadTime", "spec", DEFAULT_LEAD_TIME)
@@ -193,7 +200,7 @@ def parse_spec(raw: Mapping[str, Any]) -> CampaignSpec:
         ramp_down_duration=ramp_down_duration,
         ramp_down_steps=_steps(ramp_down, "spec.rampDown", DEFAULT_RAMP_DOWN_STEPS),
         traffic_multiplier=_positive_number(spec, "trafficMultiplier", "spec", DEFAULT_TRAFFIC_MULTIPLIER),
-        targets=_parse_targets(spec.get("targets")),
+        targets=_parse_targets(spec.get("targets"), metrics_scope),
         dry_run=_boolean(spec, "dryRun", "spec", False),
     )
 
@@ -390,14 +397,16 @@ def _wall_clock_to_utc(local: datetime, zone: ZoneInfo, field: str, text: str) -
 # -- targets -----------------------------------------------------------------------------------------
 
 
-def _parse_targets(value: object) -> tuple[TargetSpec, ...]:
+def _parse_targets(value: object, metrics_scope: MetricsScope | None) -> tuple[TargetSpec, ...]:
     if value is None:
         raise SpecError("spec.targets", "required: at least one target")
     if not isinstance(value, list | tuple):
         raise SpecError("spec.targets", f"must be a list, got {type(value).__name__}")
     if not value:
         raise SpecError("spec.targets", "must contain at least one target")
-    targets = tuple(_parse_target(index, raw) for index, raw in enumerate(value))
+    if len(value) > MAX_TARGETS:
+        raise SpecError("spec.targets", f"must contain at most {MAX_TARGETS} targets, got {len(value)}")
+    targets = tuple(_parse_target(index, raw, metrics_scope) for index, raw in enumerate(value))
     first_index_of_name: dict[str, int] = {}
     for target in targets:
         if target.name is None:
@@ -411,7 +420,7 @@ def _parse_targets(value: object) -> tuple[TargetSpec, ...]:
     return targets
 
 
-def _parse_target(index: int, value: object) -> TargetSpec:
+def _parse_target(index: int, value: object, metrics_scope: MetricsScope | None) -> TargetSpec:
     path = f"spec.targets[{index}]"
     raw = _mapping(value, path, _TARGET_KEYS)
     has_name, has_selector = "name" in raw, "selector" in raw
@@ -437,7 +446,7 @@ def _parse_target(index: int, value: object) -> TargetSpec:
         replicas=replicas,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
-        metric=_parse_metric(raw["metric"], f"{path}.metric") if "metric" in raw else None,
+        metric=_parse_metric(raw["metric"], f"{path}.metric", metrics_scope) if "metric" in raw else None,
     )
 
 
@@ -460,6 +469,17 @@ def _parse_selector(value: object, path: str) -> tuple[Mapping[str, str] | None,
             path, "needs matchLabels or matchExpressions (an empty selector would match everything)"
         )
     return labels, expressions
+
+
+def parse_label_equalities(text: str, path: str) -> Mapping[str, str]:
+    """An equality-based label selector `key=value[,key=value]` (`==` also accepted), as a mapping."""
+    labels: dict[str, str] = {}
+    for term in text.split(","):
+        key, equals, value = term.replace("==", "=").partition("=")
+        if not equals:
+            raise SpecError(path, f"must be key=value terms separated by commas, got {text!r}")
+        labels[_label_key(key.strip(), path)] = _label_value(value.strip(), path)
+    return MappingProxyType(labels)
 
 
 def _parse_match_labels(value: object, path: str) -> Mapping[str, str]:
@@ -516,9 +536,13 @@ def _label_value(value: object, path: str) -> str:
     return value
 
 
-def _parse_metric(value: object, path: str) -> MetricSpec:
+def _parse_metric(value: object, path: str, metrics_scope: MetricsScope | None) -> MetricSpec:
     raw = _mapping(value, path, ("query", "targetPerReplica", "forecast"))
     query = _non_empty_string(raw, "query", path)
+    if len(query) > MAX_QUERY_LENGTH:
+        raise SpecError(f"{path}.query", f"must be at most {MAX_QUERY_LENGTH} characters, got {len(query)}")
+    if metrics_scope is not None:
+        query = scope_query(query, metrics_scope, f"{path}.query")
     if "targetPerReplica" not in raw:
         raise SpecError(f"{path}.targetPerReplica", "required")
     return MetricSpec(
