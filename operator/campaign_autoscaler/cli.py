@@ -136,13 +136,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default=5.0,
         help="timeout of one Prometheus query (default 5s)",
     )
-    run.add_argument(
-        "--metrics-namespace-label",
-        type=_prometheus_label_name,
-        default="namespace",
-        help="the Prometheus label holding a series' namespace: every metric.query is held to its event's "
-        'namespace with LABEL="<namespace>" (default namespace; empty: queries see every namespace)',
-    )
+    _add_metrics_namespace_label(run)
     run.add_argument(
         "--metrics-interval",
         type=_positive_seconds,
@@ -318,13 +312,7 @@ def _add_event_input_flags(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="default maxReplicas = max(replicas, baseline x this), as the operator's flag (10)",
     )
-    parser.add_argument(
-        "--metrics-namespace-label",
-        type=_prometheus_label_name,
-        default="namespace",
-        help="as the operator's flag: hold every metric.query to the event's namespace (default namespace; "
-        "empty: off)",
-    )
+    _add_metrics_namespace_label(parser)
     parser.add_argument(
         "--now", type=_instant, help="plan as of this RFC 3339 instant (default: the current time)"
     )
@@ -702,6 +690,17 @@ def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return actions
 
 
+def _add_metrics_namespace_label(parser: argparse.ArgumentParser) -> None:
+    """The operator's tenancy flag; `plan`, `simulate` and `report` take it too, to ask what it asks."""
+    parser.add_argument(
+        "--metrics-namespace-label",
+        type=_prometheus_label_name,
+        default="namespace",
+        help="the Prometheus label holding a series' namespace: every metric.query is held to its event's "
+        'namespace with LABEL="<namespace>" (default namespace; empty: queries see every namespace)',
+    )
+
+
 def _add_report_parser(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
         "report",
@@ -721,6 +720,7 @@ def _add_report_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", metavar="PATH", help="where to write it (default ./EVENT-report.html or .md)"
     )
     report.add_argument("--format", choices=("html", "markdown"), default="html", help="page format")
+    _add_metrics_namespace_label(report)
     report.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
     report.add_argument("--context", help="kubeconfig context to use")
 
@@ -744,6 +744,7 @@ def run_report(args: argparse.Namespace) -> int:
             out,
             output_format=args.format,
             prometheus_timeout=args.prometheus_timeout,
+            metrics_namespace_label=args.metrics_namespace_label,
         )
     except (InputFileError, ReportInputError) as err:
         return _fail(err)

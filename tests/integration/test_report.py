@@ -131,18 +131,18 @@ def test_summary_and_report_match_what_was_measured(
     tmp_path: Path,
     capsys,
 ):
-    labels = {"test": cluster.namespace}
+    labels = {"namespace": cluster.namespace}  # held to it by the operator and the report
     synthetic_exporter.set(METRIC, 30, labels)  # 3 replicas: below the floor
     scraping_prometheus.wait_for(
         f'up{{instance="127.0.0.1:{metrics_port}"}}', lambda s: any(x.value == 1 for x in s), timeout=30
     )
-    scraping_prometheus.wait_for(f'{METRIC}{{test="{cluster.namespace}"}}', lambda s: bool(s), timeout=30)
+    scraping_prometheus.wait_for(f'{METRIC}{{namespace="{cluster.namespace}"}}', lambda s: bool(s), timeout=30)
     cluster.create_deployment("checkout", replicas=2)
     start = seconds_from_now(6)
     end = start + timedelta(seconds=20)
     target = {
         "name": "checkout",
-        "metric": {"query": f'sum({METRIC}{{test="{cluster.namespace}"}})', "targetPerReplica": 10},
+        "metric": {"query": f"sum({METRIC})", "targetPerReplica": 10},
     }
     spec = campaign_spec(
         start=start, end=end, targets=[target], lead_time="5s", ramp_up_steps=1,

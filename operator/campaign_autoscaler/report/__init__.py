@@ -13,6 +13,7 @@ from typing import Literal
 from kubernetes import client
 
 from campaign_autoscaler.adapters.prometheus import PrometheusMetricsSource, PrometheusSettings
+from campaign_autoscaler.planning import MetricsScope
 
 from .collect import ReportData, ReportInputError, ReportReadError, collect
 from .figures import PLOTS_NEED, plots_available, png_data_uri, target_png
@@ -41,18 +42,21 @@ def write_report(
     *,
     output_format: Format = "html",
     prometheus_timeout: float = 10.0,
+    metrics_namespace_label: str = "namespace",
     now: datetime | None = None,
 ) -> ReportResult:
     """Read the event and Prometheus, write the report to `out_path`, and return what it holds.
 
     ReportInputError: no report can be made of this event (unknown, invalid, never ran). ReportReadError: the
     API server could not be read. An unreachable Prometheus is no error here: the report is written from the
-    status alone and `problems` says so (`data.prometheus_unreachable`).
+    status alone and `problems` says so (`data.prometheus_unreachable`). A target's own query is asked as
+    the operator asks it: held to the event's namespace by `metrics_namespace_label` (empty: as written).
     """
     metrics = None
     if prometheus_url:
         metrics = PrometheusMetricsSource(PrometheusSettings(url=prometheus_url, timeout=prometheus_timeout))
-    data = collect(api_client, namespace, event, metrics, now or datetime.now(UTC))
+    scope = MetricsScope(metrics_namespace_label, namespace) if metrics_namespace_label else None
+    data = collect(api_client, namespace, event, metrics, now or datetime.now(UTC), scope)
     problems = list(data.problems)
     path = Path(out_path)
     if output_format == "markdown":

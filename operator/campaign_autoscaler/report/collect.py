@@ -23,6 +23,7 @@ from campaign_autoscaler.adapters.prometheus import MetricsUnavailableError, Pro
 from campaign_autoscaler.adapters.telemetry import PREFIX
 from campaign_autoscaler.planning import (
     CampaignSpec,
+    MetricsScope,
     SpecError,
     TargetSpec,
     Transition,
@@ -122,11 +123,12 @@ def collect(
     name: str,
     metrics: PrometheusMetricsSource | None,
     now: datetime,
+    metrics_scope: MetricsScope | None = None,
 ) -> ReportData:
     """Everything the report shows. ReportInputError / ReportReadError when there is no report to make."""
     body = read_event(api_client, namespace, name)
     try:
-        spec = parse_spec(body.get("spec") or {})
+        spec = parse_spec(body.get("spec") or {}, metrics_scope)
     except SpecError as err:
         raise ReportInputError(f"CampaignEvent {namespace}/{name} is invalid: {err}") from None
     status = body.get("status") or {}
