@@ -115,6 +115,12 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="query each target's metric this often while it is scaled (default 15s)",
     )
     run.add_argument(
+        "--metrics-concurrency",
+        type=_positive_int,
+        default=4,
+        help="Prometheus requests in flight at once, each distinct query sampled once (default 4)",
+    )
+    run.add_argument(
         "--scale-down-stabilization",
         type=_positive_seconds,
         default=300.0,
@@ -166,6 +172,16 @@ def _positive_number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from err
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
     return value
 
 
@@ -636,6 +652,8 @@ def run_operator(args: argparse.Namespace) -> int:
         max_scale_factor=args.max_scale_factor,
         dry_run=args.dry_run,
         metrics_interval=args.metrics_interval,
+        metrics_concurrency=args.metrics_concurrency,
+        prometheus_timeout=args.prometheus_timeout,
         scale_down_stabilization=args.scale_down_stabilization,
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),

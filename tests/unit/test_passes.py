@@ -499,16 +499,16 @@ def test_a_query_shared_by_a_selector_is_sent_once_per_metrics_interval(env):
     driver = env.driver(raw_spec(selector(metric=metric(), maxReplicas=30)), metrics_interval=15)
     env.clock.set(START - 30 * MINUTE)
     driver.step()
-    assert env.metrics.value_calls[QUERY] == 2  # the new query's validation, then the one reading
+    assert env.metrics.value_calls[QUERY] == 1  # one reading serves the validation and the decision
     for _ in range(12):  # a pass every 5 s for a minute
         env.clock.advance(seconds=5)
         driver.step()
-    assert env.metrics.value_calls[QUERY] == 1 + 5  # readings at 0, 15, 30, 45 and 60 s
+    assert env.metrics.value_calls[QUERY] == 5  # readings at 0, 15, 30, 45 and 60 s
     assert [env.kube.replicas(n) for n in ("api", "cart", "web")] == [15, 15, 15]
     assert [entry["metricValue"] for entry in driver.status["targets"]] == ["1500"] * 3
 
 
-def test_a_failing_forecast_is_asked_again_once_per_metrics_interval(env):
+def test_a_failing_forecast_is_asked_again_after_a_growing_backoff(env):
     for name in ("api", "cart", "web"):
         env.kube.add_deployment(deployment_body(name, 4, labels={"tier": "checkout"}))
     env.metrics.values[QUERY] = 100.0
@@ -523,18 +523,19 @@ def test_a_failing_forecast_is_asked_again_once_per_metrics_interval(env):
         env.clock.advance(seconds=5)
         driver.step()
         asked.append(env.metrics.peaks_asked(QUERY))
-    assert asked == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    assert asked == [1, 1, 1, 2, 2, 2, 2, 2, 2, 3]  # at 0 s, then 15 s and 30 s later
     forecast = condition(driver.status, "ForecastAvailable")
     assert (forecast["status"], forecast["reason"]) == ("False", "Timeout")
     [(_, start, end)] = set(env.metrics.peak_calls)
     assert (start, end) == (START - timedelta(days=365), END - timedelta(days=365))
 
-    # Prometheus answers again: the forecast is found at the next interval, and then kept for the window.
+    # Prometheus answers again: the forecast is found at the next try (60 s later, the backoff's cap of four
+    # intervals), and then kept for the window.
     env.metrics.peaks[QUERY] = 1600.0
-    for _ in range(6):
+    for _ in range(24):
         env.clock.advance(seconds=5)
         driver.step()
-    assert env.metrics.peaks_asked(QUERY) == 5
+    assert env.metrics.peaks_asked(QUERY) == 4
     assert [entry.get("forecastReplicas") for entry in driver.status["targets"]] == [16] * 3
     assert env.kube.replicas("api") == 8  # ramp-up 1/3 of a floor raised to 16: 4 + ceil(12 / 3)
 

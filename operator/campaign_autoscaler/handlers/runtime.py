@@ -16,6 +16,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from campaign_autoscaler.adapters.kube import CorruptAnnotationError, KubeApi, TargetConflictError
 from campaign_autoscaler.adapters.prometheus import MetricsSource
+from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
 from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, SpecError, parse_spec
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
@@ -39,9 +40,17 @@ class OperatorConfig:
     max_scale_factor: float = 10.0
     dry_run: bool = False
     metrics_interval: float = 15.0
+    metrics_concurrency: int = DEFAULT_CONCURRENCY  # Prometheus requests in flight at once
+    prometheus_timeout: float = 5.0
     scale_down_stabilization: float = 300.0
     peering_lifetime: float = 60.0
     namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
+
+    @property
+    def metrics_max_age(self) -> float:
+        """How old a metric's last value may be before the event counts as blind: two readings missed, each
+        given its full timeout."""
+        return 2 * self.metrics_interval + self.prometheus_timeout
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,11 @@ class ForecastResult:
     replicas: int | None
     peak: float | None
     problem: str | None  # why there is no forecast; None when there is one
-    asked_at: datetime | None = None  # when Prometheus was last asked (None: read back from the status)
+
+    @property
+    def settled(self) -> bool:
+        """Found, or known to have no data: not asked again in this window."""
+        return self.replicas is not None or self.problem == NO_DATA
 
 
 @dataclass

@@ -9,7 +9,8 @@ import aiohttp
 import kopf
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
-from campaign_autoscaler.adapters.informer import WorkloadCache
+from campaign_autoscaler.adapters.informer import DriftAlarms, WorkloadCache
+from campaign_autoscaler.adapters.sampler import MetricSampler
 from campaign_autoscaler.adapters.session import bounded_session, connection_info
 
 from .collector import EventDirectory, run_collector
@@ -25,7 +26,8 @@ COLLECTOR_ROUNDS_PER_RESYNC = 2
 
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Keep Kopf's bookkeeping out of status (the daemon is its only writer) and under our own names; and
-    start watching the Deployments and HPAs the events may target, before any event is reconciled."""
+    start watching the Deployments and HPAs the events may target, before any event is reconciled; and the
+    Prometheus samplers beside the passes."""
     runtime: Runtime = memo["runtime"]
     # How long a silent peer counts as alive: a standby takes over this long after the active one died.
     settings.peering.lifetime = max(1, round(runtime.config.peering_lifetime))
@@ -40,11 +42,22 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     info = connection_info(runtime.api_client.configuration)
     session = bounded_session(info, KOPF_CONCURRENT_REQUESTS)
     configuration = runtime.api_client.configuration
+    sampler = MetricSampler(
+        runtime.metrics,
+        runtime.clock,
+        runtime.config.metrics_interval,
+        concurrency=runtime.config.metrics_concurrency,
+    )
+    sampler.start()
+    memo["sampler"] = sampler
+    alarms = DriftAlarms()
+    memo["drift_alarms"] = alarms
     workloads = WorkloadCache(
         session,
         info.server,
         runtime.config.namespaces or None,
         headers=lambda: connection_info(configuration).as_http_headers(),
+        alarms=alarms,
     )
     memo["workloads"] = workloads
     memo["workloads_session"] = session
@@ -69,6 +82,9 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+    sampler: MetricSampler | None = memo.get("sampler")
+    if sampler is not None:
+        await sampler.stop()
     session: aiohttp.ClientSession | None = memo.get("workloads_session")
     if session is not None:
         await session.close()

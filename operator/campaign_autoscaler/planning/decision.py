@@ -45,6 +45,33 @@ class MetricReading:
 
 
 @dataclass(frozen=True)
+class MetricSample:
+    """What a sampler holds for one query, as a pass reads it: the latest answer, if any yet."""
+
+    since: datetime  # when the query was first wanted
+    latest: MetricReading | None = None  # the latest answer, a value or a failure, stamped when it came
+    failures: int = 0  # failed answers since the last good one
+
+
+def current_reading(sample: MetricSample, now: datetime, max_age: timedelta) -> MetricReading | None:
+    """The reading a decision may use at `now`: the latest answer while it is younger than `max_age`.
+
+    A value older than that, or no answer at all that long after the query was first wanted (a Prometheus
+    that hangs), is a failure "Stale" stamped with the instant it went stale: blind, so nothing is lowered.
+    None while the first answer is still awaited.
+    """
+    latest = sample.latest
+    if latest is not None and latest.failed:
+        return latest
+    answered_at = latest.at if latest is not None else sample.since
+    if now - answered_at <= max_age:
+        return latest
+    seconds = round(max_age.total_seconds())
+    detail = f"no answer from Prometheus in the last {seconds}s"
+    return MetricReading(answered_at + max_age, None, "Stale", detail)
+
+
+@dataclass(frozen=True)
 class MetricMemory:
     """What the live metric of one target left for the next decision."""
 
