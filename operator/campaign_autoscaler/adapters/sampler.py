@@ -2,8 +2,10 @@
 
 A pass never asks Prometheus: it reads the latest sample (and its age) this module holds. Each distinct
 probe (a live query, or the peak of a query over a past window for a forecast) has one asyncio task that
-asks on `interval`, at most `concurrency` requests at once on threads of its own, so that a Prometheus that
-answers late or never holds up no pass and no worker thread of the passes. A failure is asked again after
+asks on `interval`, at most `concurrency` requests at once, each on a daemon thread of its own: a Prometheus
+that answers late or never holds up no pass, no worker thread of the passes, and not the operator's exit
+(a slot is free again only when its request has ended, so a hanging Prometheus never gets more than
+`concurrency` requests). A failure is asked again after
 an exponential backoff with jitter (interval x 2^(failures-1), up to `MAX_BACKOFF_INTERVALS` intervals,
 spread by +-20 %), so that a Prometheus that is down is not hammered by many queries in step.
 
@@ -14,9 +16,10 @@ is woken (its callback called, in the event loop) after every answer of a probe 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -82,7 +85,6 @@ class MetricSampler:
         self._wanted: dict[str, set[Probe]] = {}
         self._wakers: dict[str, Callable[[], None]] = {}
         self._slots: asyncio.Semaphore | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self.asked = 0  # requests sent, for tests and benchmarks
 
     # --- what owners want -------------------------------------------------------------------------------
@@ -135,7 +137,6 @@ class MetricSampler:
     def start(self) -> None:
         """Run every probe as a task of the running event loop, from now until `stop()`."""
         self._slots = asyncio.Semaphore(self._concurrency)
-        self._executor = ThreadPoolExecutor(self._concurrency, thread_name_prefix="prometheus")
         for probe, entry in self._entries.items():
             self._launch(probe, entry)
 
@@ -144,31 +145,51 @@ class MetricSampler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._executor is not None:
-            # A request in flight is abandoned, not awaited: it may hang until its timeout.
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._slots = None  # a request in flight is abandoned, not awaited: it may hang until its timeout
 
     def _launch(self, probe: Probe, entry: _Entry) -> None:
-        if self._executor is not None and entry.task is None and not entry.settled:
+        if self._slots is not None and entry.task is None and not entry.settled:
             entry.task = asyncio.get_running_loop().create_task(
                 self._run(probe, entry), name=f"sampler {probe.query[:60]}"
             )
 
     async def _run(self, probe: Probe, entry: _Entry) -> None:
-        assert self._slots is not None
-        loop = asyncio.get_running_loop()
+        slots = self._slots
+        assert slots is not None
         while not entry.settled:
             if entry.next_at is not None:
                 delay = (entry.next_at - self._clock()).total_seconds()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            async with self._slots:
-                reading = await loop.run_in_executor(self._executor, self._ask, probe)
+            await slots.acquire()
+            answer = self._ask_in_thread(probe)
+            answer.add_done_callback(lambda _: slots.release())
+            # Shielded: a probe stopped meanwhile leaves its request to end on its own, slot included.
+            reading = await asyncio.shield(answer)
             self._record(probe, entry, reading)
             for owner in list(entry.owners):
                 wake = self._wakers.get(owner)
                 if wake is not None:
                     wake()
+
+    def _ask_in_thread(self, probe: Probe) -> asyncio.Future[MetricReading]:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[MetricReading] = loop.create_future()
+
+        def settle(reading: MetricReading) -> None:
+            if not answer.done():
+                answer.set_result(reading)
+
+        def ask() -> None:
+            try:
+                reading = self._ask(probe)
+            except Exception as err:  # e.g. an unreadable token file: a failure like any other, not a hang
+                reading = MetricReading(self._clock(), None, "Error", str(err) or type(err).__name__)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, reading)
+
+        threading.Thread(target=ask, name="prometheus", daemon=True).start()
+        return answer
 
     def _ask(self, probe: Probe) -> MetricReading:
         """One request; its answer (or failure) stamped with the moment it came."""
