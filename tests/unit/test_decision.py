@@ -454,3 +454,19 @@ def test_a_stale_reading_holds_what_the_metric_claimed() -> None:
     stale = current_reading(MetricSample(since=t0, latest=MetricReading(t0, 1600.0)), late, max_age)
     after = fold_reading(memory, stale, 100.0, late, timedelta(minutes=5))
     assert (after.held, after.failure) == (16, stale)
+
+
+def test_after_an_outage_longer_than_the_stabilization_a_lower_answer_waits_a_whole_window() -> None:
+    t0 = datetime(2026, 9, 9, tzinfo=UTC)
+    window = timedelta(minutes=5)
+    memory = fold_reading(MetricMemory(), MetricReading(t0, 1600.0), 100.0, t0, window)
+    for minute in range(1, 11):  # ten minutes blind
+        at = t0 + timedelta(minutes=minute)
+        memory = fold_reading(memory, MetricReading(at, None, "Timeout", "5s"), 100.0, at, window)
+    assert memory.held == 16
+    back = t0 + timedelta(minutes=10, seconds=15)
+    memory = fold_reading(memory, MetricReading(back, 200.0), 100.0, back, window)
+    assert (memory.held, memory.failure) == (16, None)  # the last blind minute is inside the window
+    later = t0 + timedelta(minutes=15, seconds=30)
+    memory = fold_reading(memory, MetricReading(later, 200.0), 100.0, later, window)
+    assert memory.held == 2

@@ -7,7 +7,8 @@ decision, so that the same inputs give the same replica timeline wherever they a
 
 The planned floor follows the timeline exactly (each ramp step at its instant, up and down); only the
 live metric's share is stabilized going down, like an HPA's scale-down stabilization: the highest
-metric-driven count of the last `stabilization` holds. A failed reading never lowers what the metric holds.
+metric-driven count of the last `stabilization` holds. A failed reading never lowers what the metric holds,
+and counts as wanting it: after an outage, a lower answer waits a whole window before it lowers anything.
 """
 
 from __future__ import annotations
@@ -151,7 +152,12 @@ def fold_reading(
     if reading is None or reading.at == memory.folded_at:
         return memory
     if reading.failed:
-        return MetricMemory(memory.stabilizer, memory.held, memory.value, reading.at, failure=reading)
+        # Blind, the held value stays wanted: recorded as such, so that the first answer after an outage
+        # longer than the stabilization window lowers nothing before a whole window has passed again.
+        stabilizer = memory.stabilizer
+        if memory.held is not None:
+            stabilizer = stabilizer.record(reading.at, memory.held, stabilization)
+        return MetricMemory(stabilizer, memory.held, memory.value, reading.at, failure=reading)
     assert reading.value is not None
     stabilizer = memory.stabilizer.record(
         reading.at, replicas_for_metric(reading.value, target_per_replica), stabilization
