@@ -129,8 +129,8 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--peering-lifetime",
         type=_positive_seconds,
-        default=60.0,
-        help="a standby replica takes over this long after the active one went silent (default 60s)",
+        default=10.0,
+        help="a standby replica takes over this long after the active one went silent (default 10s)",
     )
     run.add_argument(
         "--priority",

@@ -43,7 +43,7 @@ class OperatorConfig:
     metrics_concurrency: int = DEFAULT_CONCURRENCY  # Prometheus requests in flight at once
     prometheus_timeout: float = 5.0
     scale_down_stabilization: float = 300.0
-    peering_lifetime: float = 60.0
+    peering_lifetime: float = 10.0
     namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
 
     @property
