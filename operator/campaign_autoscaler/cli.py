@@ -671,9 +671,11 @@ def run_operator(args: argparse.Namespace) -> int:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
         )
+        stop = asyncio.Event()  # set on SIGTERM once no write is in flight (see handlers/wiring.py)
         await kopf.operator(
             registry=build_registry(),
-            memo=kopf.Memo(runtime=runtime),
+            memo=kopf.Memo(runtime=runtime, stop=stop),
+            stop_flag=stop,
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             standalone=args.peering is None,

@@ -104,6 +104,15 @@ def collect(
 ) -> list[ClaimOutcome]:
     """Release every orphan claim on the namespace's Deployments; the releases made. An event the API
     server shows alive is remembered so for `remember` (one question per event, however many claims)."""
+    with runtime.gate.writing() as admitted:
+        if not admitted:
+            return []  # the operator is stopping
+        return _collect(runtime, directory, snapshot, remember)
+
+
+def _collect(
+    runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot, remember: timedelta
+) -> list[ClaimOutcome]:
     released = []
     events: dict[str, Mapping[str, Any] | None] = {}
     for suspect in suspects(snapshot, directory, runtime.clock()):

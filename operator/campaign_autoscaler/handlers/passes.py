@@ -39,7 +39,7 @@ from campaign_autoscaler.planning.decision import (
 
 from .context import EventContext, TargetReport, iso, log
 from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
-from .runtime import EventMemory, ForecastResult, Runtime
+from .runtime import EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 
 # Failures that say "Prometheus could not be asked", not "the query is wrong": validation waits for a verdict.
@@ -214,10 +214,11 @@ def resolve_targets(snapshot: NamespaceSnapshot, spec: CampaignSpec) -> list[tup
 def run_pass(runtime: Runtime, memory: EventMemory, world: EventWorld) -> PassResult | None:
     """Bring the event's targets to what the decision wants now; return the whole status to write.
 
-    None when the event's release has begun: from then on no pass writes anything.
+    None when the event's release has begun (from then on no pass writes anything), or when the operator is
+    stopping.
     """
-    with memory.fence.lock:
-        if memory.fence.released or world.deleting:
+    with memory.fence.lock, runtime.gate.writing() as admitted:
+        if memory.fence.released or world.deleting or not admitted:
             return None
         ctx = _context(runtime, memory, world)
         _absorb_samples(ctx, world)
@@ -345,11 +346,14 @@ def _release(
 def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> list[ClaimOutcome]:
     """Drop every claim of the event, restoring each target to its baseline or to the claims that remain.
 
-    Waits for the pass in flight, then fences every later one off. Each target is read afresh (the watch may
-    lag a claim written just before): every Deployment the watches show claimed by the event, every one this
-    process wrote a claim to, and every one the spec targets.
+    Waits for the pass in flight, then fences every later one off. Each target is read afresh (the watch
+    may lag a claim written just before): every Deployment the watches show claimed by the event, every one
+    this process wrote a claim to, and every one the spec targets. Refused (OperatorStoppingError) once the
+    operator is stopping: the finalizer stays, and the replica that takes over releases the event.
     """
-    with memory.fence.lock:
+    with memory.fence.lock, runtime.gate.writing() as admitted:
+        if not admitted:
+            raise OperatorStoppingError(f"not releasing CampaignEvent {world.namespace}/{world.name}")
         memory.fence.released = True
         ctx = _context(runtime, memory, world)
         names = set(world.snapshot.claimed_by(ctx.key)) | memory.touched

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,42 @@ class OperatorConfig:
         return 2 * self.metrics_interval + self.prometheus_timeout
 
 
+class OperatorStoppingError(RuntimeError):
+    """A write refused because the operator is stopping: another replica will make it."""
+
+
+class WriteGate:
+    """Closed when the operator stops gracefully, before it leaves the peering: no pass or collector round
+    starts writing after that, and `close` waits for those in flight. So a standby that takes over the
+    moment this replica's peering record is gone never writes beside it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._open = True
+        self._writing = 0
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[bool]:
+        """True (and counted in flight until the block ends) while the gate is open; False once closed."""
+        with self._changed:
+            admitted = self._open
+            if admitted:
+                self._writing += 1
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with self._changed:
+                    self._writing -= 1
+                    self._changed.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Admit no more writers; wait up to `timeout` for those in flight. True when none is left."""
+        with self._changed:
+            self._open = False
+            return self._changed.wait_for(lambda: self._writing == 0, timeout)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """What every handler needs; it travels in Kopf's memo."""
@@ -62,6 +99,7 @@ class Runtime:
     api_client: client.ApiClient | None = None
     metrics: MetricsSource | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
+    gate: WriteGate = field(default_factory=WriteGate)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 

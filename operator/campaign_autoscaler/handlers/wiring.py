@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import aiohttp
@@ -14,14 +15,33 @@ from campaign_autoscaler.adapters.sampler import MetricSampler
 from campaign_autoscaler.adapters.session import bounded_session, connection_info
 
 from .collector import EventDirectory, run_collector
+from .context import log
 from .daemon import campaign_daemon, on_event_deleted, on_event_seen
 from .runtime import RETRY_FIRST_SECONDS, Runtime
 
 FINALIZER = f"{API_GROUP}/finalizer"
 # Kopf's requests in flight at once (patches of CampaignEvents, peering), not counting its watch streams.
 KOPF_CONCURRENT_REQUESTS = 8
+# How long a graceful stop waits for the writes in flight before it leaves anyway.
+DRAIN_SECONDS = 10.0
 # The collector looks twice per resync interval, so that an orphan claim is gone within one.
 COLLECTOR_ROUNDS_PER_RESYNC = 2
+
+
+def stop_gracefully(runtime: Runtime, stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> None:
+    """SIGTERM (a rolling update, a drain): stop writing first, then leave. Kopf drops this replica from
+    the peering as it exits, and a standby resumes at once; by then no write of this one is in flight."""
+
+    async def drain() -> None:
+        log.info("Stopping: no new writes; waiting for those in flight")
+        drained = await asyncio.to_thread(runtime.gate.close, DRAIN_SECONDS)
+        if not drained:
+            log.warning("Stopping with writes still in flight after %.0f s", DRAIN_SECONDS)
+        stop.set()
+
+    task = asyncio.ensure_future(drain())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -29,6 +49,11 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     start watching the Deployments and HPAs the events may target, before any event is reconciled; and the
     Prometheus samplers beside the passes."""
     runtime: Runtime = memo["runtime"]
+    stop: asyncio.Event | None = memo.get("stop")
+    if stop is not None:  # in place of Kopf's own SIGTERM handler, which leaves the peering at once
+        drains: set[asyncio.Task[None]] = set()
+        memo["drains"] = drains
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_gracefully, runtime, stop, drains)
     # How long a silent peer counts as alive: a standby takes over this long after the active one died.
     settings.peering.lifetime = max(1, round(runtime.config.peering_lifetime))
     settings.persistence.finalizer = FINALIZER
