@@ -116,7 +116,7 @@ async def campaign_daemon(
     alarms: DriftAlarms = memo["drift_alarms"]
     alarms.register(claim_key(namespace, name), memory.wakeup.set)
     try:
-        await _passes(memo, runtime, memory, stopped, name, namespace, uid, meta, spec, status)
+        await _passes(memo, runtime, memory, stopped, meta=meta, spec=spec, status=status)
     finally:
         alarms.unregister(claim_key(namespace, name), memory.wakeup.set)
         memo["sampler"].forget(uid)
@@ -127,13 +127,12 @@ async def _passes(
     runtime: Runtime,
     memory: EventMemory,
     stopped: kopf.DaemonStopped,
-    name: str,
-    namespace: str,
-    uid: str,
+    *,
     meta: kopf.Meta,
     spec: kopf.Spec,
     status: kopf.Status,
 ) -> None:
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     due: datetime | None = None
     while not stopped and not meta.get("deletionTimestamp"):
         world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
