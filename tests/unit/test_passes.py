@@ -15,7 +15,7 @@ import campaign_autoscaler.handlers.runtime as runtime_module
 from campaign_autoscaler.adapters.kube import NamespaceSnapshot
 from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsUnavailableError
 from campaign_autoscaler.handlers.passes import release_event
-from campaign_autoscaler.handlers.runtime import OperatorConfig, Runtime
+from campaign_autoscaler.handlers.runtime import OperatorConfig, OperatorStoppingError, Runtime
 from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
@@ -775,3 +775,40 @@ def test_the_operator_and_the_simulation_decide_the_same_replicas_tick_by_tick(e
     assert replicas[EQUIVALENCE_END + 45 * MINUTE] == 6
     assert replicas[EQUIVALENCE_END + 60 * MINUTE] == 4
     assert {value for _, value in operated} >= {4, 6, 7, 9, 10, 12, 18, 30}
+
+
+# --- a graceful stop: the write gate ------------------------------------------------------------------------
+def test_closing_the_gate_waits_for_the_pass_in_flight_and_admits_no_later_one(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    driver = env.driver(raw_spec())
+    env.clock.set(START + MINUTE)
+    inside, go_on = threading.Event(), threading.Event()
+
+    def hold_the_pass(attempt: ClaimAttempt) -> None:
+        if attempt.wanted is not None and not inside.is_set():
+            inside.set()
+            assert go_on.wait(10)
+
+    env.kube.before_write = hold_the_pass
+    passing = threading.Thread(target=driver.step)
+    passing.start()
+    assert inside.wait(10)
+    closed: list[bool] = []
+    closing = threading.Thread(target=lambda: closed.append(driver.runtime.gate.close(10)))
+    closing.start()
+    closing.join(0.5)
+    assert closing.is_alive(), "the gate closed under a pass still writing"
+    go_on.set()
+    passing.join(10)
+    closing.join(10)
+    assert closed == [True]
+    assert env.kube.replicas("checkout") == 10
+
+    # After the close: no pass writes, no release either (the replica that takes over makes it).
+    writes = len(env.kube.writes)
+    env.kube.scale("checkout", 3)
+    assert driver.step() is None
+    with pytest.raises(OperatorStoppingError):
+        driver.release()
+    assert len(env.kube.writes) == writes
+    assert env.kube.replicas("checkout") == 3  # left for the replica that takes over
