@@ -625,6 +625,7 @@ def _peering_priority(args: argparse.Namespace) -> int:
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
+    from campaign_autoscaler.adapters.eventlane import EventLane
     from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.adapters.prometheus import PrometheusMetricsSource, PrometheusSettings
     from campaign_autoscaler.adapters.telemetry import Telemetry
@@ -658,12 +659,14 @@ def run_operator(args: argparse.Namespace) -> int:
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),
     )
+    kube = KubeAdapter(api_client)
     runtime = Runtime(
         config=config,
-        kube=KubeAdapter(api_client),
+        kube=kube,
         api_client=api_client,
         metrics=metrics,
         telemetry=telemetry,
+        events=EventLane(kube).start(),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
 

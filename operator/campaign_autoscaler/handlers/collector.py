@@ -23,7 +23,7 @@ from campaign_autoscaler.adapters.kube import (
 )
 
 from .context import log
-from .runtime import PASS_ERRORS, Runtime
+from .runtime import PASS_ERRORS, Runtime, event_poster
 
 # The key of a suspect that is no claim: campaign annotations on a Deployment that no claim holds any more.
 LEFTOVER = ""
@@ -146,7 +146,7 @@ def _finish(runtime: Runtime, snapshot: NamespaceSnapshot, suspect: Suspect, why
     change = f"{outcome.replicas_before} -> {outcome.replicas_after}"
     message = f"Released the orphan {what} on {where} ({why}): {change}"
     log.warning(message)
-    runtime.kube.post_event(
+    event_poster(runtime).post_event(
         namespace=snapshot.namespace,
         involved=deployment_object_ref(outcome.deployment),
         event_type="Warning",

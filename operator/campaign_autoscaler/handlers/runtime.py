@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
+from campaign_autoscaler.adapters.eventlane import EventPoster
 from campaign_autoscaler.adapters.kube import CorruptAnnotationError, KubeApi, TargetConflictError
 from campaign_autoscaler.adapters.prometheus import MetricsSource
 from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
@@ -52,6 +53,11 @@ class OperatorConfig:
         """How old a metric's last value may be before the event counts as blind: two readings missed, each
         given its full timeout."""
         return 2 * self.metrics_interval + self.prometheus_timeout
+
+
+def event_poster(runtime: Runtime) -> EventPoster:
+    """The Event lane when there is one, so that Events never hold up the replica writes behind them."""
+    return runtime.events if runtime.events is not None else runtime.kube
 
 
 class OperatorStoppingError(RuntimeError):
@@ -100,6 +106,7 @@ class Runtime:
     metrics: MetricsSource | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
     gate: WriteGate = field(default_factory=WriteGate)
+    events: EventPoster | None = None  # where Events go; None: posted by `kube` in the caller's thread
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
