@@ -390,10 +390,8 @@ def test_a_pass_of_an_event_being_deleted_writes_nothing(env):
     assert env.kube.claim_calls == []
 
 
-def test_the_release_waits_for_the_pass_in_flight(env):
-    env.kube.add_deployment(deployment_body("checkout", 4))
-    driver = env.driver(raw_spec())
-    env.clock.set(START + MINUTE)
+def hold_the_first_claim(env: Env) -> tuple[threading.Event, threading.Event]:
+    """The first claim write of a pass waits, once `inside` is set, until the test sets `go_on`."""
     inside, go_on = threading.Event(), threading.Event()
 
     def hold_the_pass(attempt: ClaimAttempt) -> None:
@@ -402,6 +400,14 @@ def test_the_release_waits_for_the_pass_in_flight(env):
             assert go_on.wait(10)
 
     env.kube.before_write = hold_the_pass
+    return inside, go_on
+
+
+def test_the_release_waits_for_the_pass_in_flight(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    driver = env.driver(raw_spec())
+    env.clock.set(START + MINUTE)
+    inside, go_on = hold_the_first_claim(env)
     results: list[Any] = []
     passing = threading.Thread(target=lambda: results.append(driver.step()))
     passing.start()
@@ -782,14 +788,7 @@ def test_closing_the_gate_waits_for_the_pass_in_flight_and_admits_no_later_one(e
     env.kube.add_deployment(deployment_body("checkout", 4))
     driver = env.driver(raw_spec())
     env.clock.set(START + MINUTE)
-    inside, go_on = threading.Event(), threading.Event()
-
-    def hold_the_pass(attempt: ClaimAttempt) -> None:
-        if attempt.wanted is not None and not inside.is_set():
-            inside.set()
-            assert go_on.wait(10)
-
-    env.kube.before_write = hold_the_pass
+    inside, go_on = hold_the_first_claim(env)
     passing = threading.Thread(target=driver.step)
     passing.start()
     assert inside.wait(10)

@@ -13,24 +13,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+
+from .kube import EventPoster
 
 log = logging.getLogger(__name__)
 
 LANE_CAPACITY = 10_000
-
-
-class EventPoster(Protocol):
-    def post_event(
-        self,
-        *,
-        namespace: str,
-        involved: Mapping[str, str],
-        event_type: str,
-        reason: str,
-        message: str,
-        now: datetime,
-    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from campaign_autoscaler.adapters.eventlane import EventPoster
-from campaign_autoscaler.adapters.kube import CorruptAnnotationError, KubeApi, TargetConflictError
+from campaign_autoscaler.adapters.kube import (
+    CorruptAnnotationError,
+    EventPoster,
+    KubeApi,
+    TargetConflictError,
+)
 from campaign_autoscaler.adapters.prometheus import MetricsSource
 from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
 from campaign_autoscaler.adapters.telemetry import Telemetry
