@@ -1,5 +1,9 @@
 """Transition lag: 100 events x 3 Deployments whose transitions all fall due in the same second, one operator.
 
+`run_hanging()` is the same with a live metric on every target (one distinct query per event) and a
+Prometheus that never answers: the operator's `--prometheus-url` points at a proxy that holds every query
+for the whole run, and `--prometheus-timeout` is longer than the run: every request the samplers send hangs.
+
 Every event pre-scales its three Deployments (1 -> 2 replicas) at the same instant and restores them (2 -> 1)
 at the same later instant. A watch on the Deployments stamps each replica change as the API server publishes
 it; the lag of a transition is that stamp minus its due time. Pods are real objects, made Ready by the pod
@@ -21,6 +25,7 @@ from tests.integration.harness import (
     ensure_crd,
     seconds_from_now,
 )
+from tests.integration.promproxy import SLOW, FaultyPrometheusProxy
 
 from benchmarks.common import (
     BenchmarkResult,
@@ -51,6 +56,12 @@ LEAD_SECONDS = 10
 WINDOW_SECONDS = 30
 GOAL_P99_SECONDS = 1.0
 POD_READY_AFTER = 1.0
+HOLD_SECONDS = 600  # longer than the run: a query sent is never answered
+HANGING_SETUP = (
+    " Every target also has a live metric (one distinct query per event, 100 in all); `--prometheus-url` "
+    f"points at a proxy that holds every query {HOLD_SECONDS} s and `--prometheus-timeout` is as long: no "
+    "query is ever answered. Default `--metrics-concurrency` (4)."
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,11 @@ def _target_name(event: int, target: int) -> str:
     return f"shop-{event:03d}-{target}"
 
 
-def _specs(timeline: Timeline) -> dict[str, dict[str, Any]]:
+def _metric(event: int) -> dict[str, Any]:
+    return {"query": f'sum(bench_requests_per_second{{event="sale-{event:03d}"}})', "targetPerReplica": 10}
+
+
+def _specs(timeline: Timeline, with_metric: bool = False) -> dict[str, dict[str, Any]]:
     return {
         f"sale-{event:03d}": campaign_spec(
             start=timeline.start,
@@ -79,14 +94,47 @@ def _specs(timeline: Timeline) -> dict[str, dict[str, Any]]:
             ramp_up_steps=1,
             ramp_down={"duration": "0s", "steps": 1},
             multiplier=FLOOR / BASELINE,
-            targets=[{"name": _target_name(event, k)} for k in range(TARGETS_PER_EVENT)],
+            targets=[
+                {"name": _target_name(event, k), **({"metric": _metric(event)} if with_metric else {})}
+                for k in range(TARGETS_PER_EVENT)
+            ],
         )
         for event in range(EVENTS)
     }
 
 
 def run() -> BenchmarkResult:
-    directory = work_dir("lag")
+    return _run(hanging=False)
+
+
+def run_hanging() -> BenchmarkResult:
+    return _run(hanging=True)
+
+
+def _run(hanging: bool) -> BenchmarkResult:
+    directory = work_dir("lag-hanging" if hanging else "lag")
+    args = ["--namespace", NAMESPACE]
+    proxy = None
+    if hanging:
+        # Nothing listens upstream: no answer would come even after the hold.
+        proxy = FaultyPrometheusProxy("http://127.0.0.1:9", slow_seconds=HOLD_SECONDS).start()
+        proxy.mode = SLOW
+        args += ["--prometheus-url", proxy.url, "--prometheus-timeout", f"{HOLD_SECONDS}s"]
+    try:
+        result = _measure(directory, args, hanging)
+    finally:
+        if proxy is not None:
+            queries = proxy.queries
+            proxy.stop()
+    if proxy is None:
+        return result
+    rows = (*result.measurements, Measurement("Prometheus queries received (none answered)", str(queries)))
+    return BenchmarkResult(
+        "Transition lag while every Prometheus query hangs", result.setup + HANGING_SETUP, rows, result.notes
+    )
+
+
+def _measure(directory: Path, args: list[str], hanging: bool) -> BenchmarkResult:
     with local_control_plane(pod_ready_after=POD_READY_AFTER) as plane:
         api = admin_client(plane)
         ensure_crd(api)
@@ -97,13 +145,11 @@ def run() -> BenchmarkResult:
             for k in range(TARGETS_PER_EVENT)
         ]
         create_deployments(api, NAMESPACE, bodies)
-        operator = OperatorProcess(
-            str(plane.kubeconfig_path), directory / "operator.log", ["--namespace", NAMESPACE]
-        ).start()
+        operator = OperatorProcess(str(plane.kubeconfig_path), directory / "operator.log", args).start()
         assert operator.process is not None
         with DeploymentRecorder(api, namespace=NAMESPACE) as recorder:
             timeline = _timeline()
-            create_events(api, NAMESPACE, _specs(timeline))
+            create_events(api, NAMESPACE, _specs(timeline, with_metric=hanging))
             settled = wait_for(
                 lambda: set(event_phases(api, NAMESPACE).values()) == {"Pending"}, timeout=SETTLE_SECONDS - 5
             )

@@ -144,6 +144,12 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="query each target's metric this often while it is scaled (default 15s)",
     )
     run.add_argument(
+        "--metrics-concurrency",
+        type=_positive_int,
+        default=4,
+        help="Prometheus requests in flight at once, each distinct query sampled once (default 4)",
+    )
+    run.add_argument(
         "--scale-down-stabilization",
         type=_positive_seconds,
         default=300.0,
@@ -152,8 +158,8 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--peering-lifetime",
         type=_positive_seconds,
-        default=60.0,
-        help="a standby replica takes over this long after the active one went silent (default 60s)",
+        default=10.0,
+        help="a standby replica takes over this long after the active one went silent (default 10s)",
     )
     run.add_argument(
         "--priority",
@@ -288,6 +294,16 @@ def _positive_number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from err
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
     return value
 
 
@@ -845,6 +861,7 @@ def _peering_priority(args: argparse.Namespace) -> int:
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
+    from campaign_autoscaler.adapters.eventlane import EventLane
     from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.adapters.peering import PeeringSetupError, ensure_peering
     from campaign_autoscaler.adapters.prometheus import PrometheusMetricsSource, PrometheusSettings
@@ -878,18 +895,22 @@ def run_operator(args: argparse.Namespace) -> int:
         max_scale_factor=args.max_scale_factor,
         dry_run=args.dry_run,
         metrics_interval=args.metrics_interval,
+        metrics_concurrency=args.metrics_concurrency,
+        prometheus_timeout=args.prometheus_timeout,
         scale_down_stabilization=args.scale_down_stabilization,
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),
         metrics_namespace_label=args.metrics_namespace_label,
         namespace_selector=tuple(sorted((args.namespace_selector or {}).items())),
     )
+    kube = KubeAdapter(api_client)
     runtime = Runtime(
         config=config,
-        kube=KubeAdapter(api_client),
+        kube=kube,
         api_client=api_client,
         metrics=metrics,
         telemetry=telemetry,
+        events=EventLane(kube).start(),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
 
@@ -897,9 +918,11 @@ def run_operator(args: argparse.Namespace) -> int:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
         )
+        stop = asyncio.Event()  # set on SIGTERM once no write is in flight (see handlers/wiring.py)
         await kopf.operator(
             registry=build_registry(_webhook_config(args), namespace_selector=bool(args.namespace_selector)),
-            memo=kopf.Memo(runtime=runtime),
+            memo=kopf.Memo(runtime=runtime, stop=stop),
+            stop_flag=stop,
             clusterwide=not args.namespaces,
             namespaces=args.namespaces,
             standalone=args.peering is None,

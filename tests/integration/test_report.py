@@ -136,7 +136,9 @@ def test_summary_and_report_match_what_was_measured(
     scraping_prometheus.wait_for(
         f'up{{instance="127.0.0.1:{metrics_port}"}}', lambda s: any(x.value == 1 for x in s), timeout=30
     )
-    scraping_prometheus.wait_for(f'{METRIC}{{namespace="{cluster.namespace}"}}', lambda s: bool(s), timeout=30)
+    scraping_prometheus.wait_for(
+        f'{METRIC}{{namespace="{cluster.namespace}"}}', lambda s: bool(s), timeout=30
+    )
     cluster.create_deployment("checkout", replicas=2)
     start = seconds_from_now(6)
     end = start + timedelta(seconds=20)

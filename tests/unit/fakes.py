@@ -12,6 +12,7 @@ the stored object. Every write, status replacement and posted Event is recorded,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import threading
 from collections import Counter
@@ -37,7 +38,14 @@ from campaign_autoscaler.adapters.kube import (
     target_state,
 )
 from campaign_autoscaler.adapters.prometheus import MetricsUnavailableError
-from campaign_autoscaler.handlers.passes import EventWorld, PassResult, gather, release_event, run_pass
+from campaign_autoscaler.adapters.sampler import MetricSampler
+from campaign_autoscaler.handlers.passes import (
+    EventWorld,
+    PassResult,
+    release_event,
+    run_pass,
+    wanted_probes,
+)
 from campaign_autoscaler.handlers.runtime import EventMemory, Runtime
 from campaign_autoscaler.planning.claims import CAMPAIGN_ANNOTATIONS, ClaimPlan, plan_claim
 
@@ -521,7 +529,8 @@ class Clock:
 
 @dataclass
 class EventDriver:
-    """One CampaignEvent's passes, as its daemon runs them: gather, run the pass, replace the status when it
+    """One CampaignEvent's passes, as its daemon runs them: tell the sampler what is wanted (which asks what
+    is due, here in the test's thread and time), run the pass on what it holds, replace the status when it
     changed, and carry the status into the next pass's world."""
 
     runtime: Runtime
@@ -534,6 +543,14 @@ class EventDriver:
     memory: EventMemory = field(default_factory=EventMemory)
     status: dict[str, Any] = field(default_factory=dict)
     deleting: bool = False
+    sampler: MetricSampler | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler is None:
+            config = self.runtime.config
+            self.sampler = MetricSampler(
+                self.runtime.metrics, self.runtime.clock, config.metrics_interval, jitter=lambda: 1.0
+            )
 
     @property
     def key(self) -> str:
@@ -556,9 +573,14 @@ class EventDriver:
         self.generation += 1
 
     def step(self, snapshot: NamespaceSnapshot | None = None) -> PassResult | None:
+        assert self.sampler is not None
         world = self.world(snapshot)
-        gather(self.runtime, self.memory, world)
+        probes = wanted_probes(self.runtime, self.memory, world)
+        self.sampler.want(self.uid, probes)
+        self.sampler.ask_due()
+        world = dataclasses.replace(world, samples=self.sampler.samples(probes))
         result = run_pass(self.runtime, self.memory, world)
+        self.sampler.want(self.uid, wanted_probes(self.runtime, self.memory, world))
         if result is not None and result.status != world.old_status:
             self.kube.replace_event_status(self.namespace, self.name, self.uid, result.status)
             self.status = result.status

@@ -421,6 +421,7 @@ def test_default_arguments_parse_with_the_operator_cli(renders: Mapping[str, lis
     assert (args.resync_interval, args.metrics_interval, args.scale_down_stabilization) == (15.0, 15.0, 300.0)
     assert (args.max_scale_factor, args.prometheus_timeout, args.log_format) == (10.0, 5.0, "json")
     assert (args.dry_run, args.verbose, args.kubeconfig) == (False, False, None)  # in-cluster config
+    assert (args.peering, args.peering_lifetime) == ("campaign-autoscaler", 10.0)
     container = operator_container(renders["defaults"])
     assert args.metrics_port in [port["containerPort"] for port in container["ports"]]
     assert container["image"] == "campaign-autoscaler:0.1.0"  # tag defaults to appVersion

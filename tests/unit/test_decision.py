@@ -13,8 +13,10 @@ from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.planning.decision import (
     MetricMemory,
     MetricReading,
+    MetricSample,
     TargetDecision,
     TargetInputs,
+    current_reading,
     decide_target,
     fold_reading,
 )
@@ -420,3 +422,51 @@ def test_a_stabilizer_from_elsewhere_is_carried_not_rebuilt():
     memory = MetricMemory(stabilizer=Stabilizer(((t0, 22),)), held=22, value=2200.0, folded_at=t0)
     decision = decide(METRIC, t0 + TICK, reading=value_at(t0 + TICK, 100.0), memory=memory)
     assert decision.wanted == 22
+
+
+# --- the reading a pass may use: the latest sample and its age ---------------------------------------------
+def test_a_fresh_value_is_used_and_a_value_older_than_the_max_age_is_blind() -> None:
+    t0 = datetime(2026, 9, 9, tzinfo=UTC)
+    max_age = timedelta(seconds=35)
+    answer = MetricReading(t0, 812.5)
+    sample = MetricSample(since=t0 - timedelta(seconds=1), latest=answer)
+    assert current_reading(sample, t0 + max_age, max_age) is answer
+    stale = current_reading(sample, t0 + max_age + timedelta(seconds=1), max_age)
+    assert stale == MetricReading(t0 + max_age, None, "Stale", "no answer from Prometheus in the last 35s")
+
+
+def test_a_failure_is_blind_at_once_and_no_first_answer_goes_stale_from_when_it_was_wanted() -> None:
+    t0 = datetime(2026, 9, 9, tzinfo=UTC)
+    max_age = timedelta(seconds=35)
+    failure = MetricReading(t0, None, "Timeout", "no answer within 5s")
+    assert current_reading(MetricSample(since=t0, latest=failure), t0, max_age) is failure
+    waiting = MetricSample(since=t0)
+    assert current_reading(waiting, t0 + max_age, max_age) is None
+    never = current_reading(waiting, t0 + timedelta(minutes=5), max_age)
+    assert never is not None and (never.at, never.failure_reason) == (t0 + max_age, "Stale")
+
+
+def test_a_stale_reading_holds_what_the_metric_claimed() -> None:
+    t0 = datetime(2026, 9, 9, tzinfo=UTC)
+    max_age = timedelta(seconds=35)
+    memory = fold_reading(MetricMemory(), MetricReading(t0, 1600.0), 100.0, t0, timedelta(minutes=5))
+    late = t0 + timedelta(minutes=10)
+    stale = current_reading(MetricSample(since=t0, latest=MetricReading(t0, 1600.0)), late, max_age)
+    after = fold_reading(memory, stale, 100.0, late, timedelta(minutes=5))
+    assert (after.held, after.failure) == (16, stale)
+
+
+def test_after_an_outage_longer_than_the_stabilization_a_lower_answer_waits_a_whole_window() -> None:
+    t0 = datetime(2026, 9, 9, tzinfo=UTC)
+    window = timedelta(minutes=5)
+    memory = fold_reading(MetricMemory(), MetricReading(t0, 1600.0), 100.0, t0, window)
+    for minute in range(1, 11):  # ten minutes blind
+        at = t0 + timedelta(minutes=minute)
+        memory = fold_reading(memory, MetricReading(at, None, "Timeout", "5s"), 100.0, at, window)
+    assert memory.held == 16
+    back = t0 + timedelta(minutes=10, seconds=15)
+    memory = fold_reading(memory, MetricReading(back, 200.0), 100.0, back, window)
+    assert (memory.held, memory.failure) == (16, None)  # the last blind minute is inside the window
+    later = t0 + timedelta(minutes=15, seconds=30)
+    memory = fold_reading(memory, MetricReading(later, 200.0), 100.0, later, window)
+    assert memory.held == 2

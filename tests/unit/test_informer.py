@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from campaign_autoscaler.adapters import informer
-from campaign_autoscaler.adapters.informer import ExpiredError, Store, WatchError, WorkloadCache
+from campaign_autoscaler.adapters.informer import (
+    DriftAlarms,
+    ExpiredError,
+    Store,
+    WatchError,
+    WorkloadCache,
+)
+from campaign_autoscaler.adapters.kube import deployment_view, hpa_view
+from tests.unit.fakes import deployment_body, hpa_body
 
 
 class Chunks:
@@ -108,3 +116,60 @@ async def test_synced_only_when_every_first_listing_is_in() -> None:
     assert not cache.synced
     cache._listed(informer.HPAS, "shop")
     assert cache.synced
+
+
+# --- drift: a claimed target pushed below its claims wakes the claiming events ------------------------------
+CLAIMS = {
+    "autoscaling.campaigns.dev/baseline": '{"replicas": 4}',
+    "autoscaling.campaigns.dev/claims": '{"shop/sale": 20, "shop/flash": 12}',
+}
+
+
+def drift_cache() -> tuple[WorkloadCache, DriftAlarms, list[str]]:
+    alarms = DriftAlarms()
+    woken: list[str] = []
+    for key in ("shop/sale", "shop/flash"):
+        alarms.register(key, lambda key=key: woken.append(key))
+    cache = WorkloadCache(session=None, server="https://x.invalid", namespaces=["shop"], alarms=alarms)  # type: ignore[arg-type]
+    return cache, alarms, woken
+
+
+def put(cache: WorkloadCache, body: dict[str, Any]) -> None:
+    """A watch event, as `_watch` applies it."""
+    if body["kind"] == "Deployment":
+        view = deployment_view(body)
+        cache._check_drift("shop", cache.deployments.put("shop", view.name, view), view)
+    else:
+        hpa = hpa_view(body)
+        cache._check_drift("shop", cache.hpas.put("shop", hpa.name, hpa), hpa)
+
+
+def test_replicas_pushed_below_the_claims_wake_every_claiming_event_once_per_change() -> None:
+    cache, _, woken = drift_cache()
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS))
+    assert woken == []
+    put(cache, deployment_body("checkout", 4, annotations=CLAIMS))  # `kubectl apply` of the application
+    assert sorted(woken) == ["shop/flash", "shop/sale"]
+    put(cache, deployment_body("checkout", 4, annotations=CLAIMS, ready=12))  # a status update: same change
+    assert len(woken) == 2
+
+
+def test_replicas_above_the_claims_wake_nobody() -> None:
+    cache, _, woken = drift_cache()
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS))
+    put(cache, deployment_body("checkout", 35, annotations=CLAIMS))  # a person or an HPA scales above
+    put(cache, deployment_body("web", 1))  # no claims at all
+    assert woken == []
+
+
+def test_an_hpa_backed_target_is_watched_through_its_hpa_min_replicas() -> None:
+    cache, alarms, woken = drift_cache()
+    put(cache, hpa_body("checkout", "checkout", 20, 40))
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS))
+    put(cache, deployment_body("checkout", 18, annotations=CLAIMS))  # the HPA's business
+    assert woken == []
+    put(cache, hpa_body("checkout", "checkout", 2, 40))  # the HPA's floor was lowered by hand
+    assert sorted(woken) == ["shop/flash", "shop/sale"]
+    alarms.unregister("shop/sale", lambda: None)  # not its waker: kept
+    alarms.ring(["shop/sale"])
+    assert woken.count("shop/sale") == 2

@@ -15,7 +15,7 @@ import campaign_autoscaler.handlers.runtime as runtime_module
 from campaign_autoscaler.adapters.kube import NamespaceSnapshot
 from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsUnavailableError
 from campaign_autoscaler.handlers.passes import release_event
-from campaign_autoscaler.handlers.runtime import OperatorConfig, Runtime
+from campaign_autoscaler.handlers.runtime import OperatorConfig, OperatorStoppingError, Runtime
 from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
@@ -390,10 +390,8 @@ def test_a_pass_of_an_event_being_deleted_writes_nothing(env):
     assert env.kube.claim_calls == []
 
 
-def test_the_release_waits_for_the_pass_in_flight(env):
-    env.kube.add_deployment(deployment_body("checkout", 4))
-    driver = env.driver(raw_spec())
-    env.clock.set(START + MINUTE)
+def hold_the_first_claim(env: Env) -> tuple[threading.Event, threading.Event]:
+    """The first claim write of a pass waits, once `inside` is set, until the test sets `go_on`."""
     inside, go_on = threading.Event(), threading.Event()
 
     def hold_the_pass(attempt: ClaimAttempt) -> None:
@@ -402,6 +400,14 @@ def test_the_release_waits_for_the_pass_in_flight(env):
             assert go_on.wait(10)
 
     env.kube.before_write = hold_the_pass
+    return inside, go_on
+
+
+def test_the_release_waits_for_the_pass_in_flight(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    driver = env.driver(raw_spec())
+    env.clock.set(START + MINUTE)
+    inside, go_on = hold_the_first_claim(env)
     results: list[Any] = []
     passing = threading.Thread(target=lambda: results.append(driver.step()))
     passing.start()
@@ -499,16 +505,16 @@ def test_a_query_shared_by_a_selector_is_sent_once_per_metrics_interval(env):
     driver = env.driver(raw_spec(selector(metric=metric(), maxReplicas=30)), metrics_interval=15)
     env.clock.set(START - 30 * MINUTE)
     driver.step()
-    assert env.metrics.value_calls[QUERY] == 2  # the new query's validation, then the one reading
+    assert env.metrics.value_calls[QUERY] == 1  # one reading serves the validation and the decision
     for _ in range(12):  # a pass every 5 s for a minute
         env.clock.advance(seconds=5)
         driver.step()
-    assert env.metrics.value_calls[QUERY] == 1 + 5  # readings at 0, 15, 30, 45 and 60 s
+    assert env.metrics.value_calls[QUERY] == 5  # readings at 0, 15, 30, 45 and 60 s
     assert [env.kube.replicas(n) for n in ("api", "cart", "web")] == [15, 15, 15]
     assert [entry["metricValue"] for entry in driver.status["targets"]] == ["1500"] * 3
 
 
-def test_a_failing_forecast_is_asked_again_once_per_metrics_interval(env):
+def test_a_failing_forecast_is_asked_again_after_a_growing_backoff(env):
     for name in ("api", "cart", "web"):
         env.kube.add_deployment(deployment_body(name, 4, labels={"tier": "checkout"}))
     env.metrics.values[QUERY] = 100.0
@@ -523,18 +529,19 @@ def test_a_failing_forecast_is_asked_again_once_per_metrics_interval(env):
         env.clock.advance(seconds=5)
         driver.step()
         asked.append(env.metrics.peaks_asked(QUERY))
-    assert asked == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    assert asked == [1, 1, 1, 2, 2, 2, 2, 2, 2, 3]  # at 0 s, then 15 s and 30 s later
     forecast = condition(driver.status, "ForecastAvailable")
     assert (forecast["status"], forecast["reason"]) == ("False", "Timeout")
     [(_, start, end)] = set(env.metrics.peak_calls)
     assert (start, end) == (START - timedelta(days=365), END - timedelta(days=365))
 
-    # Prometheus answers again: the forecast is found at the next interval, and then kept for the window.
+    # Prometheus answers again: the forecast is found at the next try (60 s later, the backoff's cap of four
+    # intervals), and then kept for the window.
     env.metrics.peaks[QUERY] = 1600.0
-    for _ in range(6):
+    for _ in range(24):
         env.clock.advance(seconds=5)
         driver.step()
-    assert env.metrics.peaks_asked(QUERY) == 5
+    assert env.metrics.peaks_asked(QUERY) == 4
     assert [entry.get("forecastReplicas") for entry in driver.status["targets"]] == [16] * 3
     assert env.kube.replicas("api") == 8  # ramp-up 1/3 of a floor raised to 16: 4 + ceil(12 / 3)
 
@@ -774,3 +781,33 @@ def test_the_operator_and_the_simulation_decide_the_same_replicas_tick_by_tick(e
     assert replicas[EQUIVALENCE_END + 45 * MINUTE] == 6
     assert replicas[EQUIVALENCE_END + 60 * MINUTE] == 4
     assert {value for _, value in operated} >= {4, 6, 7, 9, 10, 12, 18, 30}
+
+
+# --- a graceful stop: the write gate ------------------------------------------------------------------------
+def test_closing_the_gate_waits_for_the_pass_in_flight_and_admits_no_later_one(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    driver = env.driver(raw_spec())
+    env.clock.set(START + MINUTE)
+    inside, go_on = hold_the_first_claim(env)
+    passing = threading.Thread(target=driver.step)
+    passing.start()
+    assert inside.wait(10)
+    closed: list[bool] = []
+    closing = threading.Thread(target=lambda: closed.append(driver.runtime.gate.close(10)))
+    closing.start()
+    closing.join(0.5)
+    assert closing.is_alive(), "the gate closed under a pass still writing"
+    go_on.set()
+    passing.join(10)
+    closing.join(10)
+    assert closed == [True]
+    assert env.kube.replicas("checkout") == 10
+
+    # After the close: no pass writes, no release either (the replica that takes over makes it).
+    writes = len(env.kube.writes)
+    env.kube.scale("checkout", 3)
+    assert driver.step() is None
+    with pytest.raises(OperatorStoppingError):
+        driver.release()
+    assert len(env.kube.writes) == writes
+    assert env.kube.replicas("checkout") == 3  # left for the replica that takes over

@@ -13,7 +13,7 @@ import asyncio
 import fnmatch
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -92,8 +92,12 @@ class Store(Generic[View]):
         else:
             self.by_namespace[scope] = dict(views.get(scope, {}))
 
-    def put(self, namespace: str, name: str, view: View) -> None:
-        self.by_namespace.setdefault(namespace, {})[name] = view
+    def put(self, namespace: str, name: str, view: View) -> View | None:
+        """Keep `view`; returns the view it replaced, if any."""
+        views = self.by_namespace.setdefault(namespace, {})
+        previous = views.get(name)
+        views[name] = view
+        return previous
 
     def drop(self, namespace: str, name: str) -> None:
         self.by_namespace.get(namespace, {}).pop(name, None)
@@ -102,12 +106,36 @@ class Store(Generic[View]):
         return list(self.by_namespace.get(namespace, {}).values())
 
 
+class DriftAlarms:
+    """Whom to wake when a claimed target is pushed below its claims (a `kubectl apply` or `helm upgrade`
+    of the application mid-sale): each event's wake-up, by claim key. Written and rung in the event loop."""
+
+    def __init__(self) -> None:
+        self._wakers: dict[str, Callable[[], None]] = {}
+        self.rung = 0  # claims woken, for tests and benchmarks
+
+    def register(self, key: str, wake: Callable[[], None]) -> None:
+        self._wakers[key] = wake
+
+    def unregister(self, key: str, wake: Callable[[], None]) -> None:
+        if self._wakers.get(key) == wake:
+            del self._wakers[key]
+
+    def ring(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            wake = self._wakers.get(key)
+            if wake is not None:
+                self.rung += 1
+                wake()
+
+
 class WorkloadCache:
     """Deployments and HPAs of the given namespaces (None: every namespace), read through one HTTP session.
 
     `namespaces` may hold glob patterns (and `!` exclusions); then the whole cluster is watched and filtered.
     Run `run()` as a task in the event loop that reads `snapshot()`; `wait_synced()` returns once every
-    first listing is complete.
+    first listing is complete. With `alarms`, a watch event that moves a claimed Deployment's replicas (or
+    its HPA's minReplicas) below the highest claim on it wakes the claiming events at once, once per change.
     """
 
     def __init__(
@@ -116,8 +144,10 @@ class WorkloadCache:
         server: str,
         namespaces: Sequence[str] | None,
         headers: Callable[[], Mapping[str, str]] = dict,
+        alarms: DriftAlarms | None = None,
     ) -> None:
         self._session = session
+        self._alarms = alarms
         self._server = server.rstrip("/")
         self._headers = headers  # asked for each LIST and WATCH: a rotated token is picked up
         patterns = list(namespaces or ())
@@ -240,10 +270,34 @@ class WorkloadCache:
                 meta = obj.get("metadata") or {}
                 namespace, name = meta.get("namespace", ""), meta.get("name", "")
                 if kind in ("ADDED", "MODIFIED") and self._wanted(namespace):
-                    store.put(namespace, name, store.kind.view(obj))
+                    view = store.kind.view(obj)
+                    self._check_drift(namespace, store.put(namespace, name, view), view)
                 elif kind == "DELETED":
                     store.drop(namespace, name)
                 yield str(meta.get("resourceVersion") or version)
+
+    def _check_drift(
+        self, namespace: str, previous: DeploymentView | HpaView | None, view: DeploymentView | HpaView
+    ) -> None:
+        """Ring the claims of a target whose level (its replicas, or its HPA's minReplicas when an HPA
+        scales it) this change moved below the highest claim. A level above the claims is nobody's
+        business: a person or an HPA may scale above the floor."""
+        if self._alarms is None:
+            return
+        if isinstance(view, DeploymentView):
+            if isinstance(previous, DeploymentView) and previous.replicas == view.replicas:
+                return
+            if any(hpa.target == view.name for hpa in self.hpas.views(namespace)):
+                return  # the HPA's bounds hold the floor, not the replicas
+            deployment: DeploymentView | None = view
+            level = view.replicas
+        else:
+            if isinstance(previous, HpaView) and previous.min_replicas == view.min_replicas:
+                return
+            deployment = self.deployments.by_namespace.get(namespace, {}).get(view.target or "")
+            level = view.min_replicas
+        if deployment is not None and deployment.claims and level < max(deployment.claims.values()):
+            self._alarms.ring(deployment.claims)
 
 
 def _where(scope: str | None) -> str:

@@ -200,7 +200,22 @@ class NamespaceSnapshot:
         return next((hpa for hpa in self.hpas if hpa.name == name), None)
 
 
-class KubeApi(Protocol):
+class EventPoster(Protocol):
+    """Where Kubernetes Events go: the API itself (KubeAdapter) or a lane in front of it."""
+
+    def post_event(
+        self,
+        *,
+        namespace: str,
+        involved: Mapping[str, str],
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None: ...
+
+
+class KubeApi(EventPoster, Protocol):
     """The Kubernetes calls a pass makes (KubeAdapter; an in-memory one in the unit tests)."""
 
     def set_claim(
@@ -220,17 +235,6 @@ class KubeApi(Protocol):
 
     def replace_event_status(
         self, namespace: str, name: str, uid: str, status: Mapping[str, Any]
-    ) -> None: ...
-
-    def post_event(
-        self,
-        *,
-        namespace: str,
-        involved: Mapping[str, str],
-        event_type: str,
-        reason: str,
-        message: str,
-        now: datetime,
     ) -> None: ...
 
 

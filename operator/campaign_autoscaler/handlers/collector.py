@@ -23,7 +23,7 @@ from campaign_autoscaler.adapters.kube import (
 )
 
 from .context import log
-from .runtime import PASS_ERRORS, Runtime
+from .runtime import PASS_ERRORS, Runtime, event_poster
 
 # The key of a suspect that is no claim: campaign annotations on a Deployment that no claim holds any more.
 LEFTOVER = ""
@@ -121,6 +121,15 @@ def collect(
     """Release every orphan claim on the namespace's Deployments; the releases made. An event the API
     server shows alive is remembered so for `remember` (one question per event, however many claims). A
     deletion younger than half a resync is left to the event's finalizer."""
+    with runtime.gate.writing() as admitted:
+        if not admitted:
+            return []  # the operator is stopping
+        return _collect(runtime, directory, snapshot, remember)
+
+
+def _collect(
+    runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot, remember: timedelta
+) -> list[ClaimOutcome]:
     grace = timedelta(seconds=runtime.config.resync_interval / 2)
     released = []
     events: dict[str, Mapping[str, Any] | None] = {}
@@ -157,7 +166,7 @@ def _finish(runtime: Runtime, snapshot: NamespaceSnapshot, suspect: Suspect, why
     change = f"{outcome.replicas_before} -> {outcome.replicas_after}"
     message = f"Released the orphan {what} on {where} ({why}): {change}"
     log.warning(message)
-    runtime.kube.post_event(
+    event_poster(runtime).post_event(
         namespace=snapshot.namespace,
         involved=deployment_object_ref(outcome.deployment),
         event_type="Warning",

@@ -12,7 +12,7 @@ from campaign_autoscaler.planning import TargetSpec, claim_key
 from campaign_autoscaler.planning.decision import MetricMemory, TargetDecision
 from campaign_autoscaler.planning.instants import kube_time
 
-from .runtime import EventMemory, ForecastResult, Runtime
+from .runtime import EventMemory, ForecastResult, Runtime, event_poster
 
 log = logging.getLogger("campaign_autoscaler.handlers")
 
@@ -40,7 +40,7 @@ class EventContext:
         return event_object_ref(self.name, self.uid)
 
     def post(self, involved: Mapping[str, str], event_type: str, reason: str, message: str) -> None:
-        self.runtime.kube.post_event(
+        event_poster(self.runtime).post_event(
             namespace=self.namespace,
             involved=involved,
             event_type=event_type,

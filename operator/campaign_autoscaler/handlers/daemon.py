@@ -8,18 +8,20 @@ for the one in flight (the event's fence) before it releases, so that nothing is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from campaign_autoscaler.adapters.informer import WorkloadCache
+from campaign_autoscaler.adapters.informer import DriftAlarms, WorkloadCache
+from campaign_autoscaler.adapters.sampler import MetricSampler
 from campaign_autoscaler.planning import claim_key
 
 from .collector import EventDirectory
 from .context import log
-from .passes import EventWorld, PassResult, gather, release_event, run_pass
+from .passes import EventWorld, PassResult, release_event, run_pass, wanted_probes
 from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, Runtime
 
 READINESS_POLL_SECONDS = 1.0
@@ -60,18 +62,30 @@ def _world(
     )
 
 
-def sleep_seconds(runtime: Runtime, memory: EventMemory, result: PassResult) -> float:
-    """Until the next transition, the next metric reading, the next readiness check or the resync."""
+def _sampled(memo: kopf.Memo, runtime: Runtime, memory: EventMemory, world: EventWorld) -> EventWorld:
+    """Tell the samplers what the event needs now, and hand the pass what they hold of it."""
+    sampler: MetricSampler = memo["sampler"]
+    probes = wanted_probes(runtime, memory, world)
+    sampler.want(world.uid, probes, memory.wakeup.set)
+    return dataclasses.replace(world, samples=sampler.samples(probes))
+
+
+def sleep_seconds(runtime: Runtime, result: PassResult, world: EventWorld) -> float:
+    """Until the next transition, the next readiness check, the moment a metric's last value goes stale, or
+    the resync. A new sample wakes the event by itself."""
     now = runtime.clock()
     delays = [runtime.config.resync_interval]
     if result.next_at is not None:
         delays.append(max(0.0, (result.next_at - now).total_seconds()) + TRANSITION_GRACE_SECONDS)
     if result.waiting_for_capacity:
         delays.append(READINESS_POLL_SECONDS)
-    if result.status.get("phase") not in ("Pending", "Completed", "Invalid"):
-        for reading in memory.readings.values():
-            due = runtime.config.metrics_interval - (now - reading.at).total_seconds()
-            delays.append(max(0.0, due) + TRANSITION_GRACE_SECONDS)
+    for probe, sample in world.samples.items():
+        if probe.once or (sample.latest is not None and sample.latest.failed):
+            continue
+        answered_at = sample.latest.at if sample.latest is not None else sample.since
+        stale_in = runtime.config.metrics_max_age - (now - answered_at).total_seconds()
+        if stale_in >= 0:
+            delays.append(stale_in + TRANSITION_GRACE_SECONDS)
     return min(delays)
 
 
@@ -102,11 +116,31 @@ async def campaign_daemon(
     """The event's own loop: a pass on every transition when it is due, and every resync."""
     runtime: Runtime = memo["runtime"]
     memory = event_memory(memo)
+    alarms: DriftAlarms = memo["drift_alarms"]
+    alarms.register(claim_key(namespace, name), memory.wakeup.set)
+    try:
+        await _passes(memo, runtime, memory, stopped, meta=meta, spec=spec, status=status)
+    finally:
+        alarms.unregister(claim_key(namespace, name), memory.wakeup.set)
+        memo["sampler"].forget(uid)
+
+
+async def _passes(
+    memo: kopf.Memo,
+    runtime: Runtime,
+    memory: EventMemory,
+    stopped: kopf.DaemonStopped,
+    *,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+) -> None:
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     due: datetime | None = None
     while not stopped and not meta.get("deletionTimestamp"):
         world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
+        world = _sampled(memo, runtime, memory, world)
         try:
-            await asyncio.to_thread(gather, runtime, memory, world)
             result = await asyncio.to_thread(run_pass, runtime, memory, world)
             if result is None:
                 return  # the release has begun
@@ -141,7 +175,8 @@ async def campaign_daemon(
         if due is not None and due <= runtime.clock():
             runtime.telemetry.transition_lag.observe(max(0.0, (runtime.clock() - due).total_seconds()))
         due = result.next_at
-        await _nap(memory, stopped, sleep_seconds(runtime, memory, result))
+        world = _sampled(memo, runtime, memory, world)  # what the pass learnt may change what is wanted
+        await _nap(memory, stopped, sleep_seconds(runtime, result, world))
 
 
 async def on_event_seen(
@@ -218,6 +253,7 @@ async def on_event_deleted(
     runtime: Runtime = memo["runtime"]
     memory = event_memory(memo)
     memory.wakeup.set()
+    memo["sampler"].forget(uid)
     world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
     outcomes = await asyncio.to_thread(release_event, runtime, memory, world)
     log.info("Released CampaignEvent %s/%s from %d target(s)", namespace, name, len(outcomes))

@@ -2,20 +2,21 @@
 
 A pass is level-triggered: it computes from the event (spec, uid, deletion), its targets as the watches see
 them and every claim of the event in its namespace, whatever changed since the last one. Claims on
-Deployments it no longer targets are released in the same pass. Prometheus is asked in `gather`, before the
-pass and outside its fence, so that a slow answer never holds up the event's release.
+Deployments it no longer targets are released in the same pass. Prometheus is never asked by a pass: the
+samplers ask it beside the passes (`wanted_probes` says what an event needs) and a pass reads the latest
+sample and its age from its world, so a slow or silent Prometheus holds up no transition and no release.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from campaign_autoscaler.adapters.kube import ClaimOutcome, NamespaceSnapshot
-from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsUnavailableError
+from campaign_autoscaler.adapters.sampler import NO_DATA, Probe
 from campaign_autoscaler.planning import (
     CampaignSpec,
     SpecError,
@@ -31,13 +32,15 @@ from campaign_autoscaler.planning import (
 from campaign_autoscaler.planning.decision import (
     MetricMemory,
     MetricReading,
+    MetricSample,
     TargetInputs,
+    current_reading,
     decide_target,
 )
 
 from .context import EventContext, TargetReport, iso, log
 from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
-from .runtime import EventMemory, ForecastResult, Runtime
+from .runtime import EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
 
@@ -57,6 +60,7 @@ class EventWorld:
     old_status: Mapping[str, Any]
     snapshot: NamespaceSnapshot  # the namespace's Deployments and HPAs as the watches last saw them
     deleting: bool = False
+    samples: Mapping[Probe, MetricSample] = field(default_factory=dict)  # what the samplers hold
 
 
 @dataclass(frozen=True)
@@ -77,102 +81,113 @@ def _spec(runtime: Runtime, memory: EventMemory, world: EventWorld) -> CampaignS
     return memory.spec(world.generation, world.raw_spec, runtime.config.metrics_scope(world.namespace))
 
 
-# --- before the pass: what Prometheus says -----------------------------------------------------------------
-def gather(runtime: Runtime, memory: EventMemory, world: EventWorld) -> None:
-    """Ask Prometheus what the next pass needs and is due: the validation of new queries, the forecast of
-    the window, and the latest reading of every metric query (once per distinct query, however many
-    Deployments it serves). Every answer, failures included, is kept in `memory`; nothing is written."""
+# --- what Prometheus is asked, beside the pass --------------------------------------------------------------
+def wanted_probes(runtime: Runtime, memory: EventMemory, world: EventWorld) -> set[Probe]:
+    """What the event needs sampled now: its new queries until Prometheus gave its verdict on them, and from
+    the lead time to the end of the ramp-down each metric query (once, however many Deployments it serves)
+    and the forecast of the window until it is found. Reads only what the pass left in `memory`."""
     if world.deleting or memory.fence.released:
-        return
+        return set()
     try:
         spec = _spec(runtime, memory, world)
-        _validate_queries(runtime, memory, spec, world.generation)
     except SpecError:
-        return
+        return set()
+    probes: set[Probe] = set()
+    if runtime.metrics is not None and memory.validated_generation != world.generation:
+        probes |= {Probe(target.metric.query) for target in spec.targets if target.metric is not None}
     now = runtime.clock()
     window = resolve_window(spec, now)
     if claim_fraction(spec, window, now) is None:
+        return probes
+    window_key = iso(window.start) or ""
+    forecasts = memory.window.forecasts if memory.window.key == window_key else {}
+    for target, deployment_name in targets_in(world.snapshot, spec):
+        if target.metric is None:
+            continue
+        probes.add(Probe(target.metric.query))
+        if target.metric.forecast is not None:
+            known = forecasts.get(target.metric) or _forecast_from_status(
+                world.old_status, window_key, deployment_name
+            )
+            if known is None or not known.settled:
+                probes.add(_peak_probe(target, window))
+    return probes
+
+
+def _peak_probe(target: TargetSpec, window: Window) -> Probe:
+    """The previous campaign's window, `offset` ago."""
+    assert target.metric is not None and target.metric.forecast is not None
+    offset = target.metric.forecast.offset
+    return Probe(target.metric.query, window.start - offset, window.end - offset)
+
+
+def _absorb_samples(ctx: EventContext, world: EventWorld) -> None:
+    """Take in what the samplers hold for this pass: the verdict on new queries, the forecast of the window,
+    and each metric query's current reading (blind when its latest answer failed or is too old)."""
+    memory = ctx.memory
+    try:
+        spec = _spec(ctx.runtime, memory, world)
+        _validate_queries(ctx.runtime, memory, spec, world)
+    except SpecError:
+        return
+    window = resolve_window(spec, ctx.now)
+    if claim_fraction(spec, window, ctx.now) is None:
         memory.readings.clear()  # a reading of one window is not a reading of the next
         return
     targets = targets_in(world.snapshot, spec)
     window_memory = memory.window_memory(iso(window.start) or "")
     for target, deployment_name in targets:
-        if target.metric is not None and target.metric.forecast is not None:
-            key = target.metric
-            known = window_memory.forecasts.get(key) or _forecast_from_status(
-                world.old_status, window_memory.key, deployment_name
-            )
-            if known is None or _ask_forecast_again(runtime, known, now):
-                known = _ask_forecast(runtime, target, window)
-            window_memory.forecasts[key] = known
-    queries = {target.metric.query for target, _ in targets if target.metric is not None}
-    for query in queries:
-        last = memory.readings.get(query)
-        if last is None or (now - last.at).total_seconds() >= runtime.config.metrics_interval:
-            memory.readings[query] = _read(runtime, query)
-    for query in set(memory.readings) - queries:
-        del memory.readings[query]
-
-
-def _read(runtime: Runtime, query: str) -> MetricReading:
-    # Stamped with the moment the answer came, not the moment the pass began.
-    if runtime.metrics is None:
-        return MetricReading(
-            runtime.clock(), None, "NoPrometheus", "the operator runs without --prometheus-url"
+        if target.metric is None or target.metric.forecast is None:
+            continue
+        known = window_memory.forecasts.get(target.metric) or _forecast_from_status(
+            world.old_status, window_memory.key, deployment_name
         )
-    try:
-        value = runtime.metrics.value(query)
-    except MetricsUnavailableError as err:
-        return MetricReading(runtime.clock(), None, err.reason, err.detail)
-    return MetricReading(runtime.clock(), value)
+        if known is None or not known.settled:
+            sample = world.samples.get(_peak_probe(target, window))
+            if sample is not None and sample.latest is not None:
+                known = _forecast_from_sample(target, sample.latest)
+        if known is not None:
+            window_memory.forecasts[target.metric] = known
+    max_age = timedelta(seconds=ctx.runtime.config.metrics_max_age)
+    memory.readings = {}
+    for query in {target.metric.query for target, _ in targets if target.metric is not None}:
+        sample = world.samples.get(Probe(query))
+        reading = current_reading(sample, ctx.now, max_age) if sample is not None else None
+        if reading is not None:
+            memory.readings[query] = reading
 
 
-def _validate_queries(runtime: Runtime, memory: EventMemory, spec: CampaignSpec, generation: int) -> None:
+def _validate_queries(runtime: Runtime, memory: EventMemory, spec: CampaignSpec, world: EventWorld) -> None:
     """A query Prometheus rejects makes the event invalid, found before the window opens, not at the peak.
 
-    Only a verdict counts: while Prometheus cannot be asked, the check is tried again before the next pass.
+    Only a verdict counts: while Prometheus cannot be asked, the samplers keep asking.
     """
-    if runtime.metrics is None or memory.validated_generation == generation:
+    if runtime.metrics is None or memory.validated_generation == world.generation:
         return
     for target in spec.targets:
         if target.metric is None:
             continue
-        try:
-            runtime.metrics.value(target.metric.query)
-        except BadQueryError as err:
-            rejected = SpecError(target.field("metric.query"), f"rejected by Prometheus: {err.detail}")
-            memory.parsed = (generation, rejected)
-            memory.validated_generation = generation
-            raise rejected from err
-        except MetricsUnavailableError as err:
-            if err.reason in UNREACHABLE:
-                return
-    memory.validated_generation = generation
+        sample = world.samples.get(Probe(target.metric.query))
+        latest = sample.latest if sample is not None else None
+        if latest is None or latest.failure_reason in UNREACHABLE:
+            return
+        if latest.failure_reason == "BadQuery":
+            detail = latest.failure_detail
+            rejected = SpecError(target.field("metric.query"), f"rejected by Prometheus: {detail}")
+            memory.parsed = (world.generation, rejected)
+            memory.validated_generation = world.generation
+            raise rejected
+    memory.validated_generation = world.generation
 
 
-def _ask_forecast_again(runtime: Runtime, known: ForecastResult, now: datetime) -> bool:
-    """A forecast is asked once per window; one that failed to be asked, once per metrics interval."""
-    if known.replicas is not None or known.problem == "NoData" or known.asked_at is None:
-        return False
-    return (now - known.asked_at).total_seconds() >= runtime.config.metrics_interval
-
-
-def _ask_forecast(runtime: Runtime, target: TargetSpec, window: Window) -> ForecastResult:
-    """The previous campaign's peak, `offset` ago, as a floor."""
+def _forecast_from_sample(target: TargetSpec, answer: MetricReading) -> ForecastResult:
+    """The forecast a peak's answer gives: replicas, no data, or why Prometheus could not say."""
     assert target.metric is not None and target.metric.forecast is not None
-    forecast = target.metric.forecast
-    if runtime.metrics is None:
-        return ForecastResult(None, None, "NoPrometheus", runtime.clock())
-    try:
-        peak = runtime.metrics.peak(
-            target.metric.query, window.start - forecast.offset, window.end - forecast.offset
-        )
-    except MetricsUnavailableError as err:
-        return ForecastResult(None, None, err.reason, runtime.clock())
-    if peak is None:
-        return ForecastResult(None, None, "NoData", runtime.clock())
-    replicas = forecast_replicas(peak, forecast.growth, target.metric.target_per_replica)
-    return ForecastResult(replicas, peak, None, runtime.clock())
+    if answer.value is None:
+        return ForecastResult(None, None, answer.failure_reason or NO_DATA)
+    growth = target.metric.forecast.growth
+    replicas = forecast_replicas(answer.value, growth, target.metric.target_per_replica)
+    return ForecastResult(replicas, answer.value, None)
 
 
 def _forecast_from_status(
@@ -197,12 +212,14 @@ def targets_in(snapshot: NamespaceSnapshot, spec: CampaignSpec) -> list[tuple[Ta
 def run_pass(runtime: Runtime, memory: EventMemory, world: EventWorld) -> PassResult | None:
     """Bring the event's targets to what the decision wants now; return the whole status to write.
 
-    None when the event's release has begun: from then on no pass writes anything.
+    None when the event's release has begun (from then on no pass writes anything), or when the operator is
+    stopping.
     """
-    with memory.fence.lock:
-        if memory.fence.released or world.deleting:
+    with memory.fence.lock, runtime.gate.writing() as admitted:
+        if memory.fence.released or world.deleting or not admitted:
             return None
         ctx = _context(runtime, memory, world)
+        _absorb_samples(ctx, world)
         previous = list(world.old_status.get("conditions") or [])
         try:
             spec = _spec(runtime, memory, world)
@@ -330,11 +347,14 @@ def _release(
 def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> list[ClaimOutcome]:
     """Drop every claim of the event, restoring each target to its baseline or to the claims that remain.
 
-    Waits for the pass in flight, then fences every later one off. Each target is read afresh (the watch may
-    lag a claim written just before): every Deployment the watches show claimed by the event, every one this
-    process wrote a claim to, and every one the spec targets.
+    Waits for the pass in flight, then fences every later one off. Each target is read afresh (the watch
+    may lag a claim written just before): every Deployment the watches show claimed by the event, every one
+    this process wrote a claim to, and every one the spec targets. Refused (OperatorStoppingError) once the
+    operator is stopping: the finalizer stays, and the replica that takes over releases the event.
     """
-    with memory.fence.lock:
+    with memory.fence.lock, runtime.gate.writing() as admitted:
+        if not admitted:
+            raise OperatorStoppingError(f"not releasing CampaignEvent {world.namespace}/{world.name}")
         memory.fence.released = True
         ctx = _context(runtime, memory, world)
         names = set(world.snapshot.claimed_by(ctx.key)) | memory.touched

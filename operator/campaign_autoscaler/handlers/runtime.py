@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,8 +15,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from campaign_autoscaler.adapters.kube import CorruptAnnotationError, KubeApi, TargetConflictError
+from campaign_autoscaler.adapters.kube import (
+    CorruptAnnotationError,
+    EventPoster,
+    KubeApi,
+    TargetConflictError,
+)
 from campaign_autoscaler.adapters.prometheus import MetricsSource
+from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
 from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, MetricsScope, SpecError, parse_spec
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
@@ -40,8 +47,10 @@ class OperatorConfig:
     max_scale_factor: float = 10.0
     dry_run: bool = False
     metrics_interval: float = 15.0
+    metrics_concurrency: int = DEFAULT_CONCURRENCY  # Prometheus requests in flight at once
+    prometheus_timeout: float = 5.0
     scale_down_stabilization: float = 300.0
-    peering_lifetime: float = 60.0
+    peering_lifetime: float = 10.0
     namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
     # --namespace-selector: act only in namespaces with all these labels; empty: no label needed.
     namespace_selector: tuple[tuple[str, str], ...] = ()
@@ -54,6 +63,53 @@ class OperatorConfig:
         """What an event's PromQL in `namespace` may see (None: everything)."""
         return MetricsScope(self.metrics_namespace_label, namespace) if self.metrics_namespace_label else None
 
+    @property
+    def metrics_max_age(self) -> float:
+        """How old a metric's last value may be before the event counts as blind: two readings missed, each
+        given its full timeout."""
+        return 2 * self.metrics_interval + self.prometheus_timeout
+
+
+def event_poster(runtime: Runtime) -> EventPoster:
+    """The Event lane when there is one, so that Events never hold up the replica writes behind them."""
+    return runtime.events if runtime.events is not None else runtime.kube
+
+
+class OperatorStoppingError(RuntimeError):
+    """A write refused because the operator is stopping: another replica will make it."""
+
+
+class WriteGate:
+    """Closed when the operator stops gracefully, before it leaves the peering: no pass or collector round
+    starts writing after that, and `close` waits for those in flight. So a standby that takes over the
+    moment this replica's peering record is gone never writes beside it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._open = True
+        self._writing = 0
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[bool]:
+        """True (and counted in flight until the block ends) while the gate is open; False once closed."""
+        with self._changed:
+            admitted = self._open
+            if admitted:
+                self._writing += 1
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with self._changed:
+                    self._writing -= 1
+                    self._changed.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Admit no more writers; wait up to `timeout` for those in flight. True when none is left."""
+        with self._changed:
+            self._open = False
+            return self._changed.wait_for(lambda: self._writing == 0, timeout)
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -64,6 +120,8 @@ class Runtime:
     api_client: client.ApiClient | None = None
     metrics: MetricsSource | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
+    gate: WriteGate = field(default_factory=WriteGate)
+    events: EventPoster | None = None  # where Events go; None: posted by `kube` in the caller's thread
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
@@ -85,7 +143,11 @@ class ForecastResult:
     replicas: int | None
     peak: float | None
     problem: str | None  # why there is no forecast; None when there is one
-    asked_at: datetime | None = None  # when Prometheus was last asked (None: read back from the status)
+
+    @property
+    def settled(self) -> bool:
+        """Found, or known to have no data: not asked again in this window."""
+        return self.replicas is not None or self.problem == NO_DATA
 
 
 @dataclass

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import aiohttp
 import kopf
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
-from campaign_autoscaler.adapters.informer import WorkloadCache
+from campaign_autoscaler.adapters.informer import DriftAlarms, WorkloadCache
+from campaign_autoscaler.adapters.sampler import MetricSampler
 from campaign_autoscaler.adapters.session import bounded_session, connection_info
 
 from .admission import WebhookConfig, register_webhook
 from .collector import EventDirectory, run_collector
+from .context import log
 from .daemon import campaign_daemon, on_event_deleted, on_event_seen
 from .namespaces import NamespaceGate, in_selected_namespace, on_namespace, start_gate
 from .runtime import RETRY_FIRST_SECONDS, Runtime
@@ -21,14 +24,38 @@ from .runtime import RETRY_FIRST_SECONDS, Runtime
 FINALIZER = f"{API_GROUP}/finalizer"
 # Kopf's requests in flight at once (patches of CampaignEvents, peering), not counting its watch streams.
 KOPF_CONCURRENT_REQUESTS = 8
+# How long a graceful stop waits for the writes in flight before it leaves anyway.
+DRAIN_SECONDS = 10.0
 # The collector looks twice per resync interval, so that an orphan claim is gone within one.
 COLLECTOR_ROUNDS_PER_RESYNC = 2
 
 
+def stop_gracefully(runtime: Runtime, stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> None:
+    """SIGTERM (a rolling update, a drain): stop writing first, then leave. Kopf drops this replica from
+    the peering as it exits, and a standby resumes at once; by then no write of this one is in flight."""
+
+    async def drain() -> None:
+        log.info("Stopping: no new writes; waiting for those in flight")
+        drained = await asyncio.to_thread(runtime.gate.close, DRAIN_SECONDS)
+        if not drained:
+            log.warning("Stopping with writes still in flight after %.0f s", DRAIN_SECONDS)
+        stop.set()
+
+    task = asyncio.ensure_future(drain())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Keep Kopf's bookkeeping out of status (the daemon is its only writer) and under our own names; and
-    start watching the Deployments and HPAs the events may target, before any event is reconciled."""
+    start watching the Deployments and HPAs the events may target, before any event is reconciled; and the
+    Prometheus samplers beside the passes."""
     runtime: Runtime = memo["runtime"]
+    stop: asyncio.Event | None = memo.get("stop")
+    if stop is not None:  # in place of Kopf's own SIGTERM handler, which leaves the peering at once
+        drains: set[asyncio.Task[None]] = set()
+        memo["drains"] = drains
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop_gracefully, runtime, stop, drains)
     await start_gate(memo, dict(runtime.config.namespace_selector) or None)
     gate: NamespaceGate = memo["namespace_gate"]
     # How long a silent peer counts as alive: a standby takes over this long after the active one died.
@@ -44,11 +71,22 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     info = connection_info(runtime.api_client.configuration)
     session = bounded_session(info, KOPF_CONCURRENT_REQUESTS)
     configuration = runtime.api_client.configuration
+    sampler = MetricSampler(
+        runtime.metrics,
+        runtime.clock,
+        runtime.config.metrics_interval,
+        concurrency=runtime.config.metrics_concurrency,
+    )
+    sampler.start()
+    memo["sampler"] = sampler
+    alarms = DriftAlarms()
+    memo["drift_alarms"] = alarms
     workloads = WorkloadCache(
         session,
         info.server,
         runtime.config.namespaces or None,
         headers=lambda: connection_info(configuration).as_http_headers(),
+        alarms=alarms,
     )
     memo["workloads"] = workloads
     memo["workloads_session"] = session
@@ -77,6 +115,9 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+    sampler: MetricSampler | None = memo.get("sampler")
+    if sampler is not None:
+        await sampler.stop()
     session: aiohttp.ClientSession | None = memo.get("workloads_session")
     if session is not None:
         await session.close()

@@ -7,7 +7,8 @@ decision, so that the same inputs give the same replica timeline wherever they a
 
 The planned floor follows the timeline exactly (each ramp step at its instant, up and down); only the
 live metric's share is stabilized going down, like an HPA's scale-down stabilization: the highest
-metric-driven count of the last `stabilization` holds. A failed reading never lowers what the metric holds.
+metric-driven count of the last `stabilization` holds. A failed reading never lowers what the metric holds,
+and counts as wanting it: after an outage, a lower answer waits a whole window before it lowers anything.
 """
 
 from __future__ import annotations
@@ -42,6 +43,33 @@ class MetricReading:
             if self.failure_detail
             else str(self.failure_reason)
         )
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """What a sampler holds for one query, as a pass reads it: the latest answer, if any yet."""
+
+    since: datetime  # when the query was first wanted
+    latest: MetricReading | None = None  # the latest answer, a value or a failure, stamped when it came
+    failures: int = 0  # failed answers since the last good one
+
+
+def current_reading(sample: MetricSample, now: datetime, max_age: timedelta) -> MetricReading | None:
+    """The reading a decision may use at `now`: the latest answer while it is younger than `max_age`.
+
+    A value older than that, or no answer at all that long after the query was first wanted (a Prometheus
+    that hangs), is a failure "Stale" stamped with the instant it went stale: blind, so nothing is lowered.
+    None while the first answer is still awaited.
+    """
+    latest = sample.latest
+    if latest is not None and latest.failed:
+        return latest
+    answered_at = latest.at if latest is not None else sample.since
+    if now - answered_at <= max_age:
+        return latest
+    seconds = round(max_age.total_seconds())
+    detail = f"no answer from Prometheus in the last {seconds}s"
+    return MetricReading(answered_at + max_age, None, "Stale", detail)
 
 
 @dataclass(frozen=True)
@@ -124,7 +152,12 @@ def fold_reading(
     if reading is None or reading.at == memory.folded_at:
         return memory
     if reading.failed:
-        return MetricMemory(memory.stabilizer, memory.held, memory.value, reading.at, failure=reading)
+        # Blind, the held value stays wanted: recorded as such, so that the first answer after an outage
+        # longer than the stabilization window lowers nothing before a whole window has passed again.
+        stabilizer = memory.stabilizer
+        if memory.held is not None:
+            stabilizer = stabilizer.record(reading.at, memory.held, stabilization)
+        return MetricMemory(stabilizer, memory.held, memory.value, reading.at, failure=reading)
     assert reading.value is not None
     stabilizer = memory.stabilizer.record(
         reading.at, replicas_for_metric(reading.value, target_per_replica), stabilization
