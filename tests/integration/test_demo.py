@@ -166,7 +166,8 @@ def assert_nothing_left(watcher: ChildWatcher, expected: set[str]) -> None:
 
 def assert_campaign_report(output: str, path: Path, *, scraped: bool) -> None:
     """The demo wrote the campaign report at `path`, named it by its absolute path, and printed its summary;
-    with Prometheus, from the operator's own series (Prometheus scraped its /metrics), else from the status."""
+    with Prometheus, from the operator's own series (Prometheus scraped its /metrics), else from the
+    status."""
     assert f"✓ Report: {path}" in output and path.is_absolute()
     assert "Window of CampaignEvent sale-9-9 completed: 2/2 target(s) Ready at start" in output
     page = path.read_text()
