@@ -652,6 +652,13 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write the PNG of replicas, Ready and traffic here (default ./campaign-demo.png)",
     )
     demo.add_argument(
+        "--report",
+        default="campaign-report.html",
+        metavar="PATH",
+        help="write the campaign report (HTML, as `report` writes it) here at the end "
+        "(default ./campaign-report.html)",
+    )
+    demo.add_argument(
         "--no-prometheus",
         action="store_true",
         help="run without Prometheus and the live metric: checkout holds its plain floor",
@@ -950,7 +957,7 @@ def run_demo(args: argparse.Namespace) -> int:
         except InputFileError as err:
             return _fail(err)
         cluster = ExistingCluster(Path(args.kubeconfig).resolve(), args.context, api_client)
-    return run_demo_command(args.short, args.plot, args.no_prometheus, cluster)
+    return run_demo_command(args.short, args.plot, args.no_prometheus, cluster, args.report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

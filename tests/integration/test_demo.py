@@ -164,6 +164,27 @@ def assert_nothing_left(watcher: ChildWatcher, expected: set[str]) -> None:
     assert not left, f"the demo left processes running: {left}"
 
 
+def assert_campaign_report(output: str, path: Path, *, scraped: bool) -> None:
+    """The demo wrote the campaign report at `path`, named it by its absolute path, and printed its summary;
+    with Prometheus, from the operator's own series (Prometheus scraped its /metrics), else from the
+    status."""
+    assert f"✓ Report: {path}" in output and path.is_absolute()
+    assert "Window of CampaignEvent sale-9-9 completed: 2/2 target(s) Ready at start" in output
+    page = path.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<title>Campaign report: " in page and "/sale-9-9</title>" in page
+    assert '<h2 id="target-checkout">checkout</h2>' in page
+    assert '<h2 id="target-order-tracking">order-tracking</h2>' in page
+    if scraped:
+        # Peak desired and peak Ready of checkout, folded from the operator's series; nothing missing.
+        assert "<tr><td>checkout</td><td>8</td><td>8</td><td>2500</td>" in page
+        assert 'class="problems"' not in page, page[:4000]
+        assert page.count('src="data:image/png;base64,') == 2, "one embedded plot per target"
+        assert len(page) > 20_000
+    else:
+        assert "no Prometheus to read: the figures come from the event&#x27;s status alone" in page
+
+
 def png_size(path: Path) -> tuple[int, int]:
     header = path.read_bytes()[:24]
     assert header[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
@@ -173,12 +194,13 @@ def png_size(path: Path) -> tuple[int, int]:
 
 # --- end to end ---------------------------------------------------------------------------------------------
 @pytest.mark.timeout(DEMO_TIMEOUT_SECONDS + 30)
-def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_leaves_nothing_running(
+def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_the_report_and_leaves_nothing_running(
     control_plane_assets: None, tmp_path: Path
 ):
     plot = Path("out") / "x.png"  # relative, as a user would pass it
+    report = Path("out") / "report.html"
     started = time.monotonic()
-    code, output, watcher = run_demo("--short", "--plot", str(plot), cwd=tmp_path)
+    code, output, watcher = run_demo("--short", "--plot", str(plot), "--report", str(report), cwd=tmp_path)
     elapsed = time.monotonic() - started
 
     assert code == 0, output[-4000:]
@@ -208,6 +230,7 @@ def test_short_demo_ends_exactly_at_the_baselines_writes_the_plot_and_leaves_not
     Path(log.group(1)).unlink()
     Path(log.group(1)).parent.rmdir()
     assert png_size(tmp_path / plot) == (1200, 800)
+    assert_campaign_report(output, tmp_path / report, scraped=find_prometheus() is not None)
     assert elapsed < 150, f"the short demo took {elapsed:.0f}s"
     expected = {"etcd", "kube-apiserver", "kube-controller-manager", "operator"}
     assert_nothing_left(watcher, expected | ({"prometheus"} if find_prometheus() else set()))
@@ -240,6 +263,7 @@ def test_the_demo_runs_in_an_existing_cluster_and_removes_everything_it_created(
     assert "CRD installed from" in output and "deleted at the end: the demo created it" in output
     assert "Result: PASS" in output
     assert "✓ Traffic covered at the opening: checkout 8 Ready" in output
+    assert_campaign_report(output, tmp_path / "campaign-report.html", scraped=find_prometheus() is not None)
     assert namespaces_after == namespaces_before, "the throw-away namespace is deleted"
     assert "campaignevents.autoscaling.campaigns.dev" not in crds_after, "the CRD the demo created is deleted"
     # No control plane of its own: only the operator (and Prometheus) were started.
@@ -344,6 +368,7 @@ def test_ctrl_c_mid_campaign_stops_everything_the_demo_started(control_plane_ass
     assert demo.returncode == 130, rest[-4000:]
     assert "Interrupted: everything the demo started has been stopped." in rest
     assert not (tmp_path / "x.png").exists()
+    assert not (tmp_path / "campaign-report.html").exists(), "no report of an interrupted campaign"
     assert_nothing_left(watcher, {"etcd", "kube-apiserver", "kube-controller-manager", "operator"})
 
 

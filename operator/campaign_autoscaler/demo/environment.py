@@ -101,9 +101,12 @@ def _prometheus_scrapes(server: PrometheusServer) -> None:
     server.wait_for("up", exporter_is_up, timeout=30)
 
 
-def start_live_metric(stack: contextlib.ExitStack) -> LiveMetric:
+def start_live_metric(stack: contextlib.ExitStack, operator_address: str | None = None) -> LiveMetric:
+    """The exporter and Prometheus scraping it every second, and the operator's /metrics at
+    `operator_address` (host:port; the operator starts later, its target is down until then)."""
     exporter = stack.enter_context(SyntheticExporter())
-    server = PrometheusServer([exporter.address], scrape_interval="1s")
+    targets = [exporter.address, *([operator_address] if operator_address else [])]
+    server = PrometheusServer(targets, scrape_interval="1s")
     stack.callback(server.close)
     server.start()
     _prometheus_scrapes(server)
@@ -286,8 +289,10 @@ def operator_argv(
     prometheus_url: str | None,
     namespace: str,
     context: str | None = None,
+    metrics_port: int | None = None,
 ) -> list[str]:
-    """The real operator's command line: `run`, watching the demo namespace, with compressed intervals."""
+    """The real operator's command line: `run`, watching the demo namespace, with compressed intervals;
+    with `metrics_port`, serving its own /metrics there."""
     stabilization = timeline.scale_down_stabilization.total_seconds()
     argv = [
         sys.executable, "-m", "campaign_autoscaler", "run",
@@ -301,6 +306,8 @@ def operator_argv(
         argv += ["--context", context]
     if prometheus_url:
         argv += ["--prometheus-url", prometheus_url]
+    if metrics_port:
+        argv += ["--metrics-port", str(metrics_port)]
     return argv
 
 

@@ -128,6 +128,11 @@ class ClusterReader:
         latest = sorted(items, key=_event_order)[-limit:]
         return tuple(EventLine(_event_time(e), e.type or "", e.reason or "", e.message or "") for e in latest)
 
+    def summary(self) -> dict[str, Any] | None:
+        """The event's `status.summary`, once the operator has written it."""
+        status = (self._campaign_event() or {}).get("status") or {}
+        return status.get("summary") or None
+
     def _campaign_event(self) -> dict[str, Any] | None:
         try:
             return self._custom.get_namespaced_custom_object(

@@ -30,9 +30,16 @@ from campaign_autoscaler.devenv.controlplane import (
     ManagedProcess,
     default_assets_dir,
     find_assets,
+    free_loopback_port,
 )
 from campaign_autoscaler.devenv.prometheus import PrometheusError, find_prometheus
 
+from .campaign_report import (
+    DEFAULT_REPORT_PATH,
+    CampaignReport,
+    print_campaign_report,
+    write_campaign_report,
+)
 from .dashboard import SAMPLE_SECONDS, Frame, LiveView, ProgressLog, clock_time, render_summary
 from .environment import (
     CRD_PATH,
@@ -89,6 +96,7 @@ def _utc_now() -> datetime:
 class DemoOptions:
     timeline: DemoTimeline = FULL_TIMELINE
     plot_path: Path = Path(DEFAULT_PLOT_PATH)
+    report_path: Path = Path(DEFAULT_REPORT_PATH)
     use_prometheus: bool = True
     cluster: ExistingCluster | None = None  # None: the embedded control plane
 
@@ -100,6 +108,7 @@ class DemoReport:
     live_metric: bool
     plot_path: Path | None
     plot_problem: str | None
+    campaign_report: CampaignReport
 
 
 class Stopwatch:
@@ -169,7 +178,7 @@ def _say_without_metric(console: Console, why: str) -> None:
 
 
 def _live_metric_or_none(
-    stack: contextlib.ExitStack, console: Console, stopwatch: Stopwatch, wanted: bool
+    stack: contextlib.ExitStack, console: Console, stopwatch: Stopwatch, wanted: bool, operator_address: str
 ) -> LiveMetric | None:
     if not wanted:
         _say_without_metric(console, "Prometheus is off (--no-prometheus).")
@@ -187,9 +196,9 @@ def _live_metric_or_none(
             stopwatch,
             "Prometheus",
             "Starting Prometheus and the synthetic traffic exporter",
-            f"Prometheus up, scraping {TRAFFIC_SELECTOR} every second",
+            f"Prometheus up, scraping {TRAFFIC_SELECTOR} and the operator's /metrics every second",
         ):
-            return start_live_metric(stack)
+            return start_live_metric(stack, operator_address)
     except (PrometheusError, TimeoutError) as err:
         _say_without_metric(console, f"Prometheus did not start: {err}")
         return None
@@ -416,7 +425,10 @@ def _set_up(
         cluster = _Cluster(
             existing.api_client, existing.kubeconfig, existing.context, throwaway_namespace(), existing=True
         )
-    metric = _live_metric_or_none(stack, console, stopwatch, options.use_prometheus)
+    metrics_port = free_loopback_port()  # the operator's /metrics, for Prometheus and the report
+    metric = _live_metric_or_none(
+        stack, console, stopwatch, options.use_prometheus, f"127.0.0.1:{metrics_port}"
+    )
     _prepare_namespace(stack, cluster, console, stopwatch)
     argv = operator_argv(
         cluster.kubeconfig,
@@ -424,6 +436,7 @@ def _set_up(
         metric.server.url if metric else None,
         cluster.namespace,
         cluster.context,
+        metrics_port=metrics_port if metric else None,
     )
     log_path = workdir / "operator.log"
     operator = start_operator(stack, argv, log_path)
@@ -450,7 +463,8 @@ def _run_campaign(
     environment: Environment,
     stopwatch: Stopwatch,
 ) -> DemoReport:
-    """Apply the event, follow it to the end, write the plot."""
+    """Apply the event, follow it to the end, write the plot and the campaign report (before the clean-up
+    deletes the event)."""
     live_metric = environment.metric is not None
     opening = opening_time(clock(), options.timeline)
     manifest = event_manifest(options.timeline, opening, live_metric, environment.namespace)
@@ -468,7 +482,16 @@ def _run_campaign(
         samples = CampaignFollower(reader, traffic, environment.operator, view, frame).run()
     problem = _write_plot(plan, samples, options, live_metric, environment.namespace)
     plot_path = None if problem else options.plot_path
-    return DemoReport(plan, summarize(plan, samples), live_metric, plot_path, problem)
+    with stopwatch.lap("report"), console.status("Waiting for status.summary, writing the campaign report…"):
+        campaign_report = write_campaign_report(
+            environment.api_client,
+            environment.namespace,
+            reader,
+            environment.metric.server.url if environment.metric is not None else None,
+            options.report_path.resolve(),
+            now=clock(),
+        )
+    return DemoReport(plan, summarize(plan, samples), live_metric, plot_path, problem, campaign_report)
 
 
 def _clean_up(
@@ -503,6 +526,7 @@ def _finish(console: Console, report: DemoReport, stopwatch: Stopwatch, total: f
         console.print(f"[green]✓[/] Plot: {report.plot_path.resolve()}")
     else:
         console.print(f"[yellow]![/] No plot: {report.plot_problem}")
+    print_campaign_report(console, report.campaign_report)
     console.print(_timings(stopwatch, total))
     outcome = report.outcome
     if outcome.succeeded:
@@ -600,7 +624,11 @@ def _assets_or_say_how(console: Console) -> Path | None:
 
 
 def run_demo_command(
-    short: bool, plot: str, no_prometheus: bool, cluster: ExistingCluster | None = None
+    short: bool,
+    plot: str,
+    no_prometheus: bool,
+    cluster: ExistingCluster | None = None,
+    report: str = DEFAULT_REPORT_PATH,
 ) -> int:
     """`campaign-autoscaler demo` with its parsed flags; `cluster` for `--kubeconfig`."""
     import sys
@@ -608,6 +636,7 @@ def run_demo_command(
     options = DemoOptions(
         timeline=SHORT_TIMELINE if short else FULL_TIMELINE,
         plot_path=Path(plot),
+        report_path=Path(report),
         use_prometheus=not no_prometheus,
         cluster=cluster,
     )
