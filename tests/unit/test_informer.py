@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -209,65 +210,70 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+@contextlib.asynccontextmanager
+async def running(cache: WorkloadCache) -> AsyncIterator[asyncio.Task[None]]:
+    """`cache.run()` as a task, synced, cancelled at the end."""
+    task = asyncio.create_task(cache.run())
+    await cache.wait_synced()
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @pytest.mark.asyncio
 async def test_with_a_selector_only_the_selected_namespaces_are_listed_and_watched() -> None:
     cache = SelectedCache({"shop"})
     cache.release.set()
-    task = asyncio.create_task(cache.run())
-    await cache.wait_synced()
-    await settle()
-    assert cache.scopes() == {"shop"}  # never the cluster (None), never another namespace
-    assert sorted(cache.requests) == sorted(
-        (verb, kind, "shop")
-        for verb in ("list", "watch")
-        for kind in ("Deployments", "HorizontalPodAutoscalers")
-    )
-    assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(cache):
+        await settle()
+        assert cache.scopes() == {"shop"}  # never the cluster (None), never another namespace
+        assert sorted(cache.requests) == sorted(
+            (verb, kind, "shop")
+            for verb in ("list", "watch")
+            for kind in ("Deployments", "HorizontalPodAutoscalers")
+        )
+        assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
 
 
 @pytest.mark.asyncio
 async def test_a_namespace_started_is_listed_then_watched_and_one_stopped_is_forgotten() -> None:
     cache = SelectedCache({"shop"})
     cache.release.set()
-    task = asyncio.create_task(cache.run())
-    await cache.wait_synced()
-    assert cache.start_namespace("payments") is True
-    assert cache.start_namespace("payments") is False  # already watched
-    await cache.wait_listed("payments")
-    assert list(cache.snapshot("payments").deployments) == ["web"]
-    await settle()
-    assert ("watch", "Deployments", "payments") in cache.requests
-    watches = list(cache._tasks["payments"])
+    async with running(cache) as task:
+        assert cache.start_namespace("payments") is True
+        assert cache.start_namespace("payments") is False  # already watched
+        await cache.wait_listed("payments")
+        assert list(cache.snapshot("payments").deployments) == ["web"]
+        await settle()
+        assert ("watch", "Deployments", "payments") in cache.requests
+        watches = list(cache._tasks["payments"])
 
-    assert cache.stop_namespace("payments") is True
-    assert cache.stop_namespace("payments") is False
-    await settle()
-    assert all(t.cancelled() for t in watches)
-    assert "payments" not in cache.deployments.by_namespace and "payments" not in cache.hpas.by_namespace
-    assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
-    assert not task.done()  # stopping one namespace is not a failure of the cache
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    assert all(t.done() for tasks in cache._tasks.values() for t in tasks)
+        assert cache.stop_namespace("payments") is True
+        assert cache.stop_namespace("payments") is False
+        await settle()
+        assert all(t.cancelled() for t in watches)
+        assert "payments" not in cache.deployments.by_namespace
+        assert "payments" not in cache.hpas.by_namespace
+        assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
+        assert not task.done()  # stopping one namespace is not a failure of the cache
+        shop = list(cache._tasks["shop"])
+    assert all(t.cancelled() for t in shop)  # the cache's end ends every watch
 
 
 @pytest.mark.asyncio
 async def test_a_listing_in_flight_when_its_namespace_is_stopped_stores_nothing() -> None:
     cache = SelectedCache(set())
-    task = asyncio.create_task(cache.run())
-    await cache.wait_synced()  # a selector that matches nothing yet: synced at once
-    cache.start_namespace("payments")
-    await settle()
-    assert ("list", "Deployments", "payments") in cache.requests
-    cache.stop_namespace("payments")
-    cache.release.set()  # the answer arrives after the stop
-    await settle()
-    assert cache.deployments.by_namespace == {} and cache.watched() == []
-    await cache.wait_listed("payments")  # nobody waits forever for a namespace that is gone
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(cache):  # a selector that matches nothing yet: synced at once
+        cache.start_namespace("payments")
+        await settle()
+        assert ("list", "Deployments", "payments") in cache.requests
+        cache.stop_namespace("payments")
+        cache.release.set()  # the answer arrives after the stop
+        await settle()
+        assert cache.deployments.by_namespace == {} and cache.watched() == []
+        await cache.wait_listed("payments")  # nobody waits forever for a namespace that is gone
 
 
 @pytest.mark.asyncio
