@@ -215,6 +215,7 @@ class FaultProxy:
         self._selector_lists: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._queries: list[tuple[float, str]] = []
+        self._log: list[tuple[float, RequestKind]] = []
         self._traps: list[Trap] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -257,6 +258,11 @@ class FaultProxy:
                 Counter(self._faults),
                 tuple(self._queries),
             )
+
+    def log(self) -> list[tuple[float, RequestKind]]:
+        """Every request so far, in order, with the time.time() it arrived."""
+        with self._lock:
+            return list(self._log)
 
     def start(self) -> FaultProxy:
         ready = threading.Event()
@@ -372,6 +378,7 @@ class FaultProxy:
         """Count the request and roll the dice for it, in one step under the lock."""
         with self._lock:
             self._requests[kind.key] += 1
+            self._log.append((time.time(), kind))
             if kind.name is not None:
                 self._by_object[(kind.verb, kind.path_resource, kind.namespace or "", kind.name)] += 1
             if kind.verb == "list" and kind.label_selector:

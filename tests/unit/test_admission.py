@@ -1,5 +1,5 @@
 """The webhook's pieces without a cluster: its decision (the one planning validation), the configuration it
-writes, its certificate, and the namespace gate of `--namespace-selector`."""
+writes, its certificate, and the parsing of `--namespace-selector`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from campaign_autoscaler.adapters.admission import (
 )
 from campaign_autoscaler.cli import build_parser, main
 from campaign_autoscaler.handlers.admission import validate_event
-from campaign_autoscaler.handlers.namespaces import NamespaceGate
 from campaign_autoscaler.handlers.runtime import OperatorConfig, Runtime
 from campaign_autoscaler.planning import SpecError, parse_label_equalities
 from tests.unit.fakes import FakeKube
@@ -107,21 +106,6 @@ def test_the_certificate_names_every_host(tmp_path: Path):
     assert names.get_values_for_type(x509.DNSName) == ["hook.system.svc"]
     assert certificate.not_valid_before_utc < NOW < certificate.not_valid_after_utc
     assert files.pkeyfile.stat().st_mode & 0o077 == 0
-
-
-def test_the_namespace_gate():
-    everything = NamespaceGate(None)
-    assert everything.allows("anything")
-    gate = NamespaceGate({"campaigns.dev/enabled": "true"})
-    assert not gate.allows("shop")
-    assert gate.observe("shop", {"campaigns.dev/enabled": "true"}, exists=True) is True
-    assert gate.observe("shop", {"campaigns.dev/enabled": "true", "x": "y"}, exists=True) is False  # already
-    assert gate.allows("shop")
-    assert gate.observe("shop", {"campaigns.dev/enabled": "false"}, exists=True) is False
-    assert not gate.allows("shop")
-    assert gate.observe("shop", {"campaigns.dev/enabled": "true"}, exists=True) is True
-    assert gate.observe("shop", {"campaigns.dev/enabled": "true"}, exists=False) is False
-    assert not gate.allows("shop")
 
 
 def test_label_equalities():

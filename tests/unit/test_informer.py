@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -173,3 +174,132 @@ def test_an_hpa_backed_target_is_watched_through_its_hpa_min_replicas() -> None:
     alarms.unregister("shop/sale", lambda: None)  # not its waker: kept
     alarms.ring(["shop/sale"])
     assert woken.count("shop/sale") == 2
+
+
+# --- per-namespace watches (`--namespace-selector`): started and stopped as namespaces are selected ---------
+class SelectedCache(WorkloadCache):
+    """The real scope bookkeeping and sync tasks; each listing returns one Deployment named after its scope,
+    each watch stays open. Records every (kind, scope) listed and watched."""
+
+    def __init__(self, selected: set[str], namespaces: list[str] | None = None) -> None:
+        super().__init__(session=None, server="https://x.invalid", namespaces=namespaces, selected=selected)  # type: ignore[arg-type]
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.release = asyncio.Event()  # set: listings answer; clear: they hang, as a slow API server
+
+    async def _list(self, store: Store[Any], scope: str | None) -> str:
+        self.requests.append(("list", store.kind.name, scope))
+        await self.release.wait()
+        if store is self.deployments:
+            assert scope is not None
+            store.replace(
+                scope, {scope: {"web": deployment_view(deployment_body("web", 3, namespace=scope))}}
+            )
+        return "1"
+
+    async def _watch(self, store: Store[Any], scope: str | None, version: str) -> AsyncIterator[str]:
+        self.requests.append(("watch", store.kind.name, scope))
+        await asyncio.Event().wait()
+        yield version
+
+    def scopes(self) -> set[str | None]:
+        return {scope for _, _, scope in self.requests}
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def running(cache: WorkloadCache) -> AsyncIterator[asyncio.Task[None]]:
+    """`cache.run()` as a task, synced, cancelled at the end."""
+    task = asyncio.create_task(cache.run())
+    await cache.wait_synced()
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_with_a_selector_only_the_selected_namespaces_are_listed_and_watched() -> None:
+    cache = SelectedCache({"shop"})
+    cache.release.set()
+    async with running(cache):
+        await settle()
+        assert cache.scopes() == {"shop"}  # never the cluster (None), never another namespace
+        assert sorted(cache.requests) == sorted(
+            (verb, kind, "shop")
+            for verb in ("list", "watch")
+            for kind in ("Deployments", "HorizontalPodAutoscalers")
+        )
+        assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
+
+
+@pytest.mark.asyncio
+async def test_a_namespace_started_is_listed_then_watched_and_one_stopped_is_forgotten() -> None:
+    cache = SelectedCache({"shop"})
+    cache.release.set()
+    async with running(cache) as task:
+        assert cache.start_namespace("payments") is True
+        assert cache.start_namespace("payments") is False  # already watched
+        await cache.wait_listed("payments")
+        assert list(cache.snapshot("payments").deployments) == ["web"]
+        await settle()
+        assert ("watch", "Deployments", "payments") in cache.requests
+        watches = list(cache._tasks["payments"])
+
+        assert cache.stop_namespace("payments") is True
+        assert cache.stop_namespace("payments") is False
+        await settle()
+        assert all(t.cancelled() for t in watches)
+        assert "payments" not in cache.deployments.by_namespace
+        assert "payments" not in cache.hpas.by_namespace
+        assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
+        assert not task.done()  # stopping one namespace is not a failure of the cache
+        shop = list(cache._tasks["shop"])
+    assert all(t.cancelled() for t in shop)  # the cache's end ends every watch
+
+
+@pytest.mark.asyncio
+async def test_a_listing_in_flight_when_its_namespace_is_stopped_stores_nothing() -> None:
+    cache = SelectedCache(set())
+    async with running(cache):  # a selector that matches nothing yet: synced at once
+        cache.start_namespace("payments")
+        await settle()
+        assert ("list", "Deployments", "payments") in cache.requests
+        cache.stop_namespace("payments")
+        cache.release.set()  # the answer arrives after the stop
+        await settle()
+        assert cache.deployments.by_namespace == {} and cache.watched() == []
+        await cache.wait_listed("payments")  # nobody waits forever for a namespace that is gone
+
+
+@pytest.mark.asyncio
+async def test_a_selected_namespace_outside_the_namespace_list_is_not_watched() -> None:
+    cache = SelectedCache({"shop", "payments"}, namespaces=["shop-*", "!shop-test"])
+    assert cache.watched() == []
+    assert cache.start_namespace("shop-id") is True
+    assert cache.start_namespace("shop-test") is False
+    assert cache.watched() == ["shop-id"]
+
+
+def test_without_a_selector_the_scopes_are_unchanged() -> None:
+    everywhere = WorkloadCache(session=None, server="https://x.invalid", namespaces=None)  # type: ignore[arg-type]
+    listed = WorkloadCache(session=None, server="https://x.invalid", namespaces=["b", "a"])  # type: ignore[arg-type]
+    globbed = WorkloadCache(session=None, server="https://x.invalid", namespaces=["shop-*"])  # type: ignore[arg-type]
+    assert everywhere.watched() == [None] and listed.watched() == ["a", "b"] and globbed.watched() == [None]
+    assert not everywhere.start_namespace("shop") and not everywhere.stop_namespace("shop")
+    assert everywhere.watched() == [None]
+
+
+@pytest.mark.asyncio
+async def test_an_unexpected_error_of_a_watch_ends_the_cache() -> None:
+    class Broken(SelectedCache):
+        async def _list(self, store: Store[Any], scope: str | None) -> str:
+            raise RuntimeError("a bug")
+
+    cache = Broken({"shop"})
+    with pytest.raises(RuntimeError, match="a bug"):
+        await cache.run()

@@ -133,6 +133,9 @@ class WorkloadCache:
     """Deployments and HPAs of the given namespaces (None: every namespace), read through one HTTP session.
 
     `namespaces` may hold glob patterns (and `!` exclusions); then the whole cluster is watched and filtered.
+    With `selected` (the namespaces a `--namespace-selector` matches now), only those of them that
+    `namespaces` allows are watched, each on its own, never the cluster: `start_namespace` and
+    `stop_namespace` follow the selection as it changes, and a namespace stopped is forgotten.
     Run `run()` as a task in the event loop that reads `snapshot()`; `wait_synced()` returns once every
     first listing is complete. With `alarms`, a watch event that moves a claimed Deployment's replicas (or
     its HPA's minReplicas) below the highest claim on it wakes the claiming events at once, once per change.
@@ -145,22 +148,33 @@ class WorkloadCache:
         namespaces: Sequence[str] | None,
         headers: Callable[[], Mapping[str, str]] = dict,
         alarms: DriftAlarms | None = None,
+        selected: Iterable[str] | None = None,
     ) -> None:
         self._session = session
         self._alarms = alarms
         self._server = server.rstrip("/")
         self._headers = headers  # asked for each LIST and WATCH: a rotated token is picked up
         patterns = list(namespaces or ())
-        if patterns and not any(is_glob(p) for p in patterns):
-            self._scopes: list[str | None] = sorted(set(patterns))
+        self._allowed = namespace_filter(patterns)
+        self.per_namespace = selected is not None
+        if selected is not None:
+            self._scopes: list[str | None] = sorted({n for n in selected if self._allowed(n)})
             self._wanted: Callable[[str], bool] = lambda _namespace: True
+        elif patterns and not any(is_glob(p) for p in patterns):
+            self._scopes = sorted(set(patterns))
+            self._wanted = lambda _namespace: True
         else:
             self._scopes = [None]
-            self._wanted = namespace_filter(patterns)
+            self._wanted = self._allowed
         self.deployments: Store[DeploymentView] = Store(DEPLOYMENTS)
         self.hpas: Store[HpaView] = Store(HPAS)
-        self._pending = {(kind.name, scope) for kind in (DEPLOYMENTS, HPAS) for scope in self._scopes}
+        self._pending: set[tuple[str, str | None]] = set()
+        self._listed_scopes: dict[str | None, asyncio.Event] = {}
+        for scope in self._scopes:
+            self._expect(scope)
         self._synced = asyncio.Event()
+        self._tasks: dict[str | None, list[asyncio.Task[None]]] = {}
+        self._failure: asyncio.Future[None] | None = None  # set by run(); a sync task's unexpected error
         self.lists = 0  # LIST requests made, pages included
         self.restarts = 0  # watches that had to start over with a LIST
 
@@ -171,6 +185,10 @@ class WorkloadCache:
         """Every namespace with a Deployment in the cache."""
         return sorted(self.deployments.by_namespace)
 
+    def watched(self) -> list[str | None]:
+        """The scopes listed and watched now, each a namespace (None: every namespace)."""
+        return list(self._scopes)
+
     async def wait_synced(self) -> None:
         await self._synced.wait()
 
@@ -178,11 +196,77 @@ class WorkloadCache:
     def synced(self) -> bool:
         return self._synced.is_set()
 
+    async def wait_listed(self, namespace: str) -> None:
+        """Until the first listings of a namespace started with `start_namespace` are in."""
+        listed = self._listed_scopes.get(namespace)
+        if listed is not None:
+            await listed.wait()
+
+    def start_namespace(self, namespace: str) -> bool:
+        """Watch a namespace that just became selected (per-namespace mode only); False when it is not
+        watched: already watched, or not among `namespaces`."""
+        if not self.per_namespace or namespace in self._scopes or not self._allowed(namespace):
+            return False
+        self._scopes.append(namespace)
+        self._expect(namespace)
+        if self._failure is not None:  # running: start its tasks now, else run() starts them
+            self._spawn(namespace)
+        log.info("Watching Deployments and HorizontalPodAutoscalers in namespace %s", namespace)
+        return True
+
+    def stop_namespace(self, namespace: str) -> bool:
+        """Stop watching a namespace that is no longer selected and forget its objects; False when it was
+        not watched."""
+        if not self.per_namespace or namespace not in self._scopes:
+            return False
+        self._scopes.remove(namespace)
+        for task in self._tasks.pop(namespace, ()):
+            task.cancel()  # a cancelled task runs no more of its code: nothing is stored after the drop
+        self._pending -= {(kind.name, namespace) for kind in (DEPLOYMENTS, HPAS)}
+        self._listed_scopes.pop(namespace, asyncio.Event()).set()  # nobody waits for it any longer
+        if not self._pending and self._failure is not None:
+            self._synced.set()
+        self.deployments.by_namespace.pop(namespace, None)
+        self.hpas.by_namespace.pop(namespace, None)
+        log.info("Stopped watching namespace %s; its Deployments and HPAs are forgotten", namespace)
+        return True
+
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            for scope in self._scopes:
-                group.create_task(self._sync(self.deployments, scope))
-                group.create_task(self._sync(self.hpas, scope))
+        """Keep every scope current until cancelled, or until a sync task fails unexpectedly (raised)."""
+        self._failure = asyncio.get_running_loop().create_future()
+        for scope in self._scopes:
+            self._spawn(scope)
+        if not self._pending:
+            self._synced.set()  # a selector that matches no namespace yet
+        try:
+            await self._failure
+        finally:
+            tasks = [task for tasks in self._tasks.values() for task in tasks]
+            self._tasks.clear()
+            self._failure = None
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _expect(self, scope: str | None) -> None:
+        self._pending |= {(kind.name, scope) for kind in (DEPLOYMENTS, HPAS)}
+        self._listed_scopes[scope] = asyncio.Event()
+
+    def _spawn(self, scope: str | None) -> None:
+        tasks = [
+            asyncio.create_task(self._sync(store, scope), name=f"watch {store.kind.name} {_where(scope)}")
+            for store in (self.deployments, self.hpas)
+        ]
+        for task in tasks:
+            task.add_done_callback(self._ended)
+        self._tasks[scope] = tasks
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._failure is None or self._failure.done():
+            return
+        error = task.exception()
+        if error is not None:
+            self._failure.set_exception(error)
 
     async def _sync(self, store: Store[View], scope: str | None) -> None:
         version: str | None = None
@@ -212,6 +296,8 @@ class WorkloadCache:
 
     def _listed(self, kind: Kind[Any], scope: str | None) -> None:
         self._pending.discard((kind.name, scope))
+        if not any(pending == scope for _, pending in self._pending) and scope in self._listed_scopes:
+            self._listed_scopes[scope].set()
         if not self._pending and not self._synced.is_set():
             log.info("Watching Deployments and HorizontalPodAutoscalers: every first listing is in")
             self._synced.set()

@@ -21,6 +21,7 @@ from campaign_autoscaler.planning import claim_key
 
 from .collector import EventDirectory
 from .context import log
+from .namespaces import in_selected_namespace
 from .passes import EventWorld, PassResult, release_event, run_pass, wanted_probes
 from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, Runtime
 
@@ -138,6 +139,12 @@ async def _passes(
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     due: datetime | None = None
     while not stopped and not meta.get("deletionTimestamp"):
+        if not in_selected_namespace(namespace, memo):
+            # The namespace lost the label: its workloads are no longer watched. Idle, asking Prometheus
+            # nothing, until Kopf stops the daemon (its filter no longer matches) or the label returns.
+            memo["sampler"].forget(uid)
+            await _nap(memory, stopped, runtime.config.resync_interval)
+            continue
         world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
         world = _sampled(memo, runtime, memory, world)
         try:

@@ -87,6 +87,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         runtime.config.namespaces or None,
         headers=lambda: connection_info(configuration).as_http_headers(),
         alarms=alarms,
+        # With a selector, only the selected namespaces, each watched on its own; on_namespace follows it.
+        selected=set(gate.selected) if gate.selector is not None else None,
     )
     memo["workloads"] = workloads
     memo["workloads_session"] = session
