@@ -1,24 +1,40 @@
-"""Kubernetes Events posted in a lane of their own, so that no replica write waits behind one.
+"""Kubernetes Events posted in a lane of their own, so that no replica write waits behind one, and aggregated
+as Kubernetes' event recorder does, so that a repeat costs a PATCH of a count instead of a new Event.
 
 A pass hands its Events to `EventLane.post_event` and goes on at once; one daemon thread posts them in
 order. Events are best effort (as the API server treats them): when the lane is full, the Event is dropped
 with a log line rather than holding up a pass.
+
+Aggregation (client-go's EventCorrelator, written for this lane): Events about the same object with the
+same type, reason and message key (the message with its standalone numbers masked, so that "Scaled ... 4 -> 6"
+and "Scaled ... 6 -> 8" are one) within `AGGREGATION_INTERVAL` of the last one become one Event: its `count`
+goes up and its `message` and `lastTimestamp` are the latest. The keys live in an LRU of `CACHE_SIZE` entries.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from .kube import EventPoster
+from .kube import EventRecorder
 
 log = logging.getLogger(__name__)
 
 LANE_CAPACITY = 10_000
+AGGREGATION_INTERVAL = timedelta(minutes=10)  # client-go's default aggregation window
+CACHE_SIZE = 4096  # client-go's maxLruCacheEntries
+
+# A number standing alone (after a space, an opening bracket or the start): "4 -> 6", "(short by 3)", not the
+# digits of a name such as "shop-001".
+_STANDALONE_NUMBER = re.compile(r"(?<![^\s(])\d+(?:\.\d+)?")
+
+EventKey = tuple[str, str, str, str, str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -31,13 +47,82 @@ class _Event:
     now: datetime
 
 
-class EventLane:
-    """`EventPoster` that queues; a daemon thread posts through `poster`. Start it with `start()`."""
+@dataclass(frozen=True)
+class Posted:
+    """An Event already on the API server: its name, its count and when it was last counted."""
 
-    def __init__(self, poster: EventPoster, capacity: int = LANE_CAPACITY) -> None:
-        self._poster = poster
+    name: str
+    count: int
+    last: datetime
+
+
+def message_key(message: str) -> str:
+    """What messages of one kind share: the message with its standalone numbers masked."""
+    return _STANDALONE_NUMBER.sub("#", message)
+
+
+def event_key(
+    namespace: str, involved: Mapping[str, str], event_type: str, reason: str, message: str
+) -> EventKey:
+    return (
+        namespace,
+        involved.get("apiVersion", ""),
+        involved.get("kind", ""),
+        involved.get("name", ""),
+        involved.get("uid") or "",
+        event_type,
+        reason,
+        message_key(message),
+    )
+
+
+class EventCorrelator:
+    """Which Event a new one repeats: an LRU of the Events posted lately, by `event_key`. Not thread-safe (the
+    lane's thread is its only user)."""
+
+    def __init__(self, interval: timedelta = AGGREGATION_INTERVAL, capacity: int = CACHE_SIZE) -> None:
+        self._interval = interval
+        self._capacity = capacity
+        self._recent: OrderedDict[EventKey, Posted] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def repeats(self, key: EventKey, now: datetime) -> Posted | None:
+        """The Event that one of `key` at `now` repeats; None when there is none within the interval."""
+        posted = self._recent.get(key)
+        if posted is None:
+            return None
+        if now - posted.last > self._interval:
+            del self._recent[key]
+            return None
+        self._recent.move_to_end(key)
+        return posted
+
+    def remember(self, key: EventKey, posted: Posted) -> None:
+        self._recent[key] = posted
+        self._recent.move_to_end(key)
+        while len(self._recent) > self._capacity:
+            self._recent.popitem(last=False)
+
+    def forget(self, key: EventKey) -> None:
+        self._recent.pop(key, None)
+
+
+class EventLane:
+    """`EventPoster` that queues; a daemon thread posts through `recorder`, counting repeats on the Event they
+    repeat. Start it with `start()`."""
+
+    def __init__(
+        self,
+        recorder: EventRecorder,
+        capacity: int = LANE_CAPACITY,
+        correlator: EventCorrelator | None = None,
+    ) -> None:
+        self._recorder = recorder
         self._queue: queue.Queue[_Event] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._drain, name="events", daemon=True)
+        self._correlator = correlator or EventCorrelator()
         self.dropped = 0
 
     def start(self) -> EventLane:
@@ -70,14 +155,7 @@ class EventLane:
         while True:
             event = self._queue.get()
             try:
-                self._poster.post_event(
-                    namespace=event.namespace,
-                    involved=event.involved,
-                    event_type=event.event_type,
-                    reason=event.reason,
-                    message=event.message,
-                    now=event.now,
-                )
+                self._record(event)
             except Exception as err:  # best effort: a lost Event must not end the lane
                 log.warning(
                     "Failed to post Event %s on %s/%s: %s",
@@ -88,3 +166,26 @@ class EventLane:
                 )
             finally:
                 self._queue.task_done()
+
+    def _record(self, event: _Event) -> None:
+        key = event_key(event.namespace, event.involved, event.event_type, event.reason, event.message)
+        earlier = self._correlator.repeats(key, event.now)
+        if earlier is not None:
+            count = earlier.count + 1
+            self._correlator.forget(key)  # until the PATCH is known to have landed
+            if self._recorder.patch_event(
+                event.namespace, earlier.name, count=count, message=event.message, now=event.now
+            ):
+                self._correlator.remember(key, Posted(earlier.name, count, event.now))
+                return
+            # The Event expired: a new one starts the count again.
+        name = self._recorder.post_event(
+            namespace=event.namespace,
+            involved=event.involved,
+            event_type=event.event_type,
+            reason=event.reason,
+            message=event.message,
+            now=event.now,
+        )
+        if name is not None:
+            self._correlator.remember(key, Posted(name, 1, event.now))
