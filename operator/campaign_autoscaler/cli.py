@@ -865,6 +865,7 @@ def run_operator(args: argparse.Namespace) -> int:
     from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.adapters.peering import PeeringSetupError, ensure_peering
     from campaign_autoscaler.adapters.prometheus import PrometheusMetricsSource, PrometheusSettings
+    from campaign_autoscaler.adapters.statuslane import StatusLane
     from campaign_autoscaler.adapters.telemetry import Telemetry
     from campaign_autoscaler.handlers import OperatorConfig, Runtime, build_registry
 
@@ -911,6 +912,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics=metrics,
         telemetry=telemetry,
         events=EventLane(kube).start(),
+        statuses=StatusLane(kube.replace_event_status).start(),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
 
