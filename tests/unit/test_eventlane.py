@@ -85,7 +85,8 @@ def test_repeats_within_the_interval_become_one_event_with_a_count() -> None:
     lane.wait_empty()
     assert [e.reason for e in kube.posted] == ["Scaled"]
     name = kube.posted[0].name
-    assert [(p.name, p.count) for p in kube.event_patches] == [(name, c) for c in (2, 3, 4, 5)]
+    # The repeats are written together: one PATCH with the count and the latest message.
+    assert [(p.name, p.count) for p in kube.event_patches] == [(name, 5)]
     last = kube.event_patches[-1]
     assert last.message == "Scaled Deployment shop/checkout 4 -> 5"  # the latest message shows
     assert last.now == NOW + timedelta(seconds=4)
@@ -126,9 +127,19 @@ def test_after_the_interval_a_new_event_is_posted() -> None:
     assert [p.count for p in kube.event_patches] == [2]
 
 
+def test_repeats_apart_are_each_written() -> None:
+    kube = FakeKube()
+    lane = EventLane(kube, repeat_delay=0).start()  # every repeat written as soon as it comes
+    for n in range(3):
+        post_at(lane, "Scaled", f"{n} -> {n + 1}", NOW + timedelta(seconds=n))
+    lane.wait_empty()
+    assert len(kube.posted) == 1
+    assert [(p.count, p.message) for p in kube.event_patches] == [(2, "1 -> 2"), (3, "2 -> 3")]
+
+
 def test_an_expired_event_is_posted_again_and_counted_from_one() -> None:
     kube = FakeKube()
-    lane = EventLane(kube).start()
+    lane = EventLane(kube, repeat_delay=0).start()
     post_at(lane, "Scaled", "1 -> 2", NOW)
     lane.wait_empty()
     kube.expired_events.add(("shop", kube.posted[0].name))

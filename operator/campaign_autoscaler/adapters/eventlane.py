@@ -9,6 +9,8 @@ Aggregation (client-go's EventCorrelator, written for this lane): Events about t
 same type, reason and message key (the message with its standalone numbers masked, so that "Scaled ... 4 -> 6"
 and "Scaled ... 6 -> 8" are one) within `AGGREGATION_INTERVAL` of the last one become one Event: its `count`
 goes up and its `message` and `lastTimestamp` are the latest. The keys live in an LRU of `CACHE_SIZE` entries.
+The first Event of a key is posted at once; its repeats are counted in memory and written by one PATCH at most
+every `REPEAT_DELAY` (a ramp of several steps costs one POST and one PATCH, not one request per step).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 LANE_CAPACITY = 10_000
 AGGREGATION_INTERVAL = timedelta(minutes=10)  # client-go's default aggregation window
 CACHE_SIZE = 4096  # client-go's maxLruCacheEntries
+REPEAT_DELAY = 10.0  # seconds: repeats of one Event are written together, at most this late
 
 # A number standing alone (after a space, an opening bracket or the start): "4 -> 6", "(short by 3)", not the
 # digits of a name such as "shop-001".
@@ -93,11 +97,15 @@ class EventCorrelator:
         posted = self._recent.get(key)
         if posted is None:
             return None
-        if now - posted.last > self._interval:
+        if not self.within(posted.last, now):
             del self._recent[key]
             return None
         self._recent.move_to_end(key)
         return posted
+
+    def within(self, earlier: datetime, now: datetime) -> bool:
+        """Whether an Event at `now` still counts with one at `earlier`."""
+        return now - earlier <= self._interval
 
     def remember(self, key: EventKey, posted: Posted) -> None:
         self._recent[key] = posted
@@ -109,6 +117,20 @@ class EventCorrelator:
         self._recent.pop(key, None)
 
 
+@dataclass
+class _Repeat:
+    """Repeats of a posted Event not written yet: their count and the latest; written by `due` (monotonic)."""
+
+    event: _Event
+    posted: Posted
+    count: int
+    due: float
+
+
+class _Flush:
+    """Asks the lane to write every repeat it holds now."""
+
+
 class EventLane:
     """`EventPoster` that queues; a daemon thread posts through `recorder`, counting repeats on the Event they
     repeat. Start it with `start()`."""
@@ -118,11 +140,14 @@ class EventLane:
         recorder: EventRecorder,
         capacity: int = LANE_CAPACITY,
         correlator: EventCorrelator | None = None,
+        repeat_delay: float = REPEAT_DELAY,
     ) -> None:
         self._recorder = recorder
-        self._queue: queue.Queue[_Event] = queue.Queue(capacity)
+        self._queue: queue.Queue[_Event | _Flush] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._drain, name="events", daemon=True)
         self._correlator = correlator or EventCorrelator()
+        self._repeat_delay = repeat_delay
+        self._repeats: dict[EventKey, _Repeat] = {}  # at most one per key the correlator holds
         self.dropped = 0
 
     def start(self) -> EventLane:
@@ -148,37 +173,75 @@ class EventLane:
             )
 
     def wait_empty(self) -> None:
-        """Until every Event queued so far was posted (or failed)."""
+        """Until every Event queued so far was posted, and every repeat held written (or failed)."""
+        self._queue.put(_Flush())
         self._queue.join()
 
     def _drain(self) -> None:
         while True:
-            event = self._queue.get()
+            due = min((repeat.due for repeat in self._repeats.values()), default=None)
             try:
-                self._record(event)
-            except Exception as err:  # best effort: a lost Event must not end the lane
-                log.warning(
-                    "Failed to post Event %s on %s/%s: %s",
-                    event.reason,
-                    event.namespace,
-                    event.involved["name"],
-                    err,
-                )
+                item = self._queue.get(timeout=None if due is None else max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                self._write_repeats(time.monotonic())
+                continue
+            try:
+                if isinstance(item, _Flush):
+                    self._write_repeats(float("inf"))
+                else:
+                    self._guarded(item, self._record)
             finally:
                 self._queue.task_done()
 
+    @staticmethod
+    def _guarded(event: _Event, record: Callable[[_Event], None]) -> None:
+        try:
+            record(event)
+        except Exception as err:  # best effort: a lost Event must not end the lane
+            log.warning(
+                "Failed to post Event %s on %s/%s: %s",
+                event.reason,
+                event.namespace,
+                event.involved["name"],
+                err,
+            )
+
     def _record(self, event: _Event) -> None:
         key = event_key(event.namespace, event.involved, event.event_type, event.reason, event.message)
+        held = self._repeats.get(key)
+        if held is not None:
+            if self._correlator.within(held.event.now, event.now):
+                held.event, held.count = event, held.count + 1
+                return
+            del self._repeats[key]  # too old to count with: written now, and this one is an Event anew
+            self._guarded(held.event, lambda _: self._patch(key, held))
         earlier = self._correlator.repeats(key, event.now)
         if earlier is not None:
-            count = earlier.count + 1
-            self._correlator.forget(key)  # until the PATCH is known to have landed
-            if self._recorder.patch_event(
-                event.namespace, earlier.name, count=count, message=event.message, now=event.now
-            ):
-                self._correlator.remember(key, Posted(earlier.name, count, event.now))
-                return
-            # The Event expired: a new one starts the count again.
+            due = time.monotonic() + self._repeat_delay
+            self._repeats[key] = _Repeat(event, earlier, earlier.count + 1, due)
+            if self._repeat_delay <= 0:
+                self._write_repeats(float("inf"))
+            return
+        self._post(key, event)
+
+    def _write_repeats(self, until: float) -> None:
+        """Write the repeats due by `until` (monotonic): one PATCH of each Event's count."""
+        for key, repeat in list(self._repeats.items()):
+            if repeat.due <= until:
+                del self._repeats[key]
+                self._guarded(repeat.event, lambda event, key=key, repeat=repeat: self._patch(key, repeat))
+
+    def _patch(self, key: EventKey, repeat: _Repeat) -> None:
+        event, name = repeat.event, repeat.posted.name
+        self._correlator.forget(key)  # until the PATCH is known to have landed
+        if self._recorder.patch_event(
+            event.namespace, name, count=repeat.count, message=event.message, now=event.now
+        ):
+            self._correlator.remember(key, Posted(name, repeat.count, event.now))
+        else:  # the Event expired: a new one starts the count again
+            self._post(key, event)
+
+    def _post(self, key: EventKey, event: _Event) -> None:
         name = self._recorder.post_event(
             namespace=event.namespace,
             involved=event.involved,
