@@ -207,18 +207,23 @@ def test_a_fresh_release_sees_a_claim_the_snapshot_missed_and_only_if_guards_it(
     assert not set(CAMPAIGN_ANNOTATIONS) & set(annotations(cluster, "late"))
 
 
-def test_a_status_write_lands_only_on_the_event_of_its_uid(
-    cluster: Cluster, adapter: CountingAdapter
-) -> None:
-    """The whole status is written with a `test` of the event's uid: never onto another event re-created
-    under the same name; the API server's answer when the event is gone is one the daemon knows as such."""
+def tomorrows_sale(cluster: Cluster, adapter: CountingAdapter) -> str:
+    """A CampaignEvent `sale` whose window opens tomorrow, on a Deployment `api`; its uid."""
     tomorrow = utc_now().replace(microsecond=0) + timedelta(days=1)
     cluster.create_deployment("api", 2)
     spec = campaign_spec(start=tomorrow, end=tomorrow + timedelta(hours=1), targets=[{"name": "api"}])
     cluster.create_event("sale", spec)
     event = adapter.get_event(cluster.namespace, "sale")
     assert event is not None
-    uid = event["metadata"]["uid"]
+    return event["metadata"]["uid"]
+
+
+def test_a_status_write_lands_only_on_the_event_of_its_uid(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    """The whole status is written with a `test` of the event's uid: never onto another event re-created
+    under the same name; the API server's answer when the event is gone is one the daemon knows as such."""
+    uid = tomorrows_sale(cluster, adapter)
 
     adapter.replace_event_status(cluster.namespace, "sale", uid, {"phase": "Pending"})
     assert cluster.status("sale") == {"phase": "Pending"}
@@ -287,13 +292,7 @@ def test_repeated_events_become_one_event_with_a_count(cluster: Cluster, adapter
 def test_the_status_lane_tells_a_write_on_a_gone_event(cluster: Cluster, adapter: CountingAdapter) -> None:
     """The status lane writes through the uid-guarded status write; its future carries the answer the daemon
     knows as "the event is gone"."""
-    tomorrow = utc_now().replace(microsecond=0) + timedelta(days=1)
-    cluster.create_deployment("api", 2)
-    spec = campaign_spec(start=tomorrow, end=tomorrow + timedelta(hours=1), targets=[{"name": "api"}])
-    cluster.create_event("sale", spec)
-    event = adapter.get_event(cluster.namespace, "sale")
-    assert event is not None
-    uid = event["metadata"]["uid"]
+    uid = tomorrows_sale(cluster, adapter)
     lane = StatusLane(adapter.replace_event_status).start()
     assert lane.submit(cluster.namespace, "sale", uid, {"phase": "Pending"}).result(30) is None
     assert cluster.status("sale") == {"phase": "Pending"}

@@ -163,11 +163,7 @@ async def _passes(
                 return
             # Nothing is half-applied: every write tests what it was decided on and is decided again, from
             # fresh data, on the next attempt.
-            if isinstance(err, ApiException):
-                runtime.telemetry.api_errors.labels(status=str(err.status)).inc()
-                detail = f"API error {err.status} {err.reason}"
-            else:
-                detail = str(err) or type(err).__name__
+            detail = _counted_failure(runtime, err)
             delay = memory.retry_delay(runtime.clock(), runtime.config.resync_interval)
             log.warning(
                 "Failed to reconcile CampaignEvent %s/%s: %s; retrying in %.1fs",
@@ -245,12 +241,16 @@ async def write_status(
     return StatusWrite(dict(status), dict(world.old_status), done)
 
 
-def _log_failed_status(runtime: Runtime, namespace: str, name: str, err: Exception) -> None:
+def _counted_failure(runtime: Runtime, err: Exception) -> str:
+    """What a failed write says in a log line; an API error is counted in the operator's metrics."""
     if isinstance(err, ApiException):
         runtime.telemetry.api_errors.labels(status=str(err.status)).inc()
-        detail = f"API error {err.status} {err.reason}"
-    else:
-        detail = str(err) or type(err).__name__
+        return f"API error {err.status} {err.reason}"
+    return str(err) or type(err).__name__
+
+
+def _log_failed_status(runtime: Runtime, namespace: str, name: str, err: Exception) -> None:
+    detail = _counted_failure(runtime, err)
     log.warning(
         "Failed to write the status of CampaignEvent %s/%s: %s; writing it again", namespace, name, detail
     )
