@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from campaign_autoscaler.adapters.eventlane import EventCorrelator, EventLane, Posted, event_key, message_key
+from campaign_autoscaler.report.collect import transition_record
 
 from .fakes import FakeKube
 
@@ -161,3 +162,22 @@ def test_the_correlator_keeps_only_the_most_recent_keys() -> None:
     assert correlator.repeats(keys[0], NOW) is None and correlator.repeats(keys[3], NOW) is None
     assert correlator.repeats(keys[2], NOW) == Posted("e2", 1, NOW)
     assert correlator.repeats(keys[4], NOW) == Posted("e4", 1, NOW)
+
+
+def test_events_kept_apart_are_each_posted() -> None:
+    """A scale Event on a CampaignEvent is the report's stamp of a transition: each is posted."""
+    kube = FakeKube()
+    lane = EventLane(kube, kept_apart=transition_record).start()
+    for n in range(3):
+        post_at(
+            lane, "Scaled", f"{n} -> {n + 1}", NOW + timedelta(seconds=n), kind="CampaignEvent", name="sale"
+        )
+        post_at(lane, "Scaled", f"{n} -> {n + 1}", NOW + timedelta(seconds=n))  # on the Deployment
+    lane.wait_empty()
+    assert [(e.involved["kind"], e.message) for e in kube.posted] == [
+        ("CampaignEvent", "0 -> 1"),
+        ("Deployment", "0 -> 1"),
+        ("CampaignEvent", "1 -> 2"),
+        ("CampaignEvent", "2 -> 3"),
+    ]
+    assert [p.count for p in kube.event_patches] == [3]

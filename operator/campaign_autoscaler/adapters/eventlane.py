@@ -141,12 +141,16 @@ class EventLane:
         capacity: int = LANE_CAPACITY,
         correlator: EventCorrelator | None = None,
         repeat_delay: float = REPEAT_DELAY,
+        kept_apart: Callable[[Mapping[str, str], str], bool] | None = None,
     ) -> None:
+        """`kept_apart(involved, reason)`: whether such Events are each posted anew, never counted as repeats
+        (those a reader relies on one by one)."""
         self._recorder = recorder
         self._queue: queue.Queue[_Event | _Flush] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._drain, name="events", daemon=True)
         self._correlator = correlator or EventCorrelator()
         self._repeat_delay = repeat_delay
+        self._kept_apart = kept_apart or (lambda involved, reason: False)
         self._repeats: dict[EventKey, _Repeat] = {}  # at most one per key the correlator holds
         self.dropped = 0
 
@@ -207,6 +211,16 @@ class EventLane:
             )
 
     def _record(self, event: _Event) -> None:
+        if self._kept_apart(event.involved, event.reason):
+            self._recorder.post_event(
+                namespace=event.namespace,
+                involved=event.involved,
+                event_type=event.event_type,
+                reason=event.reason,
+                message=event.message,
+                now=event.now,
+            )
+            return
         key = event_key(event.namespace, event.involved, event.event_type, event.reason, event.message)
         held = self._repeats.get(key)
         if held is not None:
