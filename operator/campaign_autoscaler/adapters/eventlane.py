@@ -212,14 +212,7 @@ class EventLane:
 
     def _record(self, event: _Event) -> None:
         if self._kept_apart(event.involved, event.reason):
-            self._recorder.post_event(
-                namespace=event.namespace,
-                involved=event.involved,
-                event_type=event.event_type,
-                reason=event.reason,
-                message=event.message,
-                now=event.now,
-            )
+            self._send(event)
             return
         key = event_key(event.namespace, event.involved, event.event_type, event.reason, event.message)
         held = self._repeats.get(key)
@@ -256,7 +249,12 @@ class EventLane:
             self._post(key, event)
 
     def _post(self, key: EventKey, event: _Event) -> None:
-        name = self._recorder.post_event(
+        name = self._send(event)
+        if name is not None:
+            self._correlator.remember(key, Posted(name, 1, event.now))
+
+    def _send(self, event: _Event) -> str | None:
+        return self._recorder.post_event(
             namespace=event.namespace,
             involved=event.involved,
             event_type=event.event_type,
@@ -264,5 +262,3 @@ class EventLane:
             message=event.message,
             now=event.now,
         )
-        if name is not None:
-            self._correlator.remember(key, Posted(name, 1, event.now))
