@@ -872,8 +872,10 @@ def run_operator(args: argparse.Namespace) -> int:
     from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.adapters.peering import PeeringSetupError, ensure_peering
     from campaign_autoscaler.adapters.prometheus import PrometheusMetricsSource, PrometheusSettings
+    from campaign_autoscaler.adapters.statuslane import StatusLane
     from campaign_autoscaler.adapters.telemetry import Telemetry
     from campaign_autoscaler.handlers import OperatorConfig, Runtime, build_registry
+    from campaign_autoscaler.report.collect import transition_record
 
     _configure_logging(args.log_format, args.verbose)
     try:
@@ -917,7 +919,8 @@ def run_operator(args: argparse.Namespace) -> int:
         api_client=api_client,
         metrics=metrics,
         telemetry=telemetry,
-        events=EventLane(kube).start(),
+        events=EventLane(kube, kept_apart=transition_record).start(),
+        statuses=StatusLane(kube.replace_event_status).start(),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
 

@@ -16,6 +16,7 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from campaign_autoscaler.adapters.eventlane import EventLane
 from campaign_autoscaler.adapters.kube import (
     BASELINE_ANNOTATION,
     CLAIMS_ANNOTATION,
@@ -24,6 +25,7 @@ from campaign_autoscaler.adapters.kube import (
     deployment_view,
     hpa_view,
 )
+from campaign_autoscaler.adapters.statuslane import StatusLane
 from campaign_autoscaler.handlers.daemon import GONE_STATUSES
 from campaign_autoscaler.planning.claims import (
     CAMPAIGN_ANNOTATIONS,
@@ -205,18 +207,23 @@ def test_a_fresh_release_sees_a_claim_the_snapshot_missed_and_only_if_guards_it(
     assert not set(CAMPAIGN_ANNOTATIONS) & set(annotations(cluster, "late"))
 
 
-def test_a_status_write_lands_only_on_the_event_of_its_uid(
-    cluster: Cluster, adapter: CountingAdapter
-) -> None:
-    """The whole status is written with a `test` of the event's uid: never onto another event re-created
-    under the same name; the API server's answer when the event is gone is one the daemon knows as such."""
+def tomorrows_sale(cluster: Cluster, adapter: CountingAdapter) -> str:
+    """A CampaignEvent `sale` whose window opens tomorrow, on a Deployment `api`; its uid."""
     tomorrow = utc_now().replace(microsecond=0) + timedelta(days=1)
     cluster.create_deployment("api", 2)
     spec = campaign_spec(start=tomorrow, end=tomorrow + timedelta(hours=1), targets=[{"name": "api"}])
     cluster.create_event("sale", spec)
     event = adapter.get_event(cluster.namespace, "sale")
     assert event is not None
-    uid = event["metadata"]["uid"]
+    return event["metadata"]["uid"]
+
+
+def test_a_status_write_lands_only_on_the_event_of_its_uid(
+    cluster: Cluster, adapter: CountingAdapter
+) -> None:
+    """The whole status is written with a `test` of the event's uid: never onto another event re-created
+    under the same name; the API server's answer when the event is gone is one the daemon knows as such."""
+    uid = tomorrows_sale(cluster, adapter)
 
     adapter.replace_event_status(cluster.namespace, "sale", uid, {"phase": "Pending"})
     assert cluster.status("sale") == {"phase": "Pending"}
@@ -251,3 +258,45 @@ def test_deployments_are_listed_by_selector_with_their_recorded_baselines(
         "search",
     ]
     assert adapter.get_deployment(cluster.namespace, "gone") is None
+
+
+def test_repeated_events_become_one_event_with_a_count(cluster: Cluster, adapter: CountingAdapter) -> None:
+    """Through the Event lane, five Events about one Deployment with the same reason and kind of message are
+    one Event on the API server: posted once, then counted by a PATCH; its message is the latest."""
+    cluster.create_deployment("web", 1)
+    uid = cluster.deployment("web").metadata.uid
+    involved = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid}
+    lane = EventLane(adapter).start()
+    now = utc_now()
+    for step in range(5):
+        lane.post_event(
+            namespace=cluster.namespace,
+            involved=involved,
+            event_type="Normal",
+            reason="Scaled",
+            message=f"Scaled Deployment {cluster.namespace}/web {step + 1} -> {step + 2} for CampaignEvent x",
+            now=now + timedelta(seconds=step),
+        )
+    lane.wait_empty()
+    events = [e for e in cluster.core.list_namespaced_event(cluster.namespace).items if e.reason == "Scaled"]
+    assert len(events) == 1
+    (event,) = events
+    assert event.count == 5
+    assert event.message == f"Scaled Deployment {cluster.namespace}/web 5 -> 6 for CampaignEvent x"
+    assert event.involved_object.uid == uid
+    assert event.last_timestamp > event.first_timestamp
+    # Posted once; the four repeats are written together by one PATCH of the count.
+    assert adapter.count("POST", "/events") == 1 and adapter.count("PATCH", "/events") == 1
+
+
+def test_the_status_lane_tells_a_write_on_a_gone_event(cluster: Cluster, adapter: CountingAdapter) -> None:
+    """The status lane writes through the uid-guarded status write; its future carries the answer the daemon
+    knows as "the event is gone"."""
+    uid = tomorrows_sale(cluster, adapter)
+    lane = StatusLane(adapter.replace_event_status).start()
+    assert lane.submit(cluster.namespace, "sale", uid, {"phase": "Pending"}).result(30) is None
+    assert cluster.status("sale") == {"phase": "Pending"}
+    with pytest.raises(ApiException) as another:
+        lane.submit(cluster.namespace, "sale", "another-uid", {"phase": "Active"}).result(30)
+    assert another.value.status in GONE_STATUSES
+    assert cluster.status("sale") == {"phase": "Pending"}

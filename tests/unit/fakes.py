@@ -152,6 +152,17 @@ class PostedEvent:
     reason: str
     message: str
     now: datetime
+    name: str = ""  # the name the Event was given
+
+
+@dataclass(frozen=True)
+class EventPatch:
+    seq: int
+    namespace: str
+    name: str
+    count: int
+    message: str
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,8 @@ class FakeKube:
         self.claim_calls: list[ClaimCall] = []
         self.statuses: list[StatusWrite] = []
         self.posted: list[PostedEvent] = []
+        self.event_patches: list[EventPatch] = []
+        self.expired_events: set[tuple[str, str]] = set()  # (namespace, name) of Events the server let go
         self.event_reads: list[tuple[str, str]] = []
         self.refused = 0  # writes refused because what they were decided on had changed
         self.before_write: Callable[[ClaimAttempt], None] | None = None
@@ -327,11 +340,21 @@ class FakeKube:
         reason: str,
         message: str,
         now: datetime,
-    ) -> None:
+    ) -> str | None:
         with self._lock:
+            seq = next(self._seq)
+            name = f"{involved['name']}.{seq}"
             self.posted.append(
-                PostedEvent(next(self._seq), namespace, dict(involved), event_type, reason, message, now)
+                PostedEvent(seq, namespace, dict(involved), event_type, reason, message, now, name)
             )
+            return name
+
+    def patch_event(self, namespace: str, name: str, *, count: int, message: str, now: datetime) -> bool:
+        with self._lock:
+            if (namespace, name) in self.expired_events or name not in {e.name for e in self.posted}:
+                return False
+            self.event_patches.append(EventPatch(next(self._seq), namespace, name, count, message, now))
+            return True
 
     # --- the adapter's contract, in memory --------------------------------------------------------------
     def _stored(self, namespace: str, name: str) -> DeploymentView | None:

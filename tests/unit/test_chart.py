@@ -65,7 +65,7 @@ WORKLOAD_GRANTS = frozenset(
     + [("autoscaling.campaigns.dev", "campaignevents/status", None, verb) for verb in ("get", "patch")]
     + [("apps", "deployments", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("autoscaling", "horizontalpodautoscalers", None, verb) for verb in ("get", "list", "watch", "patch")]
-    + [("", "events", None, "create")]
+    + [("", "events", None, verb) for verb in ("create", "patch")]
 )
 CRD_OBSERVER_GRANTS = frozenset(
     ("apiextensions.k8s.io", "customresourcedefinitions", None, verb) for verb in ("list", "watch")

@@ -113,10 +113,11 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "patch"]
-# Events on CampaignEvents and targets: created only (core v1; never events.k8s.io, never patched).
+# Events on CampaignEvents and targets (core v1; never events.k8s.io): created, and patched to count a
+# repeat on the Event it repeats (count, message, lastTimestamp), as Kubernetes' event recorder does.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 {{- end }}
 
 {{/*

@@ -50,6 +50,7 @@ MAX_CONFLICT_RETRIES = 8
 REQUEST_TIMEOUT = (5.0, 30.0)  # seconds to connect, seconds to wait for the response
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 ANNOTATIONS = "/metadata/annotations"
 # A write refused as made on stale data: 422 when a JSON Patch `test` failed (what the decision rests on
 # changed); 409 when the API server reports a conflict of its own (the writes carry no resourceVersion).
@@ -212,7 +213,17 @@ class EventPoster(Protocol):
         reason: str,
         message: str,
         now: datetime,
-    ) -> None: ...
+    ) -> str | None:
+        """Post a new Event; the name the API server gave it, or None when there is none."""
+        ...
+
+
+class EventRecorder(EventPoster, Protocol):
+    """Posts Events and counts repeats on an Event already posted (the Event lane's aggregation)."""
+
+    def patch_event(self, namespace: str, name: str, *, count: int, message: str, now: datetime) -> bool:
+        """Set the Event's count, message and lastTimestamp; False when the Event is gone (expired)."""
+        ...
 
 
 class KubeApi(EventPoster, Protocol):
@@ -434,8 +445,9 @@ class KubeAdapter:
         reason: str,
         message: str,
         now: datetime,
-    ) -> None:
-        """Post a core/v1 Event about `involved` ({apiVersion, kind, name, uid}). Events are best effort."""
+    ) -> str | None:
+        """Post a core/v1 Event about `involved` ({apiVersion, kind, name, uid}); the name it was given, None
+        when it was not posted. Events are best effort."""
         timestamp = kube_time(now)
         body = {
             "apiVersion": "v1",
@@ -459,12 +471,14 @@ class KubeAdapter:
             "reportingInstance": FIELD_MANAGER,
         }
         try:
-            self._request("POST", f"/api/v1/namespaces/{namespace}/events", body=body, content_type=JSON)
+            posted = self._request(
+                "POST", f"/api/v1/namespaces/{namespace}/events", body=body, content_type=JSON
+            )
         except ApiException as err:
             if err.status == 403 and "being terminated" in str(err.body):
                 # Nothing new may be created in a namespace on its way out; that is no denied permission.
                 log.debug("Skipped Event %s in namespace %s: it is being terminated", reason, namespace)
-                return
+                return None
             log.warning(
                 "Failed to post Event %s on %s %s/%s: %s",
                 reason,
@@ -473,6 +487,25 @@ class KubeAdapter:
                 involved["name"],
                 err.reason,
             )
+            return None
+        return (posted.get("metadata") or {}).get("name")
+
+    def patch_event(self, namespace: str, name: str, *, count: int, message: str, now: datetime) -> bool:
+        """Count a repeat on the Event `name` (as client-go's event recorder does): a merge patch of its
+        count, message and lastTimestamp. False when the Event is gone (Events expire); other errors are
+        raised."""
+        try:
+            self._request(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/events/{name}",
+                body={"count": count, "message": message[:1024], "lastTimestamp": kube_time(now)},
+                content_type=MERGE_PATCH,
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
 
 
 def _event_path(namespace: str, name: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -138,6 +140,7 @@ async def _passes(
 ) -> None:
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     due: datetime | None = None
+    written: StatusWrite | None = None
     while not stopped and not meta.get("deletionTimestamp"):
         if not in_selected_namespace(namespace, memo):
             # The namespace lost the label: its workloads are no longer watched. Idle, asking Prometheus
@@ -148,13 +151,18 @@ async def _passes(
         world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
         world = _sampled(memo, runtime, memory, world)
         try:
+            failed = written.failure() if written is not None else None
+            if failed is not None:
+                written = None
+                if await gone_after(runtime, failed, namespace, name, uid):
+                    await let_go(runtime, memory, world, "it no longer exists")
+                    return
+                _log_failed_status(runtime, namespace, name, failed)  # this pass writes it again
             result = await asyncio.to_thread(run_pass, runtime, memory, world)
             if result is None:
                 return  # the release has begun
-            if result.status != world.old_status:
-                await asyncio.to_thread(
-                    runtime.kube.replace_event_status, namespace, name, uid, result.status
-                )
+            if needs_status_write(result.status, world.old_status, written):
+                written = await write_status(runtime, memory, world, result.status)
             runtime.telemetry.count_pass(namespace, name)
         except PASS_ERRORS as err:
             if await gone_after(runtime, err, namespace, name, uid):
@@ -162,11 +170,7 @@ async def _passes(
                 return
             # Nothing is half-applied: every write tests what it was decided on and is decided again, from
             # fresh data, on the next attempt.
-            if isinstance(err, ApiException):
-                runtime.telemetry.api_errors.labels(status=str(err.status)).inc()
-                detail = f"API error {err.status} {err.reason}"
-            else:
-                detail = str(err) or type(err).__name__
+            detail = _counted_failure(runtime, err)
             delay = memory.retry_delay(runtime.clock(), runtime.config.resync_interval)
             log.warning(
                 "Failed to reconcile CampaignEvent %s/%s: %s; retrying in %.1fs",
@@ -184,6 +188,79 @@ async def _passes(
         due = result.next_at
         world = _sampled(memo, runtime, memory, world)  # what the pass learnt may change what is wanted
         await _nap(memory, stopped, sleep_seconds(runtime, result, world))
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    """A status handed to the status lane, and what the watch showed of the status when it was."""
+
+    status: dict[str, Any]
+    seen_before: dict[str, Any]
+    done: Future[None]
+
+    def failure(self) -> Exception | None:
+        """The error the write failed with, once it has; None while it waits or when it landed."""
+        if not self.done.done():
+            return None
+        error = self.done.exception()
+        return error if isinstance(error, Exception) else None
+
+
+def needs_status_write(status: dict[str, Any], seen: dict[str, Any], written: StatusWrite | None) -> bool:
+    """Whether a pass's status must be written: not when the watch shows it already, nor when it was handed
+    over already and the watch has shown nothing new since (waiting, or landed and not yet seen)."""
+    if status == seen:
+        return False
+    return not (
+        written is not None
+        and written.status == status
+        and written.seen_before == seen
+        and written.failure() is None
+    )
+
+
+async def write_status(
+    runtime: Runtime, memory: EventMemory, world: EventWorld, status: dict[str, Any]
+) -> StatusWrite:
+    """Hand the status to the status lane (no pass waits for it); without a lane, write it here. A write
+    the event turned out to be gone for wakes the daemon, which lets the event go."""
+    lane = runtime.statuses
+    if lane is not None:
+        done = lane.submit(world.namespace, world.name, world.uid, status)
+    else:
+        done = Future()
+        try:
+            await asyncio.to_thread(
+                runtime.kube.replace_event_status, world.namespace, world.name, world.uid, status
+            )
+        except PASS_ERRORS as err:
+            done.set_exception(err)
+        else:
+            done.set_result(None)
+    loop = asyncio.get_running_loop()
+
+    def judged(finished: Future[None]) -> None:
+        error = None if finished.cancelled() else finished.exception()
+        if isinstance(error, ApiException) and error.status in GONE_STATUSES:
+            loop.call_soon_threadsafe(memory.wakeup.set)
+
+    done.add_done_callback(judged)
+    return StatusWrite(dict(status), dict(world.old_status), done)
+
+
+def _counted_failure(runtime: Runtime, err: Exception) -> str:
+    """What a failed write says in a log line; an API error is counted in the operator's metrics."""
+    if isinstance(err, ApiException):
+        runtime.telemetry.api_errors.labels(status=str(err.status)).inc()
+        return f"API error {err.status} {err.reason}"
+    return str(err) or type(err).__name__
+
+
+def _log_failed_status(runtime: Runtime, namespace: str, name: str, err: Exception) -> None:
+    detail = _counted_failure(runtime, err)
+    log.warning(
+        "Failed to write the status of CampaignEvent %s/%s: %s; writing it again", namespace, name, detail
+    )
 
 
 async def on_event_seen(

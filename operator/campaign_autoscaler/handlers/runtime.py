@@ -23,6 +23,7 @@ from campaign_autoscaler.adapters.kube import (
 )
 from campaign_autoscaler.adapters.prometheus import MetricsSource
 from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
+from campaign_autoscaler.adapters.statuslane import StatusLane
 from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, MetricsScope, SpecError, parse_spec
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
@@ -122,6 +123,7 @@ class Runtime:
     telemetry: Telemetry = field(default_factory=Telemetry)
     gate: WriteGate = field(default_factory=WriteGate)
     events: EventPoster | None = None  # where Events go; None: posted by `kube` in the caller's thread
+    statuses: StatusLane | None = None  # where status writes go; None: written by the daemon's own thread
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 

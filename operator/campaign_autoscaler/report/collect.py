@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
+from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
 from campaign_autoscaler.adapters.prometheus import MetricsUnavailableError, PrometheusMetricsSource
 from campaign_autoscaler.adapters.telemetry import PREFIX
 from campaign_autoscaler.planning import (
@@ -52,6 +52,14 @@ METRIC_SERIES = f"{PREFIX}_target_metric_value"
 MAX_POINTS = 1100  # per series: Prometheus answers at most 11,000; a plot needs far fewer
 HTTP_NOT_FOUND = 404
 SCALE_REASONS = ("Scaled", "Restored", "DryRun")
+
+
+def transition_record(involved: Mapping[str, str], reason: str) -> bool:
+    """Whether an Event is one the report reads as a transition's stamp: a scale Event on a CampaignEvent.
+    Such Events must each be posted (never counted as a repeat of the one before)."""
+    return involved.get("kind") == KIND and reason in SCALE_REASONS
+
+
 MAX_STEP_LAG = timedelta(seconds=60)  # a scale Event later than this after a step is not the step's
 
 
