@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from campaign_autoscaler.handlers.daemon import gone_after
+from campaign_autoscaler.handlers.daemon import gone_after, let_go
 from campaign_autoscaler.handlers.runtime import (
     RETRY_JITTER,
     RETRY_MAX_SECONDS,
@@ -18,7 +18,7 @@ from campaign_autoscaler.handlers.runtime import (
     OperatorConfig,
     Runtime,
 )
-from tests.unit.fakes import NAMESPACE, Clock, FakeKube, event_body
+from tests.unit.fakes import NAMESPACE, Clock, EventDriver, FakeKube, event_body
 
 NOW = datetime(2026, 12, 12, 0, 0, tzinfo=UTC)
 
@@ -78,3 +78,14 @@ def test_a_failure_says_nothing_when_the_api_server_cannot_confirm():
     runtime = Runtime(config=OperatorConfig(), kube=UnreachableKube(), clock=Clock(NOW))
     assert asyncio.run(gone_after(runtime, ApiException(status=404), NAMESPACE, "sale", "uid-1")) is False
     assert asyncio.run(gone_after(runtime, OSError("reset"), NAMESPACE, "sale", "uid-1")) is False
+
+
+def test_letting_go_while_the_operator_stops_leaves_the_claims_to_the_next_replica():
+    """A release refused by the closing write gate neither raises out of the watch handler nor writes."""
+    kube = FakeKube()
+    runtime = Runtime(config=OperatorConfig(), kube=kube, clock=Clock(NOW))
+    assert runtime.gate.close(timeout=1.0)
+    driver = EventDriver(runtime, kube, {})
+    asyncio.run(let_go(runtime, driver.memory, driver.world(), "it no longer exists"))
+    assert kube.writes == [] and kube.claim_calls == []
+    assert not driver.memory.fence.released

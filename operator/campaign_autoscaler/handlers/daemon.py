@@ -25,7 +25,7 @@ from .collector import EventDirectory
 from .context import log
 from .namespaces import in_selected_namespace
 from .passes import EventWorld, PassResult, release_event, run_pass, wanted_probes
-from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, Runtime
+from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, OperatorStoppingError, Runtime
 
 READINESS_POLL_SECONDS = 1.0
 # What a write to an event answers when the event is gone: 404, or 422 when the uid test of a JSON Patch
@@ -309,13 +309,14 @@ async def gone_after(runtime: Runtime, err: Exception, namespace: str, name: str
 
 async def let_go(runtime: Runtime, memory: EventMemory, world: EventWorld, why: str) -> None:
     """Release an event that is gone without its finalizer, and fence its daemon off for good. A failed
-    release is left to the orphan collector (the fence holds either way)."""
+    release, or one refused because the operator is stopping, is left to the orphan collector (of this
+    replica or of the one that takes over)."""
     memory.wakeup.set()
     if memory.fence.released:  # the watch's DELETED and a refused status write may both report it
         return
     try:
         outcomes = await asyncio.to_thread(release_event, runtime, memory, world)
-    except PASS_ERRORS as err:
+    except (*PASS_ERRORS, OperatorStoppingError) as err:
         log.warning("Failed to release CampaignEvent %s/%s (%s): %s", world.namespace, world.name, why, err)
         return
     log.info(
