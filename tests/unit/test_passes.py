@@ -14,7 +14,7 @@ import pytest
 import campaign_autoscaler.handlers.runtime as runtime_module
 from campaign_autoscaler.adapters.kube import NamespaceSnapshot
 from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsUnavailableError
-from campaign_autoscaler.handlers.passes import release_event
+from campaign_autoscaler.handlers.passes import release_event, run_pass
 from campaign_autoscaler.handlers.runtime import OperatorConfig, OperatorStoppingError, Runtime
 from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.planning.claims import (
@@ -811,3 +811,22 @@ def test_closing_the_gate_waits_for_the_pass_in_flight_and_admits_no_later_one(e
         driver.release()
     assert len(env.kube.writes) == writes
     assert env.kube.replicas("checkout") == 3  # left for the replica that takes over
+
+
+def test_before_prometheus_first_answers_the_metric_is_awaited_not_reported_answered(env):
+    """The samplers run beside the passes: a pass may come before the first answer. It holds the floor and
+    says it is waiting, not that every query was answered."""
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 2000.0
+    driver = env.driver(raw_spec({"name": "checkout", "metric": metric(), "maxReplicas": 30}))
+    env.clock.set(START + MINUTE)
+    result = run_pass(driver.runtime, driver.memory, driver.world())  # no sample yet
+    assert result is not None and result.status["phase"] == "Active"
+    metrics = condition(result.status, "MetricsAvailable")
+    assert (metrics["status"], metrics["reason"]) == ("Unknown", "AwaitingFirstAnswer")
+    assert "checkout" in metrics["message"]
+    assert "metricValue" not in result.status["targets"][0]
+    assert env.kube.replicas("checkout") == 10
+    driver.step()  # the first answer: 2000 / 100
+    assert condition(driver.status, "MetricsAvailable")["reason"] == "QueriesAnswered"
+    assert env.kube.replicas("checkout") == 20

@@ -154,6 +154,8 @@ def metric_conditions(
         return []
     measured = [(r, r.metric) for r in reports if r.metric is not None and r.wanted is not None]
     failing = [(r, m.failure) for r, m in measured if m.failure is not None]
+    # No answer yet, and no failure either: the sampler has not heard back from Prometheus since it began.
+    unanswered = [r for r, m in measured if m.failure is None and m.value is None]
     if not measured:
         metrics = condition(
             ctx,
@@ -172,6 +174,16 @@ def metric_conditions(
             "False",
             str(failing[0][1].failure_reason),
             f"Holding the last wanted replicas: {detail}",
+        )
+    elif unanswered:
+        names = ", ".join(r.outcome.deployment.name for r in unanswered)
+        metrics = condition(
+            ctx,
+            previous,
+            "MetricsAvailable",
+            "Unknown",
+            "AwaitingFirstAnswer",
+            f"Waiting for Prometheus' first answer: {names}",
         )
     else:
         metrics = condition(
