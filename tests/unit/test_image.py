@@ -29,7 +29,9 @@ def path_with(tmp_path: Path, *tools: str) -> str:
 
 
 def make_image(tmp_path: Path, *tools: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": path_with(tmp_path, *tools)}
+    # A make of its own, not a sub-make of `make test` (which would say "make[1]: ***" and pass its flags).
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    env = {**inherited, "PATH": path_with(tmp_path, *tools)}
     return subprocess.run(
         ["make", "--no-print-directory", "image", *args],
         cwd=REPO,
