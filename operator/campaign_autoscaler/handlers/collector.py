@@ -21,6 +21,7 @@ from campaign_autoscaler.adapters.kube import (
     NamespaceSnapshot,
     deployment_object_ref,
 )
+from campaign_autoscaler.planning.instants import parse_kube_time
 
 from .context import log
 from .runtime import PASS_ERRORS, Runtime, event_poster
@@ -110,7 +111,7 @@ def finalizers_turn(
     if not began or (owner is not None and meta.get("uid") != owner):
         return False
     try:
-        return now - datetime.fromisoformat(str(began)) < grace
+        return now - parse_kube_time(str(began)) < grace
     except (TypeError, ValueError):  # not a timestamp: the API server never sends one, so nothing to wait for
         return False
 
