@@ -875,6 +875,7 @@ def run_operator(args: argparse.Namespace) -> int:
     from campaign_autoscaler.adapters.statuslane import StatusLane
     from campaign_autoscaler.adapters.telemetry import Telemetry
     from campaign_autoscaler.handlers import OperatorConfig, Runtime, build_registry
+    from campaign_autoscaler.handlers.lanes import PassLanes
     from campaign_autoscaler.report.collect import transition_record
 
     _configure_logging(args.log_format, args.verbose)
@@ -921,6 +922,7 @@ def run_operator(args: argparse.Namespace) -> int:
         telemetry=telemetry,
         events=EventLane(kube, kept_apart=transition_record).start(),
         statuses=StatusLane(kube.replace_event_status).start(),
+        lanes=PassLanes(),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
 

@@ -130,7 +130,7 @@ def drift_cache() -> tuple[WorkloadCache, DriftAlarms, list[str]]:
     alarms = DriftAlarms()
     woken: list[str] = []
     for key in ("shop/sale", "shop/flash"):
-        alarms.register(key, lambda key=key: woken.append(key))
+        alarms.register(key, lambda urgent, key=key: woken.append(key) if urgent else None)
     cache = WorkloadCache(session=None, server="https://x.invalid", namespaces=["shop"], alarms=alarms)  # type: ignore[arg-type]
     return cache, alarms, woken
 
@@ -139,10 +139,10 @@ def put(cache: WorkloadCache, body: dict[str, Any]) -> None:
     """A watch event, as `_watch` applies it."""
     if body["kind"] == "Deployment":
         view = deployment_view(body)
-        cache._check_drift("shop", cache.deployments.put("shop", view.name, view), view)
+        cache._wake_claims("shop", cache.deployments.put("shop", view.name, view), view)
     else:
         hpa = hpa_view(body)
-        cache._check_drift("shop", cache.hpas.put("shop", hpa.name, hpa), hpa)
+        cache._wake_claims("shop", cache.hpas.put("shop", hpa.name, hpa), hpa)
 
 
 def test_replicas_pushed_below_the_claims_wake_every_claiming_event_once_per_change() -> None:
@@ -153,6 +153,22 @@ def test_replicas_pushed_below_the_claims_wake_every_claiming_event_once_per_cha
     assert sorted(woken) == ["shop/flash", "shop/sale"]
     put(cache, deployment_body("checkout", 4, annotations=CLAIMS, ready=12))  # a status update: same change
     assert len(woken) == 2
+
+
+def test_a_change_of_ready_replicas_wakes_the_claiming_events_without_urgency() -> None:
+    alarms = DriftAlarms()
+    wakes: list[tuple[str, bool]] = []
+    for key in ("shop/sale", "shop/flash"):
+        alarms.register(key, lambda urgent, key=key: wakes.append((key, urgent)))
+    cache = WorkloadCache(session=None, server="https://x.invalid", namespaces=["shop"], alarms=alarms)  # type: ignore[arg-type]
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS, ready=4))
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS, ready=4))  # nothing moved
+    put(cache, deployment_body("web", 3, ready=1))
+    put(cache, deployment_body("web", 3, ready=3))  # nobody claims it
+    assert wakes == []
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS, ready=9))
+    assert sorted(wakes) == [("shop/flash", False), ("shop/sale", False)]
+    assert alarms.rung == 0  # drift alarms only
 
 
 def test_replicas_above_the_claims_wake_nobody() -> None:
@@ -171,7 +187,7 @@ def test_an_hpa_backed_target_is_watched_through_its_hpa_min_replicas() -> None:
     assert woken == []
     put(cache, hpa_body("checkout", "checkout", 2, 40))  # the HPA's floor was lowered by hand
     assert sorted(woken) == ["shop/flash", "shop/sale"]
-    alarms.unregister("shop/sale", lambda: None)  # not its waker: kept
+    alarms.unregister("shop/sale", lambda urgent: None)  # not its waker: kept
     alarms.ring(["shop/sale"])
     assert woken.count("shop/sale") == 2
 

@@ -107,26 +107,29 @@ class Store(Generic[View]):
 
 
 class DriftAlarms:
-    """Whom to wake when a claimed target is pushed below its claims (a `kubectl apply` or `helm upgrade`
-    of the application mid-sale): each event's wake-up, by claim key. Written and rung in the event loop."""
+    """Whom to wake when a claimed target changes in a way its claiming events must act on: each event's
+    wake-up, by claim key, called with `urgent`. Urgent: the target was pushed below its claims (a `kubectl
+    apply` or `helm upgrade` of the application mid-sale), a write is due at once. Not urgent: its Ready
+    replicas moved, which the event's capacity report follows (no event polls for readiness). Written and
+    rung in the event loop."""
 
     def __init__(self) -> None:
-        self._wakers: dict[str, Callable[[], None]] = {}
-        self.rung = 0  # claims woken, for tests and benchmarks
+        self._wakers: dict[str, Callable[[bool], None]] = {}
+        self.rung = 0  # claims woken for drift, for tests and benchmarks
 
-    def register(self, key: str, wake: Callable[[], None]) -> None:
+    def register(self, key: str, wake: Callable[[bool], None]) -> None:
         self._wakers[key] = wake
 
-    def unregister(self, key: str, wake: Callable[[], None]) -> None:
+    def unregister(self, key: str, wake: Callable[[bool], None]) -> None:
         if self._wakers.get(key) == wake:
             del self._wakers[key]
 
-    def ring(self, keys: Iterable[str]) -> None:
+    def ring(self, keys: Iterable[str], *, urgent: bool = True) -> None:
         for key in keys:
             wake = self._wakers.get(key)
             if wake is not None:
-                self.rung += 1
-                wake()
+                self.rung += urgent
+                wake(urgent)
 
 
 class WorkloadCache:
@@ -138,7 +141,8 @@ class WorkloadCache:
     `stop_namespace` follow the selection as it changes, and a namespace stopped is forgotten.
     Run `run()` as a task in the event loop that reads `snapshot()`; `wait_synced()` returns once every
     first listing is complete. With `alarms`, a watch event that moves a claimed Deployment's replicas (or
-    its HPA's minReplicas) below the highest claim on it wakes the claiming events at once, once per change.
+    its HPA's minReplicas) below the highest claim on it wakes the claiming events at once, urgently, once per
+    change; one that moves its Ready replicas wakes them too, to report capacity.
     """
 
     def __init__(
@@ -357,20 +361,23 @@ class WorkloadCache:
                 namespace, name = meta.get("namespace", ""), meta.get("name", "")
                 if kind in ("ADDED", "MODIFIED") and self._wanted(namespace):
                     view = store.kind.view(obj)
-                    self._check_drift(namespace, store.put(namespace, name, view), view)
+                    self._wake_claims(namespace, store.put(namespace, name, view), view)
                 elif kind == "DELETED":
                     store.drop(namespace, name)
                 yield str(meta.get("resourceVersion") or version)
 
-    def _check_drift(
+    def _wake_claims(
         self, namespace: str, previous: DeploymentView | HpaView | None, view: DeploymentView | HpaView
     ) -> None:
         """Ring the claims of a target whose level (its replicas, or its HPA's minReplicas when an HPA
-        scales it) this change moved below the highest claim. A level above the claims is nobody's
-        business: a person or an HPA may scale above the floor."""
+        scales it) this change moved below the highest claim, urgently. A level above the claims is nobody's
+        business: a person or an HPA may scale above the floor. A change of a claimed Deployment's Ready
+        replicas rings its claims without urgency: their capacity report follows it."""
         if self._alarms is None:
             return
         if isinstance(view, DeploymentView):
+            if isinstance(previous, DeploymentView) and previous.ready_replicas != view.ready_replicas:
+                self._alarms.ring(view.claims, urgent=False)
             if isinstance(previous, DeploymentView) and previous.replicas == view.replicas:
                 return
             if any(hpa.target == view.name for hpa in self.hpas.views(namespace)):

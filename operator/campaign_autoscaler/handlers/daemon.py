@@ -27,7 +27,6 @@ from .namespaces import in_selected_namespace
 from .passes import EventWorld, PassResult, release_event, run_pass, wanted_probes
 from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, OperatorStoppingError, Runtime
 
-READINESS_POLL_SECONDS = 1.0
 # What a write to an event answers when the event is gone: 404, or 422 when the uid test of a JSON Patch
 # fails (another event of the same name).
 GONE_STATUSES = (404, 422)
@@ -74,14 +73,12 @@ def _sampled(memo: kopf.Memo, runtime: Runtime, memory: EventMemory, world: Even
 
 
 def sleep_seconds(runtime: Runtime, result: PassResult, world: EventWorld) -> float:
-    """Until the next transition, the next readiness check, the moment a metric's last value goes stale, or
-    the resync. A new sample wakes the event by itself."""
+    """Until the next transition, the moment a metric's last value goes stale, or the resync. A new sample, a
+    change of a target's Ready replicas and a target pushed below its floor wake the event by themselves."""
     now = runtime.clock()
     delays = [runtime.config.resync_interval]
     if result.next_at is not None:
         delays.append(max(0.0, (result.next_at - now).total_seconds()) + TRANSITION_GRACE_SECONDS)
-    if result.waiting_for_capacity:
-        delays.append(READINESS_POLL_SECONDS)
     for probe, sample in world.samples.items():
         if probe.once or (sample.latest is not None and sample.latest.failed):
             continue
@@ -120,11 +117,11 @@ async def campaign_daemon(
     runtime: Runtime = memo["runtime"]
     memory = event_memory(memo)
     alarms: DriftAlarms = memo["drift_alarms"]
-    alarms.register(claim_key(namespace, name), memory.wakeup.set)
+    alarms.register(claim_key(namespace, name), memory.wake)
     try:
         await _passes(memo, runtime, memory, stopped, meta=meta, spec=spec, status=status)
     finally:
-        alarms.unregister(claim_key(namespace, name), memory.wakeup.set)
+        alarms.unregister(claim_key(namespace, name), memory.wake)
         memo["sampler"].forget(uid)
 
 
@@ -158,7 +155,8 @@ async def _passes(
                     await let_go(runtime, memory, world, "it no longer exists")
                     return
                 _log_failed_status(runtime, namespace, name, failed)  # this pass writes it again
-            result = await asyncio.to_thread(run_pass, runtime, memory, world)
+            urgent = memory.take_urgency(runtime.clock())
+            result = await runtime.in_lane(urgent, run_pass, runtime, memory, world)
             if result is None:
                 return  # the release has begun
             if needs_status_write(result.status, world.old_status, written):

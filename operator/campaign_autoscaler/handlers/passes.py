@@ -67,7 +67,6 @@ class EventWorld:
 class PassResult:
     status: dict[str, Any]
     next_at: datetime | None  # the next transition
-    waiting_for_capacity: bool
 
 
 def _context(runtime: Runtime, memory: EventMemory, world: EventWorld) -> EventContext:
@@ -238,7 +237,7 @@ def _invalid(ctx: EventContext, err: SpecError, previous: list[Mapping[str, Any]
     memory.reconciled_generation = ctx.generation
     memory.last_phase = None
     ctx.runtime.telemetry.observe_event(ctx.namespace, ctx.name, "Invalid", [])
-    return PassResult(invalid_status(ctx, err, previous), None, False)
+    return PassResult(invalid_status(ctx, err, previous), None)
 
 
 def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> PassResult:
@@ -267,8 +266,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     runtime.telemetry.observe_event(
         ctx.namespace, ctx.name, str(phase), status["targets"], spec.lead_time.total_seconds()
     )
-    capacity = next(c for c in status["conditions"] if c["type"] == "CapacityReady")
-    return PassResult(status, upcoming, capacity["status"] == "False")
+    return PassResult(status, upcoming)
 
 
 def _decide_and_write(

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -28,6 +28,10 @@ from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, MetricsScope, SpecError, parse_spec
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
 from campaign_autoscaler.planning.summary import Tally
+
+from .lanes import PassLanes
+
+T = TypeVar("T")
 
 # A failed pass is tried again after 1 s, doubling up to 30 s, each delay spread by +-20 % so that the
 # passes of many events failing together (an API server restart) do not come back in one burst.
@@ -125,6 +129,13 @@ class Runtime:
     events: EventPoster | None = None  # where Events go; None: posted by `kube` in the caller's thread
     statuses: StatusLane | None = None  # where status writes go; None: written by the daemon's own thread
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    lanes: PassLanes | None = None  # where passes run; None: the event loop's default executor
+
+    async def in_lane(self, urgent: bool, call: Callable[..., T], *args: object) -> T:
+        """`call(*args)` in a worker thread: the urgent or the routine lane (see handlers/lanes.py)."""
+        if self.lanes is None:
+            return await asyncio.to_thread(call, *args)
+        return await self.lanes.run(urgent, call, *args)
 
 
 class Fence:
@@ -183,6 +194,20 @@ class EventMemory:
     last_phase: str | None = None
     failures: int = 0  # consecutive failed passes
     next_at: datetime | None = None  # the next transition, as the last good pass saw it
+    urgent: bool = True  # the next pass carries something due now (the first pass always may)
+
+    def wake(self, urgent: bool = False) -> None:
+        """Wake the event's daemon for a pass; `urgent` when a write is due at once (a target pushed below
+        its floor)."""
+        self.urgent = self.urgent or urgent
+        self.wakeup.set()
+
+    def take_urgency(self, now: datetime) -> bool:
+        """Whether the pass about to run goes in the urgent lane: woken urgently, a transition due, or a retry
+        of a failed pass (it may carry one). Resets the urgent wake-up."""
+        urgent = self.urgent or self.failures > 0 or (self.next_at is not None and self.next_at <= now)
+        self.urgent = False
+        return urgent
 
     def spec(
         self, generation: int, raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None
