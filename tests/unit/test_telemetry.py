@@ -94,3 +94,22 @@ def test_passes_are_counted_per_event_and_forgotten_with_it():
     telemetry.forget_event("shop", "sale")
     telemetry.forget_event("shop", "never-seen")
     assert passes(telemetry) == {("shop", "payday"): 1}
+
+
+def test_events_by_phase_count_each_event_once_as_phases_change_and_events_go() -> None:
+    telemetry = Telemetry()
+    for name in ("a", "b", "c"):
+        telemetry.observe_event("shop", name, "Pending", [], 60.0)
+    telemetry.observe_event("shop", "a", "Pending", [], 60.0)  # a resync in the same phase
+    telemetry.observe_event("shop", "a", "PreScaling", [], 60.0)
+    telemetry.observe_event("shop", "b", "Invalid", [])
+    counts = {
+        phase: value(telemetry, "campaign_autoscaler_events", phase=phase)
+        for phase in ("Pending", "PreScaling", "Invalid", "Active")
+    }
+    assert counts == {"Pending": 1, "PreScaling": 1, "Invalid": 1, "Active": 0}
+    telemetry.forget_event("shop", "a")
+    telemetry.forget_event("shop", "a")  # forgotten twice: counted down once
+    telemetry.forget_event("shop", "never-seen")
+    assert value(telemetry, "campaign_autoscaler_events", phase="PreScaling") == 0
+    assert value(telemetry, "campaign_autoscaler_events", phase="Pending") == 1

@@ -140,12 +140,14 @@ class Telemetry:
         lead_time_seconds: float | None,
     ) -> None:
         previous_phase = self._phases.get((namespace, name))
-        if previous_phase is not None and previous_phase != phase:
-            with contextlib.suppress(KeyError):
-                self.event_phase.remove(namespace, name, previous_phase)
-        self.event_phase.labels(namespace=namespace, event=name, phase=phase).set(1)
-        self._phases[(namespace, name)] = phase
-        self._refresh_phases()
+        if previous_phase != phase:
+            if previous_phase is not None:
+                with contextlib.suppress(KeyError):
+                    self.event_phase.remove(namespace, name, previous_phase)
+                self.events.labels(phase=previous_phase).dec()
+            self.events.labels(phase=phase).inc()
+            self.event_phase.labels(namespace=namespace, event=name, phase=phase).set(1)
+            self._phases[(namespace, name)] = phase
         if lead_time_seconds is not None:
             self.lead_time.labels(namespace=namespace, event=name).set(lead_time_seconds)
         else:  # an invalid spec has no lead time
@@ -175,9 +177,9 @@ class Telemetry:
             if phase is not None:
                 with contextlib.suppress(KeyError):
                     self.event_phase.remove(namespace, name, phase)
+                self.events.labels(phase=phase).dec()
             with contextlib.suppress(KeyError):
                 self.lead_time.remove(namespace, name)
-            self._refresh_phases()
             for target in self._targets.pop((namespace, name), set()):
                 self._remove_target(namespace, name, target)
             with contextlib.suppress(KeyError):
@@ -191,10 +193,6 @@ class Telemetry:
 
     def count_scale(self, namespace: str, target: str, reason: str) -> None:
         self.scale_operations.labels(reason=reason).inc()
-
-    def _refresh_phases(self) -> None:
-        for phase in PHASES:
-            self.events.labels(phase=phase).set(sum(1 for p in self._phases.values() if p == phase))
 
     def _remove_target(self, namespace: str, name: str, target: str) -> None:
         for gauge in (self.baseline, self.desired, self.ready, self.observed_ready, self.metric_value):
