@@ -19,7 +19,6 @@ from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiClient
-from tests.integration.faultproxy import DeploymentVersion
 
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
 from campaign_autoscaler.devenv.controlplane import MISSING_ASSETS_HELP, ControlPlane, find_assets
@@ -96,27 +95,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile: fraction 0.5 is the median, 0.99 the p99."""
     ordered = sorted(values)
     return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
-
-
-def replica_changes(versions: Iterable[DeploymentVersion]) -> dict[tuple[str, str], list[tuple[float, int]]]:
-    """(seen at, replicas) of each Deployment every time its replicas changed, first version included."""
-    changes: dict[tuple[str, str], list[tuple[float, int]]] = {}
-    for version in versions:
-        history = changes.setdefault((version.namespace, version.name), [])
-        if not history or history[-1][1] != version.replicas:
-            history.append((version.seen_at, version.replicas))
-    return changes
-
-
-def lag_after(
-    history: Sequence[tuple[float, int]], due: float, replicas: int, until: float = math.inf
-) -> float | None:
-    """Seconds from `due` until the first change to `replicas` seen in [due, until); None: not seen.
-
-    A change seen before `due` is not one the transition made; one seen after `until` (the next step's due
-    time, say) is not either.
-    """
-    return next((seen - due for seen, value in history if value == replicas and due <= seen < until), None)
 
 
 @dataclass(frozen=True)

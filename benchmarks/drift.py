@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from kubernetes import client
-from tests.integration.faultproxy import DeploymentRecorder
+from tests.integration.faultproxy import DeploymentRecorder, replica_changes
 from tests.integration.harness import OperatorProcess, active_soon, deployment_body, ensure_crd
 
 from benchmarks.common import (
@@ -27,7 +27,6 @@ from benchmarks.common import (
     in_parallel,
     local_control_plane,
     percentile,
-    replica_changes,
     seconds,
     wait_for,
     work_dir,

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.integration.faultproxy import DeploymentRecorder
+from tests.integration.faultproxy import DeploymentRecorder, lag_after, replica_changes
 from tests.integration.harness import (
     OperatorProcess,
     campaign_spec,
@@ -36,11 +36,9 @@ from benchmarks.common import (
     create_events,
     create_namespace,
     event_phases,
-    lag_after,
     local_control_plane,
     percentile,
     process_usage,
-    replica_changes,
     seconds,
     sleep_until,
     wait_for,

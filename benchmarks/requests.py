@@ -17,6 +17,7 @@ from tests.integration.faultproxy import (
     ServingCertificate,
     TrafficSnapshot,
     proxied_kubeconfig,
+    replica_changes,
 )
 from tests.integration.harness import (
     OperatorProcess,
@@ -35,7 +36,6 @@ from benchmarks.common import (
     create_namespace,
     event_phases,
     local_control_plane,
-    replica_changes,
     sleep_until,
     wait_for,
     work_dir,

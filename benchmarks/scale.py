@@ -26,7 +26,9 @@ from tests.integration.faultproxy import (
     FaultProxy,
     ServingCertificate,
     TrafficSnapshot,
+    lag_after,
     proxied_kubeconfig,
+    replica_changes,
 )
 from tests.integration.harness import (
     OperatorProcess,
@@ -45,11 +47,9 @@ from benchmarks.common import (
     create_events_in,
     create_namespace,
     event_phases,
-    lag_after,
     local_control_plane,
     percentile,
     process_usage,
-    replica_changes,
     seconds,
     sleep_until,
     wait_for,

@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import ssl
 import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -126,8 +127,27 @@ class FaultRule:
 
 
 @dataclass(frozen=True)
+class Delay:
+    """Hold every request with one of `verbs` on `resource` (and `subresource`) `seconds` before forwarding
+    it: a slow API server for that kind of request only."""
+
+    verbs: frozenset[str]
+    resource: str
+    seconds: float
+    subresource: str | None = None
+
+    def matches(self, kind: RequestKind) -> bool:
+        return (
+            kind.verb in self.verbs
+            and kind.resource == self.resource
+            and kind.subresource == self.subresource
+        )
+
+
+@dataclass(frozen=True)
 class FaultPlan:
     rules: tuple[FaultRule, ...] = ()
+    delays: tuple[Delay, ...] = ()
     # Every watch stream is cut after a time drawn uniformly from this range (seconds); None: never.
     watch_cut_after: tuple[float, float] | None = None
 
@@ -354,6 +374,10 @@ class FaultProxy:
                 return _drop(request) if trap.status is None else _status_response(trap.status, kind)
         if fault is not None and not fault.after_forward:
             return _status_response(fault.status, kind)
+        with self._lock:
+            delay = next((rule.seconds for rule in self._plan.delays if rule.matches(kind)), 0.0)
+        if delay:
+            await asyncio.sleep(delay)
         assert self._session is not None
         headers = {key: value for key, value in request.headers.items() if key.lower() not in HOP_HEADERS}
         try:
@@ -584,3 +608,24 @@ class DeploymentRecorder:
         )
         with self._lock:
             self._versions.append(version)
+
+
+def replica_changes(versions: Iterable[DeploymentVersion]) -> dict[tuple[str, str], list[tuple[float, int]]]:
+    """(seen at, replicas) of each Deployment every time its replicas changed, first version included."""
+    changes: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for version in versions:
+        history = changes.setdefault((version.namespace, version.name), [])
+        if not history or history[-1][1] != version.replicas:
+            history.append((version.seen_at, version.replicas))
+    return changes
+
+
+def lag_after(
+    history: Sequence[tuple[float, int]], due: float, replicas: int, until: float = math.inf
+) -> float | None:
+    """Seconds from `due` until the first change to `replicas` seen in [due, until); None: not seen.
+
+    A change seen before `due` is not one the transition made; one seen after `until` (the next step's due
+    time, say) is not either.
+    """
+    return next((seen - due for seen, value in history if value == replicas and due <= seen < until), None)
