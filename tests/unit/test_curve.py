@@ -401,3 +401,25 @@ def test_curve_rises_are_ready_before_the_demand_with_the_lookahead():
         needed = math.ceil(max(v for v in history.values[first : last + 1] if v is not None) / 100)
         assert decision.wanted >= max(4, min(needed, 40)), at
         at += CURVE_STEP / 2
+
+
+@pytest.mark.parametrize(
+    ("value", "growth", "per_replica", "replicas"),
+    [
+        (1000.0, 1.1, 100, 11),  # 1100.0000000000002 in floats: exactly 11
+        (160.0, 1.0, 80, 2),
+        (160.0001, 1.0, 80, 3),
+        (999.9, 1.0, 100, 10),
+        (0.3, 3.0, 0.9, 1),  # 0.8999999999999999 / 0.9 in floats
+        (-5.0, 1.0, 10, 0),
+        (1e30, 1.0, 1, 2**31 - 1),
+    ],
+)
+def test_curve_replicas_are_exact_where_floats_are_not(value, growth, per_replica, replicas):
+    from campaign_autoscaler.planning.curve import CurveTable
+    from campaign_autoscaler.planning.metrics import forecast_replicas
+
+    assert forecast_replicas(value, growth, per_replica) == replicas
+    history = History(BEGIN, (value,) * 300)
+    every = CurveSettings(growth, per_replica, timedelta(minutes=1), timedelta(0), timedelta(0))
+    assert CurveTable.of(history, every).replicas_at(START, BEGIN, FINISH, every) == replicas

@@ -26,6 +26,7 @@ from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
 from campaign_autoscaler.adapters.statuslane import StatusLane
 from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, MetricsScope, SpecError, parse_spec
+from campaign_autoscaler.planning.curve import History
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
 from campaign_autoscaler.planning.summary import Tally
 
@@ -152,6 +153,20 @@ class ForecastResult:
         return self.replicas is not None or self.problem == NO_DATA
 
 
+@dataclass(frozen=True)
+class CurveResult:
+    """The previous campaign's curve for one window, as read (`metric.forecast.mode: curve`)."""
+
+    history: History | None
+    problem: str | None = None  # why there is no curve (a CamelCase reason); None when there is one
+    detail: str = ""
+
+    @property
+    def settled(self) -> bool:
+        """Read, or known to have no data: not asked again in this window."""
+        return self.history is not None or self.problem == NO_DATA
+
+
 @dataclass
 class WindowMemory:
     """What is remembered about one window of an event; dropped when the next window begins."""
@@ -160,6 +175,7 @@ class WindowMemory:
     announced: set[tuple[str, ...]] = field(default_factory=set)
     ready_seconds: dict[str, float] = field(default_factory=dict)  # per Deployment
     forecasts: dict[object, ForecastResult] = field(default_factory=dict)  # per metric spec
+    curves: dict[object, CurveResult] = field(default_factory=dict)  # per metric spec, mode curve
     tallies: dict[str, Tally] = field(default_factory=dict)  # per Deployment: what was seen in the window
 
 

@@ -168,6 +168,35 @@ def curve_point(
     return CurvePoint(replicas, peak, span_start, span_end)
 
 
+@dataclass(frozen=True)
+class CurveTable:
+    """Each history step's replicas, worked out once: the floor at many instants (a plan's next change) is
+    then the highest of a few integers. Gives what `curve_point` gives (ceil is monotonic)."""
+
+    history: History
+    replicas: tuple[int | None, ...]
+
+    @classmethod
+    def of(cls, history: History, settings: CurveSettings) -> CurveTable:
+        replicas = tuple(
+            None if value is None else forecast_replicas(value, settings.growth, settings.target_per_replica)
+            for value in history.values
+        )
+        return cls(history, replicas)
+
+    def replicas_at(
+        self, now: datetime, begin: datetime, finish: datetime, settings: CurveSettings
+    ) -> int | None:
+        span_start, span_end = curve_span(now, begin, finish, settings)
+        first, last = self.history.index(span_start), self.history.index(span_end)
+        if first < 0 or last >= len(self.replicas):
+            return None
+        values = self.replicas[first : last + 1]
+        if any(value is None for value in values):
+            return None
+        return max(value for value in values if value is not None)
+
+
 def change_instants(
     now: datetime, begin: datetime, finish: datetime, settings: CurveSettings, history: History
 ) -> list[datetime]:

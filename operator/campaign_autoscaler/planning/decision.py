@@ -18,7 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .curve import CurvePoint, CurveSettings, History, change_instants, curve_point, curve_settings
+from .curve import (
+    CurvePoint,
+    CurveSettings,
+    CurveTable,
+    History,
+    change_instants,
+    curve_point,
+    curve_settings,
+)
 from .floors import Floor, clamp, compute_floor
 from .metrics import Stabilizer, replicas_for_metric
 from .numbers import format_sample
@@ -35,6 +43,7 @@ class MetricReading:
     value: float | None = None
     failure_reason: str | None = None  # CamelCase, e.g. Timeout, NaN, NoSeries
     failure_detail: str = ""
+    points: tuple[tuple[datetime, float], ...] = ()  # a curve's answer: its points (NaN kept); value: peak
 
     @property
     def failed(self) -> bool:
@@ -170,7 +179,7 @@ def planned_at(inputs: TargetInputs, floor: Floor, at: datetime) -> tuple[int, s
             return step, floor.reason
         why = "no history yet" if inputs.history is None else "gap in the history"
         return step, f"{floor.reason} ({why}: plain floor)"
-    replicas = clamp(max(point.replicas, inputs.baseline), floor.min_replicas, floor.max_replicas)
+    replicas = _held(inputs, floor, point.replicas)
     settings = inputs.curve()
     assert settings is not None
     reason = point.describe(settings)
@@ -178,6 +187,11 @@ def planned_at(inputs: TargetInputs, floor: Floor, at: datetime) -> tuple[int, s
         reason += f", held at {replicas} (baseline {inputs.baseline}, min {floor.min_replicas}, "
         reason += f"max {floor.max_replicas})"
     return replicas, reason
+
+
+def _held(inputs: TargetInputs, floor: Floor, curve_replicas: int) -> int:
+    """The curve's replicas never below the baseline, within `[minReplicas, maxReplicas]`."""
+    return clamp(max(curve_replicas, inputs.baseline), floor.min_replicas, floor.max_replicas)
 
 
 def _curve_point(inputs: TargetInputs, at: datetime) -> CurvePoint | None:
@@ -200,12 +214,22 @@ def next_planned_change(inputs: TargetInputs) -> tuple[datetime, int] | None:
     current = now_step[0] if now_step is not None else None
     begin = lifecycle_start(inputs.spec, inputs.window)
     finish = lifecycle_end(inputs.spec, inputs.window)
+    # The same plan as `planned_at`, at many instants: the timeline and the curve worked out once.
+    timeline = transitions(inputs.spec, inputs.window)
+    table = CurveTable.of(inputs.history, settings)
     instants = change_instants(inputs.now, begin, finish, settings, inputs.history)
-    instants += [t.at for t in transitions(inputs.spec, inputs.window) if inputs.now < t.at < finish]
+    instants += [t.at for t in timeline if inputs.now < t.at < finish]
+    step = 0  # the timeline's step in force at `at` (the instants come in time order)
     for at in sorted(set(instants)):
-        step = planned_at(inputs, floor, at)
-        if step is not None and step[0] != current:
-            return at, step[0]
+        while step + 1 < len(timeline) and timeline[step + 1].at <= at:
+            step += 1
+        curve_replicas = table.replicas_at(at, begin, finish, settings)
+        if curve_replicas is not None:
+            replicas = _held(inputs, floor, curve_replicas)
+        else:
+            replicas = ramp_replicas(inputs.baseline, floor.replicas, timeline[step].fraction)
+        if replicas != current:
+            return at, replicas
     return None
 
 
