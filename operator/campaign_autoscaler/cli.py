@@ -352,7 +352,9 @@ def _add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
     simulate = subparsers.add_parser(
-        "simulate", help="replay traffic against static, reactive HPA, cron-at-start and this operator"
+        "simulate",
+        help="replay traffic against static, reactive HPA, cron-at-start and this operator (its multiplier "
+        "floor, and its last campaign's curve)",
     )
     _add_event_input_flags(simulate)
     simulate.add_argument(
@@ -361,6 +363,13 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="{9.9,FILE.csv}",
         help="9.9 (a built-in synthetic 9.9 day) or a CSV of minute_offset_or_timestamp,rps "
         "(offsets in minutes from the window opening)",
+    )
+    simulate.add_argument(
+        "--history",
+        metavar="FILE.csv",
+        help="the last campaign's traffic, same CSV format (minute offsets from that campaign's opening, or "
+        "its timestamps; metric.forecast.offset ago, default 365d): adds this operator following that "
+        "curve (forecast mode curve). With --traffic 9.9 a synthetic previous year is the default",
     )
     simulate.add_argument("--event", help="the CampaignEvent's metadata.name when the file holds several")
     simulate.add_argument(
@@ -591,6 +600,8 @@ def _simulation_inputs(
         baseline = planview.ASSUMED_BASELINE
         notes.append(f"Baseline {baseline} assumed for {target.display}: pass --baseline NAME=N.")
     window = resolve_window(spec, now)
+    offset = simulation.history_offset(target)
+    history = None
     if args.traffic == "9.9":
         curve = simulation.synthetic_9_9(
             window.start,
@@ -600,6 +611,19 @@ def _simulation_inputs(
             covers_until=lifecycle_end(spec, window),
         )
         notes.append("The 9.9 traffic is SYNTHETIC: a diurnal day with a 2.5x surge at the opening.")
+        if args.history is None:
+            history = simulation.synthetic_previous_9_9(
+                window.start,
+                window.end,
+                spec.timezone,
+                offset=offset,
+                covers_from=lifecycle_start(spec, window),
+                covers_until=lifecycle_end(spec, window),
+            )
+            notes.append(
+                "The previous campaign's curve is SYNTHETIC too: the same model one year earlier, so the "
+                "curve policy's forecast is exactly right; pass --history to replay a real one."
+            )
     else:
         if not os.path.lexists(args.traffic):
             raise InputFileError(
@@ -612,6 +636,16 @@ def _simulation_inputs(
             zero=window.start,
             timezone=spec.timezone,
         )
+    if args.history is not None:
+        previous = simulation.parse_traffic_csv(
+            _read_text(args.history, "history file"),
+            args.history,
+            zero=window.start - offset,
+            timezone=spec.timezone,
+        )
+        history = simulation.shifted(previous, offset)
+    elif history is None:
+        notes.append("No --history: the curve policy (metric.forecast.mode curve) is not replayed.")
     capacity = args.capacity_per_pod or simulation.default_capacity_per_pod(curve, spec, baseline)
     setup = simulation.SimulationSetup(
         spec=spec,
@@ -621,6 +655,7 @@ def _simulation_inputs(
         capacity_per_pod=capacity,
         pod_startup=args.pod_startup,
         max_scale_factor=args.max_scale_factor,
+        history=history,
     )
     return setup, curve, notes
 
