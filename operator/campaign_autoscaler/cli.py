@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.handlers.admission import WebhookConfig
     from campaign_autoscaler.planning import CampaignSpec
-    from campaign_autoscaler.planview import ClusterView, EventManifest
+    from campaign_autoscaler.planning.curve import History
+    from campaign_autoscaler.planview import ClusterView, EventManifest, Workload
     from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
 
 # Prometheus' label names (its data model, not PromQL).
@@ -348,6 +349,11 @@ def _add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
         "--namespace",
         help="namespace to read Deployments from with --kubeconfig (default: the event's)",
     )
+    plan.add_argument(
+        "--prometheus-url",
+        help="read each curve target's last campaign (metric.forecast.mode curve) from this Prometheus and "
+        "print the steps its curve plans",
+    )
 
 
 def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -529,7 +535,12 @@ def run_plan(args: argparse.Namespace) -> int:
         plans = []
         for event, spec, cluster in zip(events, specs, clusters, strict=True):
             workloads, notes = planview.plan_workloads(spec, baselines, cluster, args.max_scale_factor)
-            plans.append(planview.build_plan(event, spec, workloads, notes, now))
+            histories, read_notes = _read_histories(args.prometheus_url, spec, workloads, now)
+            plans.append(
+                planview.build_plan(
+                    event, spec, workloads, (*notes, *read_notes), now, histories, args.max_scale_factor
+                )
+            )
     except (OSError, InputFileError, planview.PlanInputError, SpecError) as err:
         return _fail(err)
     except ClusterReadError as err:
@@ -543,6 +554,44 @@ def run_plan(args: argparse.Namespace) -> int:
             console.print()
         planview.render_plan(plan, console)
     return 0
+
+
+def _read_histories(
+    prometheus_url: str | None, spec: CampaignSpec, workloads: Sequence[Workload], now: datetime
+) -> tuple[dict[str, History], list[str]]:
+    """Each curve target's last campaign, read as the operator reads it (one 1-minute range query); a
+    failure is a note, and the plan shows the plain floor the operator would fall back on."""
+    from campaign_autoscaler.adapters.prometheus import (
+        MetricsUnavailableError,
+        PrometheusMetricsSource,
+        PrometheusSettings,
+    )
+    from campaign_autoscaler.adapters.sampler import CURVE_STEP_SECONDS
+    from campaign_autoscaler.planning import resolve_window
+    from campaign_autoscaler.planning.curve import curve_range, history_from_points
+
+    histories: dict[str, History] = {}
+    notes: list[str] = []
+    if prometheus_url is None:
+        return histories, notes
+    source = PrometheusMetricsSource(PrometheusSettings(prometheus_url))
+    window = resolve_window(spec, now)
+    for workload in workloads:
+        metric = workload.target.metric
+        if metric is None or metric.forecast is None or not metric.forecast.follows_curve:
+            continue
+        start, end = curve_range(spec, window, metric.forecast)
+        try:
+            points = source.series(metric.query, start, end, CURVE_STEP_SECONDS)
+        except MetricsUnavailableError as err:
+            notes.append(f"{workload.label}: the last campaign's curve could not be read ({err}).")
+            continue
+        if not points:
+            notes.append(f"{workload.label}: no data {metric.forecast.offset_text} ago in Prometheus.")
+            continue
+        begin, finish = start + metric.forecast.offset, end + metric.forecast.offset
+        histories[workload.label] = history_from_points(points, begin, finish, metric.forecast.offset)
+    return histories, notes
 
 
 def run_simulate(args: argparse.Namespace) -> int:

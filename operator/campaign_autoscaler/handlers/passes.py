@@ -31,7 +31,7 @@ from campaign_autoscaler.planning import (
     resolve_targets,
     resolve_window,
 )
-from campaign_autoscaler.planning.curve import history_from_points
+from campaign_autoscaler.planning.curve import curve_range, history_from_points
 from campaign_autoscaler.planning.decision import (
     MetricMemory,
     MetricReading,
@@ -131,16 +131,10 @@ def _peak_probe(target: TargetSpec, window: Window) -> Probe:
 
 
 def curve_probe(spec: CampaignSpec, target: TargetSpec, window: Window) -> Probe:
-    """The previous campaign's curve: 1-minute points from the lead time to the end of the ramp-down,
-    `offset` ago."""
+    """The previous campaign's curve, one point a minute (see planning.curve.curve_range)."""
     assert target.metric is not None and target.metric.forecast is not None
-    offset = target.metric.forecast.offset
-    return Probe(
-        target.metric.query,
-        lifecycle_start(spec, window) - offset,
-        lifecycle_end(spec, window) - offset,
-        CURVE_STEP_SECONDS,
-    )
+    start, end = curve_range(spec, window, target.metric.forecast)
+    return Probe(target.metric.query, start, end, CURVE_STEP_SECONDS)
 
 
 def _curve_from_sample(

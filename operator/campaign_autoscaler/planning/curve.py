@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from .metrics import forecast_replicas
 from .numbers import format_number, format_sample
 from .spec import CampaignSpec, Forecast
+from .windows import Window, lifecycle_end, lifecycle_start
 
 CURVE_STEP = timedelta(minutes=1)
 
@@ -111,6 +112,12 @@ class CurvePoint:
             f"curve {self.replicas} = ceil(last campaign's {format_sample(self.peak)}{growth} / "
             f"{format_number(settings.target_per_replica)})"
         )
+
+
+def curve_range(spec: CampaignSpec, window: Window, forecast: Forecast) -> tuple[datetime, datetime]:
+    """What is read of the previous campaign for `window`: from the lead time to the end of the ramp-down,
+    `offset` ago."""
+    return lifecycle_start(spec, window) - forecast.offset, lifecycle_end(spec, window) - forecast.offset
 
 
 def default_lookahead(spec: CampaignSpec) -> timedelta:

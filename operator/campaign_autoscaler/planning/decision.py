@@ -15,7 +15,7 @@ lower answer waits a whole window before it lowers anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from .curve import (
@@ -231,6 +231,21 @@ def next_planned_change(inputs: TargetInputs) -> tuple[datetime, int] | None:
         if replicas != current:
             return at, replicas
     return None
+
+
+def planned_changes(inputs: TargetInputs) -> list[tuple[datetime, int]]:
+    """Every change the curve plans over `inputs.window` (before the live metric): from the start of the
+    lifecycle, when and to how many replicas; empty without a curve."""
+    if inputs.curve() is None or inputs.history is None:
+        return []
+    begin = lifecycle_start(inputs.spec, inputs.window)
+    first = planned_at(replace(inputs, now=begin), _floor(inputs), begin)
+    changes = [] if first is None else [(begin, first[0])]
+    at = begin
+    while (change := next_planned_change(replace(inputs, now=at))) is not None:
+        changes.append(change)
+        at = change[0]
+    return changes
 
 
 def _floor(inputs: TargetInputs) -> Floor:
