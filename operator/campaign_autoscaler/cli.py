@@ -151,6 +151,13 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="Prometheus requests in flight at once, each distinct query sampled once (default 4)",
     )
     run.add_argument(
+        "--curve-step",
+        type=_positive_seconds,
+        default=60.0,
+        help="resolution the last campaign's curve is read at (metric.forecast.mode curve; default 1m); "
+        "shorter only to replay a campaign compressed in time",
+    )
+    run.add_argument(
         "--scale-down-stabilization",
         type=_positive_seconds,
         default=300.0,
@@ -566,9 +573,8 @@ def _read_histories(
         PrometheusMetricsSource,
         PrometheusSettings,
     )
-    from campaign_autoscaler.adapters.sampler import CURVE_STEP_SECONDS
     from campaign_autoscaler.planning import resolve_window
-    from campaign_autoscaler.planning.curve import curve_range, history_from_points
+    from campaign_autoscaler.planning.curve import CURVE_STEP, curve_range, history_from_points
 
     histories: dict[str, History] = {}
     notes: list[str] = []
@@ -582,7 +588,7 @@ def _read_histories(
             continue
         start, end = curve_range(spec, window, metric.forecast)
         try:
-            points = source.series(metric.query, start, end, CURVE_STEP_SECONDS)
+            points = source.series(metric.query, start, end, CURVE_STEP.total_seconds())
         except MetricsUnavailableError as err:
             notes.append(f"{workload.label}: the last campaign's curve could not be read ({err}).")
             continue
@@ -991,6 +997,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_concurrency=args.metrics_concurrency,
         prometheus_timeout=args.prometheus_timeout,
         scale_down_stabilization=args.scale_down_stabilization,
+        curve_step=args.curve_step,
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),
         metrics_namespace_label=args.metrics_namespace_label,

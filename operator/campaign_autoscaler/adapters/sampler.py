@@ -35,9 +35,6 @@ JITTER = 0.2
 NO_DATA = "NoData"  # a peak over a past window without any series: an answer, not a failure to ask again
 
 
-CURVE_STEP_SECONDS = 60.0
-
-
 @dataclass(frozen=True)
 class Probe:
     """One distinct question to Prometheus: the query's value now, or (with `start` and `end`) its peak over

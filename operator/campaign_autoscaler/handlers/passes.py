@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from campaign_autoscaler.adapters.kube import ClaimOutcome, NamespaceSnapshot
-from campaign_autoscaler.adapters.sampler import CURVE_STEP_SECONDS, NO_DATA, Probe
+from campaign_autoscaler.adapters.sampler import NO_DATA, Probe
 from campaign_autoscaler.planning import (
     CampaignSpec,
     SpecError,
@@ -113,7 +113,7 @@ def wanted_probes(runtime: Runtime, memory: EventMemory, world: EventWorld) -> s
         if target.metric.forecast is not None and target.metric.forecast.follows_curve:
             curve = curves.get(target.metric)
             if curve is None or not curve.settled:
-                probes.add(curve_probe(spec, target, window))
+                probes.add(curve_probe(spec, target, window, runtime.config.curve_step))
         elif target.metric.forecast is not None:
             known = forecasts.get(target.metric) or _forecast_from_status(
                 world.old_status, window_key, deployment_name
@@ -130,15 +130,15 @@ def _peak_probe(target: TargetSpec, window: Window) -> Probe:
     return Probe(target.metric.query, window.start - offset, window.end - offset)
 
 
-def curve_probe(spec: CampaignSpec, target: TargetSpec, window: Window) -> Probe:
-    """The previous campaign's curve, one point a minute (see planning.curve.curve_range)."""
+def curve_probe(spec: CampaignSpec, target: TargetSpec, window: Window, step: float) -> Probe:
+    """The previous campaign's curve, one point every `step` seconds (see planning.curve.curve_range)."""
     assert target.metric is not None and target.metric.forecast is not None
     start, end = curve_range(spec, window, target.metric.forecast)
-    return Probe(target.metric.query, start, end, CURVE_STEP_SECONDS)
+    return Probe(target.metric.query, start, end, step)
 
 
 def _curve_from_sample(
-    spec: CampaignSpec, window: Window, target: TargetSpec, answer: MetricReading
+    spec: CampaignSpec, window: Window, target: TargetSpec, answer: MetricReading, step: timedelta
 ) -> CurveResult:
     """The curve a range query's answer gives, moved into this window's time; or why there is none."""
     assert target.metric is not None and target.metric.forecast is not None
@@ -149,6 +149,7 @@ def _curve_from_sample(
         lifecycle_start(spec, window),
         lifecycle_end(spec, window),
         target.metric.forecast.offset,
+        step,
     )
     return CurveResult(history)
 
@@ -174,10 +175,11 @@ def _absorb_samples(ctx: EventContext, world: EventWorld) -> None:
         if target.metric.forecast.follows_curve:
             curve = window_memory.curves.get(target.metric)
             if curve is None or not curve.settled:
-                sample = world.samples.get(curve_probe(spec, target, window))
+                step = ctx.runtime.config.curve_step
+                sample = world.samples.get(curve_probe(spec, target, window, step))
                 if sample is not None and sample.latest is not None:
                     window_memory.curves[target.metric] = _curve_from_sample(
-                        spec, window, target, sample.latest
+                        spec, window, target, sample.latest, timedelta(seconds=step)
                     )
             continue
         known = window_memory.forecasts.get(target.metric) or _forecast_from_status(

@@ -26,7 +26,7 @@ from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
 from campaign_autoscaler.adapters.statuslane import StatusLane
 from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, MetricsScope, SpecError, parse_spec
-from campaign_autoscaler.planning.curve import History
+from campaign_autoscaler.planning.curve import CURVE_STEP, History
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
 from campaign_autoscaler.planning.summary import Tally
 
@@ -52,6 +52,8 @@ class OperatorConfig:
     metrics_concurrency: int = DEFAULT_CONCURRENCY  # Prometheus requests in flight at once
     prometheus_timeout: float = 5.0
     scale_down_stabilization: float = 300.0
+    # Seconds between two points of a last campaign's curve (--curve-step).
+    curve_step: float = CURVE_STEP.total_seconds()
     peering_lifetime: float = 10.0
     namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
     # --namespace-selector: act only in namespaces with all these labels; empty: no label needed.
