@@ -423,3 +423,11 @@ def test_curve_replicas_are_exact_where_floats_are_not(value, growth, per_replic
     history = History(BEGIN, (value,) * 300)
     every = CurveSettings(growth, per_replica, timedelta(minutes=1), timedelta(0), timedelta(0))
     assert CurveTable.of(history, every).replicas_at(START, BEGIN, FINISH, every) == replicas
+
+
+def test_a_claim_the_plain_plan_made_before_the_curve_was_read_is_not_taken_for_the_metric():
+    """The first pass had no curve yet and claimed the plain ramp step; the curve, read since, wants less."""
+    ramping = BEGIN + timedelta(seconds=20)  # ramp-up 1/3: 4 + ceil(6 / 3) = 6
+    failed = MetricReading(ramping, None, "NoSeries", "empty vector")
+    decision = decide_target(inputs(now=ramping, history=history_of(300.0), claim_in_force=6, reading=failed))
+    assert decision.wanted == 4  # the curve's 3, held at the baseline; not a blind hold of 6

@@ -299,10 +299,15 @@ def _seeded(inputs: TargetInputs, floor: Floor) -> MetricMemory:
 
 
 def _highest_planned(inputs: TargetInputs, floor: Floor, since: datetime) -> int:
-    """The highest step the plan claimed in `[since, now]` (the plan changes only at its transitions)."""
+    """The highest step the plan claimed in `[since, now]` (the plan changes only at its transitions).
+
+    With a curve, the plain plan counts too: it was in force until the curve was read."""
     instants = [since, inputs.now]
     instants += [t.at for t in transitions(inputs.spec, inputs.window) if since < t.at <= inputs.now]
-    steps = [step[0] for at in instants if (step := planned_at(inputs, floor, at)) is not None]
+    plans = [inputs] if inputs.history is None else [inputs, replace(inputs, history=None)]
+    steps = [
+        step[0] for plan in plans for at in instants if (step := planned_at(plan, floor, at)) is not None
+    ]
     return max(steps, default=inputs.baseline)
 
 
