@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from campaign_autoscaler.adapters.kube import KubeAdapter
     from campaign_autoscaler.handlers.admission import WebhookConfig
     from campaign_autoscaler.planning import CampaignSpec
-    from campaign_autoscaler.planview import ClusterView, EventManifest
+    from campaign_autoscaler.planning.curve import History
+    from campaign_autoscaler.planview import ClusterView, EventManifest, Workload
     from campaign_autoscaler.simulation import SimulationSetup, TrafficCurve
 
 # Prometheus' label names (its data model, not PromQL).
@@ -148,6 +149,13 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=4,
         help="Prometheus requests in flight at once, each distinct query sampled once (default 4)",
+    )
+    run.add_argument(
+        "--curve-step",
+        type=_positive_seconds,
+        default=60.0,
+        help="resolution the last campaign's curve is read at (metric.forecast.mode curve; default 1m); "
+        "shorter only to replay a campaign compressed in time",
     )
     run.add_argument(
         "--scale-down-stabilization",
@@ -348,11 +356,18 @@ def _add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
         "--namespace",
         help="namespace to read Deployments from with --kubeconfig (default: the event's)",
     )
+    plan.add_argument(
+        "--prometheus-url",
+        help="read each curve target's last campaign (metric.forecast.mode curve) from this Prometheus and "
+        "print the steps its curve plans",
+    )
 
 
 def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
     simulate = subparsers.add_parser(
-        "simulate", help="replay traffic against static, reactive HPA, cron-at-start and this operator"
+        "simulate",
+        help="replay traffic against static, reactive HPA, cron-at-start and this operator (its multiplier "
+        "floor, and its last campaign's curve)",
     )
     _add_event_input_flags(simulate)
     simulate.add_argument(
@@ -361,6 +376,13 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="{9.9,FILE.csv}",
         help="9.9 (a built-in synthetic 9.9 day) or a CSV of minute_offset_or_timestamp,rps "
         "(offsets in minutes from the window opening)",
+    )
+    simulate.add_argument(
+        "--history",
+        metavar="FILE.csv",
+        help="the last campaign's traffic, same CSV format (minute offsets from that campaign's opening, or "
+        "its timestamps; metric.forecast.offset ago, default 365d): adds this operator following that "
+        "curve (forecast mode curve). With --traffic 9.9 a synthetic previous year is the default",
     )
     simulate.add_argument("--event", help="the CampaignEvent's metadata.name when the file holds several")
     simulate.add_argument(
@@ -520,7 +542,12 @@ def run_plan(args: argparse.Namespace) -> int:
         plans = []
         for event, spec, cluster in zip(events, specs, clusters, strict=True):
             workloads, notes = planview.plan_workloads(spec, baselines, cluster, args.max_scale_factor)
-            plans.append(planview.build_plan(event, spec, workloads, notes, now))
+            histories, read_notes = _read_histories(args.prometheus_url, spec, workloads, now)
+            plans.append(
+                planview.build_plan(
+                    event, spec, workloads, (*notes, *read_notes), now, histories, args.max_scale_factor
+                )
+            )
     except (OSError, InputFileError, planview.PlanInputError, SpecError) as err:
         return _fail(err)
     except ClusterReadError as err:
@@ -534,6 +561,43 @@ def run_plan(args: argparse.Namespace) -> int:
             console.print()
         planview.render_plan(plan, console)
     return 0
+
+
+def _read_histories(
+    prometheus_url: str | None, spec: CampaignSpec, workloads: Sequence[Workload], now: datetime
+) -> tuple[dict[str, History], list[str]]:
+    """Each curve target's last campaign, read as the operator reads it (one 1-minute range query); a
+    failure is a note, and the plan shows the plain floor the operator would fall back on."""
+    from campaign_autoscaler.adapters.prometheus import (
+        MetricsUnavailableError,
+        PrometheusMetricsSource,
+        PrometheusSettings,
+    )
+    from campaign_autoscaler.planning import resolve_window
+    from campaign_autoscaler.planning.curve import CURVE_STEP, curve_range, history_from_points
+
+    histories: dict[str, History] = {}
+    notes: list[str] = []
+    if prometheus_url is None:
+        return histories, notes
+    source = PrometheusMetricsSource(PrometheusSettings(prometheus_url))
+    window = resolve_window(spec, now)
+    for workload in workloads:
+        metric = workload.target.metric
+        if metric is None or metric.forecast is None or not metric.forecast.follows_curve:
+            continue
+        start, end = curve_range(spec, window, metric.forecast)
+        try:
+            points = source.series(metric.query, start, end, CURVE_STEP.total_seconds())
+        except MetricsUnavailableError as err:
+            notes.append(f"{workload.label}: the last campaign's curve could not be read ({err}).")
+            continue
+        if not points:
+            notes.append(f"{workload.label}: no data {metric.forecast.offset_text} ago in Prometheus.")
+            continue
+        begin, finish = start + metric.forecast.offset, end + metric.forecast.offset
+        histories[workload.label] = history_from_points(points, begin, finish, metric.forecast.offset)
+    return histories, notes
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -591,6 +655,8 @@ def _simulation_inputs(
         baseline = planview.ASSUMED_BASELINE
         notes.append(f"Baseline {baseline} assumed for {target.display}: pass --baseline NAME=N.")
     window = resolve_window(spec, now)
+    offset = simulation.history_offset(target)
+    history = None
     if args.traffic == "9.9":
         curve = simulation.synthetic_9_9(
             window.start,
@@ -600,6 +666,19 @@ def _simulation_inputs(
             covers_until=lifecycle_end(spec, window),
         )
         notes.append("The 9.9 traffic is SYNTHETIC: a diurnal day with a 2.5x surge at the opening.")
+        if args.history is None:
+            history = simulation.synthetic_previous_9_9(
+                window.start,
+                window.end,
+                spec.timezone,
+                offset=offset,
+                covers_from=lifecycle_start(spec, window),
+                covers_until=lifecycle_end(spec, window),
+            )
+            notes.append(
+                "The previous campaign's curve is SYNTHETIC too: the same model one year earlier, so the "
+                "curve policy's forecast is exactly right; pass --history to replay a real one."
+            )
     else:
         if not os.path.lexists(args.traffic):
             raise InputFileError(
@@ -612,6 +691,16 @@ def _simulation_inputs(
             zero=window.start,
             timezone=spec.timezone,
         )
+    if args.history is not None:
+        previous = simulation.parse_traffic_csv(
+            _read_text(args.history, "history file"),
+            args.history,
+            zero=window.start - offset,
+            timezone=spec.timezone,
+        )
+        history = simulation.shifted(previous, offset)
+    elif history is None:
+        notes.append("No --history: the curve policy (metric.forecast.mode curve) is not replayed.")
     capacity = args.capacity_per_pod or simulation.default_capacity_per_pod(curve, spec, baseline)
     setup = simulation.SimulationSetup(
         spec=spec,
@@ -621,6 +710,7 @@ def _simulation_inputs(
         capacity_per_pod=capacity,
         pod_startup=args.pod_startup,
         max_scale_factor=args.max_scale_factor,
+        history=history,
     )
     return setup, curve, notes
 
@@ -908,6 +998,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_concurrency=args.metrics_concurrency,
         prometheus_timeout=args.prometheus_timeout,
         scale_down_stabilization=args.scale_down_stabilization,
+        curve_step=args.curve_step,
         peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespaces or ()),
         metrics_namespace_label=args.metrics_namespace_label,

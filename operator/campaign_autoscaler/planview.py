@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,8 @@ from campaign_autoscaler.planning import (
     resolve_targets,
     resolve_window,
 )
+from campaign_autoscaler.planning.curve import History
+from campaign_autoscaler.planning.decision import TargetInputs, planned_changes
 from campaign_autoscaler.planning.instants import human_utc, iso_utc, local_time
 
 API_VERSION = "autoscaling.campaigns.dev/v1alpha1"
@@ -40,6 +42,9 @@ KIND = "CampaignEvent"
 DEFAULT_MAX_SCALE_FACTOR = 10.0
 ASSUMED_BASELINE = 1
 UPCOMING_WINDOWS = 3
+# The operator's defaults (`run --scale-down-stabilization`, `--metrics-interval`): a curve's plan uses them.
+DEFAULT_STABILIZATION = timedelta(seconds=300)
+DEFAULT_METRICS_INTERVAL = timedelta(seconds=15)
 _TARGET_REF = re.compile(r"targets\[(\d+)\]")
 
 
@@ -265,6 +270,8 @@ class Plan:
     steps: tuple[PlannedStep, ...]
     upcoming: tuple[Window, ...]  # for a recurring event, the windows after `window`
     notes: tuple[str, ...]
+    # Per workload following its last campaign's curve (read from Prometheus): each planned change.
+    curves: tuple[tuple[str, tuple[tuple[datetime, int], ...]], ...] = ()
 
 
 def build_plan(
@@ -273,8 +280,11 @@ def build_plan(
     workloads: Sequence[Workload],
     notes: Sequence[str],
     now: datetime,
+    histories: Mapping[str, History] | None = None,
+    max_scale_factor: float = DEFAULT_MAX_SCALE_FACTOR,
 ) -> Plan:
-    """The current or next window at `now` and every transition of it, with each workload's replicas."""
+    """The current or next window at `now` and every transition of it, with each workload's replicas; and
+    for each workload with a history (by label), the changes its curve plans."""
     window = resolve_window(spec, now)
     steps = planned_steps(
         spec,
@@ -292,8 +302,35 @@ def build_plan(
         workloads=tuple(workloads),
         steps=steps,
         upcoming=_upcoming_windows(spec, window),
-        notes=(*notes, *_spec_notes(spec, workloads)),
+        notes=(*notes, *_spec_notes(spec, workloads, histories or {})),
+        curves=_curves(spec, window, workloads, histories or {}, max_scale_factor),
     )
+
+
+def _curves(
+    spec: CampaignSpec,
+    window: Window,
+    workloads: Sequence[Workload],
+    histories: Mapping[str, History],
+    max_scale_factor: float,
+) -> tuple[tuple[str, tuple[tuple[datetime, int], ...]], ...]:
+    curves = []
+    for workload in workloads:
+        if workload.label not in histories:
+            continue
+        inputs = TargetInputs(
+            spec=spec,
+            target=workload.target,
+            window=window,
+            now=window.start,
+            baseline=workload.baseline,
+            max_scale_factor=max_scale_factor,
+            stabilization=DEFAULT_STABILIZATION,
+            history=histories[workload.label],
+            raise_every=DEFAULT_METRICS_INTERVAL,
+        )
+        curves.append((workload.label, tuple(planned_changes(inputs))))
+    return tuple(curves)
 
 
 def _upcoming_windows(spec: CampaignSpec, window: Window) -> tuple[Window, ...]:
@@ -305,7 +342,9 @@ def _upcoming_windows(spec: CampaignSpec, window: Window) -> tuple[Window, ...]:
     return tuple(upcoming)
 
 
-def _spec_notes(spec: CampaignSpec, workloads: Sequence[Workload]) -> Iterator[str]:
+def _spec_notes(
+    spec: CampaignSpec, workloads: Sequence[Workload], histories: Mapping[str, History]
+) -> Iterator[str]:
     if spec.dry_run:
         yield "dryRun is set: the operator only reports this plan, it patches nothing."
     for workload in workloads:
@@ -317,7 +356,16 @@ def _spec_notes(spec: CampaignSpec, workloads: Sequence[Workload]) -> Iterator[s
             f"raise the replicas above these floors, up to {workload.floor.max_replicas} "
             f"(ceil(value / {metric.target_per_replica:g}))."
         )
-        if metric.forecast is not None:
+        if metric.forecast is not None and metric.forecast.follows_curve:
+            history = histories.get(workload.label)
+            if history is None:
+                yield (
+                    f"{workload.label}: the curve floor (the query {metric.forecast.offset_text} ago) needs "
+                    "Prometheus (--prometheus-url); the timeline shows the plain floor it falls back on."
+                )
+            elif history.gaps:
+                yield f"{workload.label}: {history.describe_gaps()}; the plain floor applies there."
+        elif metric.forecast is not None:
             yield (
                 f"{workload.label}: the forecast floor (peak {metric.forecast.offset_text} ago x "
                 f"{metric.forecast.growth:g}) needs Prometheus and is not included."
@@ -344,6 +392,8 @@ def render_plan(plan: Plan, console: Console) -> None:
     console.print(f"At {human_utc(plan.now)}: phase {plan.phase_now}, {next_at}", highlight=False)
     console.print(_floors_table(plan))
     console.print(_timeline_table(plan))
+    for label, changes in plan.curves:
+        console.print(_curve_table(plan, label, changes))
     for window in plan.upcoming:
         console.print(
             f"Following window: {local_time(window.start, zone)} -> {local_time(window.end, zone)}",
@@ -390,6 +440,16 @@ def _timeline_table(plan: Plan) -> Table:
     return table
 
 
+def _curve_table(plan: Plan, label: str, changes: Sequence[tuple[datetime, int]]) -> Table:
+    table = Table(title=f"Curve of {label} (the last campaign's, before the live metric)")
+    table.add_column(plan.spec.timezone_name)
+    table.add_column("UTC")
+    table.add_column(label, justify="right")
+    for at, replicas in changes:
+        table.add_row(local_time(at, plan.spec.timezone), human_utc(at), str(replicas))
+    return table
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     spec, zone = plan.spec, plan.spec.timezone
     return {
@@ -426,6 +486,10 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             }
             for step in plan.steps
         ],
+        "curves": {
+            label: [{"at": iso_utc(at), "replicas": replicas} for at, replicas in changes]
+            for label, changes in plan.curves
+        },
         "notes": list(plan.notes),
     }
 

@@ -501,6 +501,9 @@ class ScriptedMetrics:
         self.peaks: dict[str, Answer] = dict(peaks or {})
         self.value_calls: Counter[str] = Counter()
         self.peak_calls: list[tuple[str, datetime, datetime]] = []
+        # A curve's answer: a function of (start, end, step) giving the points, or an exception to raise.
+        self.curves: dict[str, Answer] = {}
+        self.series_calls: list[tuple[str, datetime, datetime, float]] = []
 
     def value(self, query: str) -> float:
         with self._lock:
@@ -515,6 +518,14 @@ class ScriptedMetrics:
             self.peak_calls.append((query, start, end))
             answer = self._next(self.peaks, query)
         return None if answer is None else float(answer)
+
+    def series(self, query: str, start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
+        with self._lock:
+            self.series_calls.append((query, start, end, step))
+            answer = self.curves.get(query)
+        if isinstance(answer, BaseException):
+            raise answer
+        return [] if answer is None else list(answer(start, end, step))
 
     def peaks_asked(self, query: str) -> int:
         return sum(1 for asked, _, _ in self.peak_calls if asked == query)

@@ -4,6 +4,7 @@ asked and how often, per-window memory, and the operator's decisions against the
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -830,3 +831,181 @@ def test_before_prometheus_first_answers_the_metric_is_awaited_not_reported_answ
     driver.step()  # the first answer: 2000 / 100
     assert condition(driver.status, "MetricsAvailable")["reason"] == "QueriesAnswered"
     assert env.kube.replicas("checkout") == 20
+
+
+# --- metric.forecast.mode: curve ----------------------------------------------------------------------------
+def last_campaign(level: float, surge: float, surge_minutes: int = 60):
+    """A previous campaign a year ago: `surge` from its opening for `surge_minutes`, `level` otherwise."""
+
+    def points(start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
+        opening = START - timedelta(days=365)
+        count = int((end - start).total_seconds() // step) + 1
+        stamps = [start + timedelta(seconds=step * k) for k in range(count)]
+        return [
+            (at, surge if opening <= at < opening + timedelta(minutes=surge_minutes) else level)
+            for at in stamps
+        ]
+
+    return points
+
+
+def curve_target(**forecast: Any) -> dict[str, Any]:
+    return {
+        "name": "checkout",
+        "metric": metric(forecast={"offset": "365d", "mode": "curve", **forecast}),
+        "maxReplicas": 40,
+    }
+
+
+def test_a_curve_is_read_once_over_the_lifecycle_a_year_ago_and_followed(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+    env.metrics.curves[QUERY] = last_campaign(level=300.0, surge=1500.0)
+    driver = env.driver(raw_spec(curve_target()), metrics_interval=15)
+    env.clock.set(START - 30 * MINUTE)
+    driver.step()
+    year = timedelta(days=365)
+    assert env.metrics.series_calls == [
+        (QUERY, START - 30 * MINUTE - year, END + timedelta(hours=1) - year, 60.0)
+    ]
+    assert env.kube.replicas("checkout") == 4  # 300 / 100 = 3: the baseline holds
+    [entry] = driver.status["targets"]
+    # The opening's surge enters the 10-minute lookahead at 23:50 minus one metrics interval.
+    assert entry["nextPlannedChange"] == {"at": "2026-09-08T23:49:45Z", "replicas": 15}
+    assert driver.status["nextTransition"] == "2026-09-08T23:40:00Z"  # a ramp step comes first
+    assert condition(driver.status, "ForecastAvailable")["reason"] == "HistoryRead"
+    env.clock.set(START - 10 * MINUTE - timedelta(seconds=15))
+    driver.step()
+    assert env.kube.replicas("checkout") == 15
+    assert driver.status["targets"][0]["reason"].startswith("curve 15 = ceil(last campaign's 1500 / 100)")
+    # Down after the surge, once the stabilization window has passed it.
+    env.clock.set(START + 64 * MINUTE)
+    driver.step()
+    assert env.kube.replicas("checkout") == 15
+    env.clock.set(START + 65 * MINUTE)
+    driver.step()
+    assert env.kube.replicas("checkout") == 4
+    assert len(env.metrics.series_calls) == 1  # read once per window
+
+
+def test_a_live_metric_above_the_curve_wins(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 2300.0
+    env.metrics.curves[QUERY] = last_campaign(level=300.0, surge=1500.0)
+    driver = env.driver(raw_spec(curve_target()))
+    env.clock.set(START + 5 * MINUTE)
+    driver.step()
+    assert env.kube.replicas("checkout") == 23
+
+
+def test_a_curve_with_several_series_falls_back_on_the_plain_floor(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+    env.metrics.curves[QUERY] = MetricsUnavailableError("MultipleSeries", "returned 2 series, not 1")
+    driver = env.driver(raw_spec(curve_target()))
+    env.clock.set(START)
+    driver.step()
+    assert env.kube.replicas("checkout") == 10  # the multiplier's floor: never a blind scale-down
+    forecast = condition(driver.status, "ForecastAvailable")
+    assert (forecast["status"], forecast["reason"]) == ("False", "MultipleSeries")
+    assert "checkout: MultipleSeries: returned 2 series" in forecast["message"]
+    assert "nextPlannedChange" not in driver.status["targets"][0]
+
+
+def test_a_curve_of_nan_only_falls_back_on_the_plain_floor(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+    env.metrics.curves[QUERY] = last_campaign(level=float("nan"), surge=float("nan"))
+    driver = env.driver(raw_spec(curve_target()))
+    env.clock.set(START)
+    driver.step()
+    assert env.kube.replicas("checkout") == 10
+    assert condition(driver.status, "ForecastAvailable")["reason"] == "NaN"
+
+
+def test_gaps_in_the_curve_are_the_plain_floor_there_and_say_so(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+    whole = last_campaign(level=300.0, surge=1500.0)
+    opening = START - timedelta(days=365)
+
+    def gappy(start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
+        hole = (opening + timedelta(hours=3), opening + timedelta(hours=4))
+        return [(at, float("nan") if hole[0] <= at < hole[1] else v) for at, v in whole(start, end, step)]
+
+    env.metrics.curves[QUERY] = gappy
+    driver = env.driver(raw_spec(curve_target()))
+    env.clock.set(START + timedelta(hours=2))
+    driver.step()
+    assert env.kube.replicas("checkout") == 4
+    forecast = condition(driver.status, "ForecastAvailable")
+    assert (forecast["status"], forecast["reason"]) == ("False", "HistoryIncomplete")
+    assert "60 of 691 minutes of history missing (60 NaN)" in forecast["message"]
+    env.clock.set(START + timedelta(hours=3, minutes=30))
+    driver.step()
+    assert env.kube.replicas("checkout") == 10
+    assert "gap in the history: plain floor" in driver.status["targets"][0]["reason"]
+
+
+def test_a_curve_without_data_is_not_asked_again_and_the_plain_floor_holds(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+    driver = env.driver(raw_spec(curve_target()))
+    env.clock.set(START - 30 * MINUTE)
+    for _ in range(10):
+        driver.step()
+        env.clock.advance(seconds=15)
+    assert len(env.metrics.series_calls) == 1
+    assert condition(driver.status, "ForecastAvailable")["reason"] == "NoData"
+    assert env.kube.replicas("checkout") == 6  # ramp-up 1/3 of the plain floor 10
+    assert env.metrics.peak_calls == []  # a curve asks no peak
+
+
+def test_a_failing_curve_is_asked_again_with_the_backoff(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+    env.metrics.curves[QUERY] = MetricsUnavailableError("Timeout", "no answer within 5s")
+    driver = env.driver(raw_spec(curve_target()), metrics_interval=15)
+    env.clock.set(START - 30 * MINUTE)
+    asked = []
+    for _ in range(10):
+        driver.step()
+        asked.append(len(env.metrics.series_calls))
+        env.clock.advance(seconds=5)
+    assert asked == [1, 1, 1, 2, 2, 2, 2, 2, 2, 3]
+    assert condition(driver.status, "ForecastAvailable")["reason"] == "Timeout"
+    env.metrics.curves[QUERY] = last_campaign(level=300.0, surge=1500.0)
+    for _ in range(24):
+        driver.step()
+        env.clock.advance(seconds=5)
+    assert len(env.metrics.series_calls) == 4
+    assert condition(driver.status, "ForecastAvailable")["status"] == "True"
+
+
+def test_writes_following_a_curve_are_bounded(env):
+    """A curve that changes every minute: at most one rise per metrics interval, one fall per stabilization
+    window, whatever the number of passes."""
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+
+    def zigzag(start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
+        count = int((end - start).total_seconds() // step) + 1
+        return [(start + timedelta(seconds=step * k), 500.0 + 700.0 * (k % 13 == 0)) for k in range(count)]
+
+    env.metrics.curves[QUERY] = zigzag
+    driver = env.driver(raw_spec(curve_target(lookahead="1m")), metrics_interval=60)
+    env.clock.set(START)
+    changes = []
+    previous = None
+    for _ in range(4 * 40):  # 40 minutes, a pass every 15 s
+        driver.step()
+        replicas = env.kube.replicas("checkout")
+        if previous is not None and replicas != previous:
+            changes.append((env.clock.now, replicas > previous))
+        previous = replicas
+        env.clock.advance(seconds=15)
+    falls = [at for at, up in changes if not up]
+    rises = [at for at, up in changes if up]
+    assert rises and falls
+    assert all(b - a >= timedelta(minutes=5) for a, b in itertools.pairwise(falls))
+    assert all(b - a >= timedelta(minutes=1) for a, b in itertools.pairwise(rises))

@@ -3,6 +3,7 @@ summary the passes make, and the page, the Markdown and their partial forms."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -112,3 +113,10 @@ def test_a_report_without_series_says_so_and_shows_what_the_status_holds():
     assert f"- {problem}" in markdown
     assert "| checkout | 8 (status) | 8 (status) | - | 3.1 (status) | yes | never |" in markdown
     assert "| 00:01:10 | completed | Completed | 00:01:10 | 0 |" in markdown
+
+
+def test_range_points_can_keep_nan_for_a_curve():
+    result = [{"values": [[1.0, "2"], [61.0, "NaN"], [121.0, "+Inf"]]}]
+    points = range_points(result, "q", keep_nan=True)
+    assert points[0][1] == 2.0
+    assert math.isnan(points[1][1]) and math.isinf(points[2][1])

@@ -137,3 +137,61 @@ async def test_started_samplers_ask_on_their_own_threads_and_wake_their_owners()
     finally:
         metrics.release.set()
         await sampler.stop()
+
+
+def curve_probe() -> Probe:
+    return Probe(QUERY, T0 - timedelta(days=365), T0 - timedelta(days=365) + timedelta(hours=1), 60.0)
+
+
+def test_a_curve_is_one_range_query_kept_once_answered() -> None:
+    clock, metrics = Clock(T0), ScriptedMetrics()
+    metrics.curves[QUERY] = lambda start, end, step: [(start, 10.0), (start + timedelta(minutes=1), 30.0)]
+    sampler = sampler_for(metrics, clock)
+    probe = curve_probe()
+    sampler.want("shop/a", {probe})
+    for _ in range(10):
+        sampler.ask_due()
+        clock.advance(seconds=15)
+    assert metrics.series_calls == [(QUERY, probe.start, probe.end, 60.0)]
+    latest = sampler.samples([probe])[probe].latest
+    assert latest.value == 30.0  # the curve's highest point
+    assert latest.points == ((probe.start, 10.0), (probe.start + timedelta(minutes=1), 30.0))
+
+
+def test_a_curve_without_points_is_no_data_and_not_asked_again() -> None:
+    clock, metrics = Clock(T0), ScriptedMetrics()
+    sampler = sampler_for(metrics, clock)
+    sampler.want("shop/a", {curve_probe()})
+    for _ in range(5):
+        sampler.ask_due()
+        clock.advance(seconds=15)
+    assert len(metrics.series_calls) == 1
+    assert sampler.samples([curve_probe()])[curve_probe()].latest.failure_reason == "NoData"
+
+
+def test_a_curve_of_nan_only_is_a_failure_asked_again_with_the_backoff() -> None:
+    clock, metrics = Clock(T0), ScriptedMetrics()
+    metrics.curves[QUERY] = lambda start, end, step: [(start, float("nan"))]
+    sampler = sampler_for(metrics, clock, interval=10.0)
+    sampler.want("shop/a", {curve_probe()})
+    asked_at = []
+    for second in range(0, 40):
+        before = len(metrics.series_calls)
+        sampler.ask_due()
+        if len(metrics.series_calls) > before:
+            asked_at.append(second)
+        clock.advance(seconds=1)
+    assert asked_at == [0, 10, 30]
+    latest = sampler.samples([curve_probe()])[curve_probe()].latest
+    assert (latest.failure_reason, latest.value) == ("NaN", None)
+    assert "only NaN" in latest.failure_detail
+
+
+def test_a_curve_with_several_series_is_a_failure() -> None:
+    clock, metrics = Clock(T0), ScriptedMetrics()
+    metrics.curves[QUERY] = MetricsUnavailableError("MultipleSeries", "returned 2 series, not 1")
+    sampler = sampler_for(metrics, clock)
+    sampler.want("shop/a", {curve_probe()})
+    sampler.ask_due()
+    latest = sampler.samples([curve_probe()])[curve_probe()].latest
+    assert latest.failure_reason == "MultipleSeries"

@@ -51,6 +51,11 @@ class MetricsSource(Protocol):
         """The highest value of the query between start and end; None when there was no data."""
         ...
 
+    def series(self, query: str, start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
+        """The query every `step` seconds from start to end, as its one series (NaN points kept, so that the
+        caller can tell them apart from missing ones); empty when there was no data."""
+        ...
+
 
 @dataclass(frozen=True)
 class PrometheusSettings:
@@ -151,8 +156,14 @@ class PrometheusMetricsSource:
 
     def points(self, query: str, start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
         """The query evaluated every `step` seconds from start to end (a range query), as its one series."""
+        return range_points(self._range(query, start, end, step), query)
+
+    def series(self, query: str, start: datetime, end: datetime, step: float) -> list[tuple[datetime, float]]:
+        return range_points(self._range(query, start, end, step), query, keep_nan=True)
+
+    def _range(self, query: str, start: datetime, end: datetime, step: float) -> Any:
         self._client.headers = self._headers()
-        result = self._answer(
+        return self._answer(
             lambda: self._client.custom_query_range(
                 query,
                 start_time=start,
@@ -162,7 +173,6 @@ class PrometheusMetricsSource:
                 timeout=self._settings.timeout,
             )
         )
-        return range_points(result, query)
 
     def value(self, query: str) -> float:
         return self._number(query)
@@ -179,9 +189,10 @@ class PrometheusMetricsSource:
             raise
 
 
-def range_points(result: Any, query: str) -> list[tuple[datetime, float]]:
+def range_points(result: Any, query: str, keep_nan: bool = False) -> list[tuple[datetime, float]]:
     """A range-query `result` (a matrix) as the points of its one series, in time order; NaN and Inf
-    points are dropped. No series is an empty list; several are a failure, as for an instant query."""
+    points are dropped unless `keep_nan`. No series is an empty list; several are a failure, as for an
+    instant query."""
     if not isinstance(result, list):
         raise MetricsUnavailableError("NonNumeric", f"unexpected answer {str(result)[:200]!r} to {query!r}")
     if len(result) > 1:
@@ -194,7 +205,7 @@ def range_points(result: Any, query: str) -> list[tuple[datetime, float]]:
             value = float(text)
         except (TypeError, ValueError):
             raise MetricsUnavailableError("NonNumeric", f"query {query!r} returned {text!r}") from None
-        if math.isfinite(value):
+        if keep_nan or math.isfinite(value):
             points.append((datetime.fromtimestamp(float(stamp), UTC), value))
     return points
 

@@ -1,7 +1,8 @@
 """Prometheus sampled beside the passes: one sampler per distinct query, shared by every event that wants it.
 
 A pass never asks Prometheus: it reads the latest sample (and its age) this module holds. Each distinct
-probe (a live query, or the peak of a query over a past window for a forecast) has one asyncio task that
+probe (a live query, the peak of a query over a past window for a forecast, or its 1-minute curve over that
+window) has one asyncio task that
 asks on `interval`, at most `concurrency` requests at once, each on a daemon thread of its own: a Prometheus
 that answers late or never holds up no pass, no worker thread of the passes, and not the operator's exit
 (a slot is free again only when its request has ended, so a hanging Prometheus never gets more than
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -36,11 +38,13 @@ NO_DATA = "NoData"  # a peak over a past window without any series: an answer, n
 @dataclass(frozen=True)
 class Probe:
     """One distinct question to Prometheus: the query's value now, or (with `start` and `end`) its peak over
-    that past window. A peak is asked until it is answered (a value, or no data), then kept."""
+    that past window, or (with a `step` too) its curve over that window, one point every `step` seconds (a
+    range query). A peak or a curve is asked until it is answered (a value, or no data), then kept."""
 
     query: str
     start: datetime | None = None
     end: datetime | None = None
+    step: float | None = None
 
     @property
     def once(self) -> bool:
@@ -198,6 +202,8 @@ class MetricSampler:
             detail = "the operator runs without --prometheus-url"
             return MetricReading(self._clock(), None, "NoPrometheus", detail)
         try:
+            if probe.start is not None and probe.end is not None and probe.step is not None:
+                return self._curve(probe.query, probe.start, probe.end, probe.step)
             if probe.start is not None and probe.end is not None:
                 peak = self._source.peak(probe.query, probe.start, probe.end)
                 if peak is None:
@@ -206,6 +212,18 @@ class MetricSampler:
             return MetricReading(self._clock(), self._source.value(probe.query))
         except MetricsUnavailableError as err:
             return MetricReading(self._clock(), None, err.reason, err.detail)
+
+    def _curve(self, query: str, start: datetime, end: datetime, step: float) -> MetricReading:
+        """A curve's answer: its points, and its highest finite point as the value."""
+        assert self._source is not None
+        points = tuple(self._source.series(query, start, end, step))
+        if not points:
+            return MetricReading(self._clock(), None, NO_DATA, "no series in that window")
+        finite = [value for _, value in points if math.isfinite(value)]
+        if not finite:
+            detail = f"query {query!r} returned only NaN over that window"
+            return MetricReading(self._clock(), None, "NaN", detail)
+        return MetricReading(self._clock(), max(finite), points=points)
 
     def _record(self, probe: Probe, entry: _Entry, reading: MetricReading) -> None:
         entry.latest = reading

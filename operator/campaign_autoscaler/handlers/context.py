@@ -12,7 +12,7 @@ from campaign_autoscaler.planning import TargetSpec, claim_key
 from campaign_autoscaler.planning.decision import MetricMemory, TargetDecision
 from campaign_autoscaler.planning.instants import kube_time
 
-from .runtime import EventMemory, ForecastResult, Runtime, event_poster
+from .runtime import CurveResult, EventMemory, ForecastResult, Runtime, event_poster
 
 log = logging.getLogger("campaign_autoscaler.handlers")
 
@@ -68,6 +68,8 @@ class TargetReport:
     forecast: ForecastResult | None
     metric_before: MetricMemory | None  # the metric memory before this pass (None: no metric)
     target: TargetSpec | None = None  # the spec entry that named or selected the Deployment
+    curve: CurveResult | None = None  # with metric.forecast.mode curve: the previous campaign's curve
+    next_change: tuple[datetime, int] | None = None  # the curve's next planned change: when, to what
 
     @property
     def wanted(self) -> int | None:

@@ -24,11 +24,14 @@ from campaign_autoscaler.planning import (
     Window,
     claim_fraction,
     forecast_replicas,
+    lifecycle_end,
+    lifecycle_start,
     next_transition,
     phase_at,
     resolve_targets,
     resolve_window,
 )
+from campaign_autoscaler.planning.curve import curve_range, history_from_points
 from campaign_autoscaler.planning.decision import (
     MetricMemory,
     MetricReading,
@@ -36,11 +39,12 @@ from campaign_autoscaler.planning.decision import (
     TargetInputs,
     current_reading,
     decide_target,
+    next_planned_change,
 )
 
 from .context import EventContext, TargetReport, iso, log
 from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
-from .runtime import EventMemory, ForecastResult, OperatorStoppingError, Runtime
+from .runtime import CurveResult, EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
 
@@ -100,11 +104,16 @@ def wanted_probes(runtime: Runtime, memory: EventMemory, world: EventWorld) -> s
         return probes
     window_key = iso(window.start) or ""
     forecasts = memory.window.forecasts if memory.window.key == window_key else {}
+    curves = memory.window.curves if memory.window.key == window_key else {}
     for target, deployment_name in targets_in(world.snapshot, spec):
         if target.metric is None:
             continue
         probes.add(Probe(target.metric.query))
-        if target.metric.forecast is not None:
+        if target.metric.forecast is not None and target.metric.forecast.follows_curve:
+            curve = curves.get(target.metric)
+            if curve is None or not curve.settled:
+                probes.add(curve_probe(spec, target, window, runtime.config.curve_step))
+        elif target.metric.forecast is not None:
             known = forecasts.get(target.metric) or _forecast_from_status(
                 world.old_status, window_key, deployment_name
             )
@@ -118,6 +127,30 @@ def _peak_probe(target: TargetSpec, window: Window) -> Probe:
     assert target.metric is not None and target.metric.forecast is not None
     offset = target.metric.forecast.offset
     return Probe(target.metric.query, window.start - offset, window.end - offset)
+
+
+def curve_probe(spec: CampaignSpec, target: TargetSpec, window: Window, step: float) -> Probe:
+    """The previous campaign's curve, one point every `step` seconds (see planning.curve.curve_range)."""
+    assert target.metric is not None and target.metric.forecast is not None
+    start, end = curve_range(spec, window, target.metric.forecast)
+    return Probe(target.metric.query, start, end, step)
+
+
+def _curve_from_sample(
+    spec: CampaignSpec, window: Window, target: TargetSpec, answer: MetricReading, step: timedelta
+) -> CurveResult:
+    """The curve a range query's answer gives, moved into this window's time; or why there is none."""
+    assert target.metric is not None and target.metric.forecast is not None
+    if answer.value is None:
+        return CurveResult(None, answer.failure_reason or NO_DATA, answer.failure_detail)
+    history = history_from_points(
+        answer.points,
+        lifecycle_start(spec, window),
+        lifecycle_end(spec, window),
+        target.metric.forecast.offset,
+        step,
+    )
+    return CurveResult(history)
 
 
 def _absorb_samples(ctx: EventContext, world: EventWorld) -> None:
@@ -137,6 +170,16 @@ def _absorb_samples(ctx: EventContext, world: EventWorld) -> None:
     window_memory = memory.window_memory(iso(window.start) or "")
     for target, deployment_name in targets:
         if target.metric is None or target.metric.forecast is None:
+            continue
+        if target.metric.forecast.follows_curve:
+            curve = window_memory.curves.get(target.metric)
+            if curve is None or not curve.settled:
+                step = ctx.runtime.config.curve_step
+                sample = world.samples.get(curve_probe(spec, target, window, step))
+                if sample is not None and sample.latest is not None:
+                    window_memory.curves[target.metric] = _curve_from_sample(
+                        spec, window, target, sample.latest, timedelta(seconds=step)
+                    )
             continue
         known = window_memory.forecasts.get(target.metric) or _forecast_from_status(
             world.old_status, window_memory.key, deployment_name
@@ -257,7 +300,9 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     # Every target is scaled before any Event is posted: Events must not delay the next target's write.
     announce_changes(ctx, [*released, *(report.outcome for report in reports)], dry_run)
     announce_metrics(ctx, reports)
-    upcoming = next_transition(spec, window, ctx.now)
+    upcoming = _earliest(
+        next_transition(spec, window, ctx.now), *(r.next_change[0] for r in reports if r.next_change)
+    )
     status = valid_status(ctx, spec, window, phase, upcoming, reports, world.old_status)
     record_window(ctx, spec, window, phase, reports, status, world.old_status)
     warn_about_capacity(ctx, spec, phase, reports, status["targets"])
@@ -267,6 +312,11 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
         ctx.namespace, ctx.name, str(phase), status["targets"], spec.lead_time.total_seconds()
     )
     return PassResult(status, upcoming)
+
+
+def _earliest(*instants: datetime | None) -> datetime | None:
+    """The first of the instants given; None when none is."""
+    return min((at for at in instants if at is not None), default=None)
 
 
 def _decide_and_write(
@@ -281,27 +331,31 @@ def _decide_and_write(
     view = snapshot.deployment(deployment_name)
     if view is None:
         return None
-    forecast = None
+    forecast = curve = None
     if target.metric is not None and target.metric.forecast is not None:
-        forecast = ctx.memory.window.forecasts.get(target.metric)
+        if target.metric.forecast.follows_curve:
+            curve = ctx.memory.window.curves.get(target.metric, CurveResult(None, "AwaitingHistory"))
+        else:
+            forecast = ctx.memory.window.forecasts.get(target.metric)
     metric_before = None
     if target.metric is not None:
         metric_before = ctx.memory.metrics.get(deployment_name, MetricMemory())
-    decision = decide_target(
-        TargetInputs(
-            spec=spec,
-            target=target,
-            window=window,
-            now=ctx.now,
-            baseline=view.baseline_replicas,
-            max_scale_factor=ctx.runtime.config.max_scale_factor,
-            stabilization=timedelta(seconds=ctx.runtime.config.scale_down_stabilization),
-            forecast_replicas=forecast.replicas if forecast is not None else None,
-            reading=ctx.memory.readings.get(target.metric.query) if target.metric is not None else None,
-            memory=metric_before or MetricMemory(),
-            claim_in_force=view.claims.get(ctx.key),
-        )
+    inputs = TargetInputs(
+        spec=spec,
+        target=target,
+        window=window,
+        now=ctx.now,
+        baseline=view.baseline_replicas,
+        max_scale_factor=ctx.runtime.config.max_scale_factor,
+        stabilization=timedelta(seconds=ctx.runtime.config.scale_down_stabilization),
+        forecast_replicas=forecast.replicas if forecast is not None else None,
+        reading=ctx.memory.readings.get(target.metric.query) if target.metric is not None else None,
+        memory=metric_before or MetricMemory(),
+        claim_in_force=view.claims.get(ctx.key),
+        history=curve.history if curve is not None else None,
+        raise_every=timedelta(seconds=ctx.runtime.config.metrics_interval),
     )
+    decision = decide_target(inputs)
     if decision.wanted is not None and not dry_run:
         # Remembered before the write: a write that lands but whose answer is lost is released too.
         ctx.memory.touched.add(deployment_name)
@@ -312,7 +366,8 @@ def _decide_and_write(
         return None
     if outcome.released:
         ctx.memory.touched.discard(deployment_name)
-    return TargetReport(outcome, decision, forecast, metric_before, target)
+    next_change = next_planned_change(inputs) if curve is not None else None
+    return TargetReport(outcome, decision, forecast, metric_before, target, curve, next_change)
 
 
 def _release_dropped(

@@ -26,6 +26,7 @@ from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
 from campaign_autoscaler.adapters.statuslane import StatusLane
 from campaign_autoscaler.adapters.telemetry import Telemetry
 from campaign_autoscaler.planning import CampaignSpec, MetricsScope, SpecError, parse_spec
+from campaign_autoscaler.planning.curve import CURVE_STEP, History
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading
 from campaign_autoscaler.planning.summary import Tally
 
@@ -55,6 +56,8 @@ class OperatorConfig:
     metrics_concurrency: int = DEFAULT_CONCURRENCY  # Prometheus requests in flight at once
     prometheus_timeout: float = 5.0
     scale_down_stabilization: float = 300.0
+    # Seconds between two points of a last campaign's curve (--curve-step).
+    curve_step: float = CURVE_STEP.total_seconds()
     peering_lifetime: float = 10.0
     namespaces: tuple[str, ...] = ()  # watched namespaces (glob patterns allowed); empty: every namespace
     # --namespace-selector: act only in namespaces with all these labels; empty: no label needed.
@@ -163,6 +166,20 @@ class ForecastResult:
         return self.replicas is not None or self.problem == NO_DATA
 
 
+@dataclass(frozen=True)
+class CurveResult:
+    """The previous campaign's curve for one window, as read (`metric.forecast.mode: curve`)."""
+
+    history: History | None
+    problem: str | None = None  # why there is no curve (a CamelCase reason); None when there is one
+    detail: str = ""
+
+    @property
+    def settled(self) -> bool:
+        """Read, or known to have no data: not asked again in this window."""
+        return self.history is not None or self.problem == NO_DATA
+
+
 @dataclass
 class WindowMemory:
     """What is remembered about one window of an event; dropped when the next window begins."""
@@ -171,6 +188,7 @@ class WindowMemory:
     announced: set[tuple[str, ...]] = field(default_factory=set)
     ready_seconds: dict[str, float] = field(default_factory=dict)  # per Deployment
     forecasts: dict[object, ForecastResult] = field(default_factory=dict)  # per metric spec
+    curves: dict[object, CurveResult] = field(default_factory=dict)  # per metric spec, mode curve
     tallies: dict[str, Tally] = field(default_factory=dict)  # per Deployment: what was seen in the window
 
 

@@ -88,6 +88,9 @@ def target_status(
         entry["forecastReplicas"] = report.forecast.replicas
         if report.forecast.peak is not None:
             entry["forecastPeak"] = format_sample(report.forecast.peak)
+    if report.next_change is not None:
+        at, replicas = report.next_change
+        entry["nextPlannedChange"] = {"at": iso(at), "replicas": replicas}
     if report.metric is not None and report.metric.value is not None:
         entry["metricValue"] = format_sample(report.metric.value)
     seconds = observed_ready_seconds(ctx, spec, window, report, old_status)
@@ -200,26 +203,39 @@ def metric_conditions(
 def forecast_conditions(
     ctx: EventContext, reports: list[TargetReport], previous: list[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    forecasting = [(r, r.forecast) for r in reports if r.forecast is not None]
-    if not forecasting:
-        return []
-    missing = [(r, f) for r, f in forecasting if f.replicas is None]
-    if missing:
-        detail = "; ".join(f"{r.outcome.deployment.name}: {f.problem}" for r, f in missing)
-        return [
-            condition(
-                ctx,
-                previous,
-                "ForecastAvailable",
-                "False",
-                str(missing[0][1].problem),
-                f"No forecast, the plain floor applies: {detail}",
+    """ForecastAvailable: False (with the first reason) when any target's forecast or curve is missing or
+    has gaps, Unknown while a curve is awaited, True when every one was found."""
+    found: list[str] = []
+    missing: list[tuple[str, str, str]] = []  # (reason, Deployment, detail)
+    awaited: list[str] = []
+    for report in reports:
+        name = report.outcome.deployment.name
+        forecast, curve = report.forecast, report.curve
+        if forecast is not None and forecast.replicas is None:
+            missing.append((str(forecast.problem), name, str(forecast.problem)))
+        elif forecast is not None:
+            found.append(
+                f"{name}: {forecast.replicas} from peak {forecast.peak:g}"
+                if forecast.peak is not None
+                else f"{name}: {forecast.replicas}"
             )
-        ]
-    detail = "; ".join(
-        f"{r.outcome.deployment.name}: {f.replicas} from peak {f.peak:g}"
-        if f.peak is not None
-        else f"{r.outcome.deployment.name}: {f.replicas}"
-        for r, f in forecasting
-    )
-    return [condition(ctx, previous, "ForecastAvailable", "True", "PeakFound", detail)]
+        if curve is not None and curve.problem == "AwaitingHistory":
+            awaited.append(name)
+        elif curve is not None and curve.history is None:
+            detail = f"{curve.problem}: {curve.detail}" if curve.detail else str(curve.problem)
+            missing.append((str(curve.problem), name, detail))
+        elif curve is not None and curve.history is not None and curve.history.gaps:
+            missing.append(("HistoryIncomplete", name, curve.history.describe_gaps()))
+        elif curve is not None and curve.history is not None:
+            found.append(f"{name}: curve of {len(curve.history.values)} minutes")
+    if missing:
+        detail = "; ".join(f"{name}: {what}" for _, name, what in missing)
+        message = f"No forecast, the plain floor applies (where the history is missing): {detail}"
+        return [condition(ctx, previous, "ForecastAvailable", "False", missing[0][0], message)]
+    if awaited:
+        message = f"Waiting for the previous campaign's curve: {', '.join(awaited)}"
+        return [condition(ctx, previous, "ForecastAvailable", "Unknown", "AwaitingHistory", message)]
+    if not found:
+        return []
+    reason = "PeakFound" if all(r.curve is None for r in reports) else "HistoryRead"
+    return [condition(ctx, previous, "ForecastAvailable", "True", reason, "; ".join(found))]

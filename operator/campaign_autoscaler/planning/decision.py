@@ -5,23 +5,34 @@ needs comes in (the spec, the window, `now`, the baseline, the forecast, the lat
 the previous decision left behind) and everything it decided goes out, including the memory for the next
 decision, so that the same inputs give the same replica timeline wherever they are replayed.
 
-The planned floor follows the timeline exactly (each ramp step at its instant, up and down); only the
-live metric's share is stabilized going down, like an HPA's scale-down stabilization: the highest
-metric-driven count of the last `stabilization` holds. A failed reading never lowers what the metric holds,
-and counts as wanting it: after an outage, a lower answer waits a whole window before it lowers anything.
+The planned floor follows the timeline exactly (each ramp step at its instant, up and down), or, with
+`metric.forecast.mode: curve` and the previous campaign's history at hand, the curve's floor (`curve`) where
+the history has no gap, never below the baseline. The live metric's share is stabilized going down,
+like an HPA's scale-down stabilization: the highest metric-driven count of the last `stabilization`
+holds. A failed reading never lowers what the metric holds, and counts as wanting it: after an outage, a
+lower answer waits a whole window before it lowers anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from .curve import (
+    CurvePoint,
+    CurveSettings,
+    CurveTable,
+    History,
+    change_instants,
+    curve_point,
+    curve_settings,
+)
 from .floors import Floor, clamp, compute_floor
 from .metrics import Stabilizer, replicas_for_metric
 from .numbers import format_sample
 from .spec import CampaignSpec, TargetSpec
 from .timeline import claim_fraction, ramp_replicas, transitions
-from .windows import Window
+from .windows import Window, lifecycle_end, lifecycle_start
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,7 @@ class MetricReading:
     value: float | None = None
     failure_reason: str | None = None  # CamelCase, e.g. Timeout, NaN, NoSeries
     failure_detail: str = ""
+    points: tuple[tuple[datetime, float], ...] = ()  # a curve's answer: its points (NaN kept); value: peak
 
     @property
     def failed(self) -> bool:
@@ -100,6 +112,19 @@ class TargetInputs:
     # This event's claim on the target as found on it. After a restart the metric's history is gone: the
     # claim in force is the least the metric may keep until the stabilization has seen new readings.
     claim_in_force: int | None = None
+    # With metric.forecast.mode curve: the previous campaign's curve for this window (None: not read yet,
+    # or none to read; the plain floor applies), and how often a rise may be written (--metrics-interval).
+    history: History | None = None
+    raise_every: timedelta = timedelta(seconds=15)
+
+    def curve(self) -> CurveSettings | None:
+        """How the target follows its curve; None unless its forecast's mode is curve."""
+        metric = self.target.metric
+        if metric is None or metric.forecast is None or not metric.forecast.follows_curve:
+            return None
+        return curve_settings(
+            self.spec, metric.forecast, metric.target_per_replica, self.raise_every, self.stabilization
+        )
 
 
 @dataclass(frozen=True)
@@ -113,23 +138,17 @@ class TargetDecision:
 
 def decide_target(inputs: TargetInputs) -> TargetDecision:
     """The claim of one event on one target at `inputs.now`, and why."""
-    floor = compute_floor(
-        inputs.target,
-        inputs.baseline,
-        inputs.spec.traffic_multiplier,
-        inputs.max_scale_factor,
-        forecast_replicas=inputs.forecast_replicas,
-    )
-    fraction = claim_fraction(inputs.spec, inputs.window, inputs.now)
-    if fraction is None:
+    floor = _floor(inputs)
+    step = planned_at(inputs, floor, inputs.now)
+    if step is None:
         # Outside the lifecycle nothing is claimed, and the metric's history starts afresh next window.
         return TargetDecision(None, None, floor, MetricMemory(), floor.reason)
-    planned = ramp_replicas(inputs.baseline, floor.replicas, fraction)
+    planned, plan_reason = step
     metric = inputs.target.metric
     if metric is None:
-        return TargetDecision(planned, planned, floor, inputs.memory, floor.reason)
+        return TargetDecision(planned, planned, floor, inputs.memory, plan_reason)
     memory = fold_reading(
-        _seeded(inputs, floor.replicas),
+        _seeded(inputs, floor),
         inputs.reading,
         metric.target_per_replica,
         inputs.now,
@@ -138,7 +157,105 @@ def decide_target(inputs: TargetInputs) -> TargetDecision:
     wanted = planned
     if memory.held is not None:
         wanted = clamp(max(planned, memory.held), floor.min_replicas, floor.max_replicas)
-    return TargetDecision(wanted, planned, floor, memory, _reason(floor, memory, wanted))
+    # The metric is said to want more when it beats the floor (the curve's, when following one).
+    beaten = planned if inputs.curve() is not None else floor.replicas
+    return TargetDecision(wanted, planned, floor, memory, _reason(plan_reason, beaten, memory, wanted))
+
+
+def planned_at(inputs: TargetInputs, floor: Floor, at: datetime) -> tuple[int, str] | None:
+    """What the plan claims at `at`, before the live metric, and why; None outside the lifecycle.
+
+    The timeline's step; with a curve, the curve's floor where its history has no gap (clamped to
+    `[minReplicas, maxReplicas]`, never below the baseline), else the step of the plain floor.
+    """
+    fraction = claim_fraction(inputs.spec, inputs.window, at)
+    if fraction is None:
+        return None
+    point = _curve_point(inputs, at)
+    if point is None:
+        step = ramp_replicas(inputs.baseline, floor.replicas, fraction)
+        settings = inputs.curve()
+        if settings is None:
+            return step, floor.reason
+        why = "no history yet" if inputs.history is None else "gap in the history"
+        return step, f"{floor.reason} ({why}: plain floor)"
+    replicas = _held(inputs, floor, point.replicas)
+    settings = inputs.curve()
+    assert settings is not None
+    reason = point.describe(settings)
+    if replicas != point.replicas:
+        reason += f", held at {replicas} (baseline {inputs.baseline}, min {floor.min_replicas}, "
+        reason += f"max {floor.max_replicas})"
+    return replicas, reason
+
+
+def _held(inputs: TargetInputs, floor: Floor, curve_replicas: int) -> int:
+    """The curve's replicas never below the baseline, within `[minReplicas, maxReplicas]`."""
+    return clamp(max(curve_replicas, inputs.baseline), floor.min_replicas, floor.max_replicas)
+
+
+def _curve_point(inputs: TargetInputs, at: datetime) -> CurvePoint | None:
+    settings = inputs.curve()
+    if settings is None or inputs.history is None:
+        return None
+    begin = lifecycle_start(inputs.spec, inputs.window)
+    finish = lifecycle_end(inputs.spec, inputs.window)
+    return curve_point(inputs.history, at, begin, finish, settings)
+
+
+def next_planned_change(inputs: TargetInputs) -> tuple[datetime, int] | None:
+    """The curve's next planned change after `inputs.now` in this window: when, and to how many replicas
+    (None without a curve, or when the plan stays as it is until the end of the ramp-down)."""
+    settings = inputs.curve()
+    if settings is None or inputs.history is None:
+        return None
+    floor = _floor(inputs)
+    now_step = planned_at(inputs, floor, inputs.now)
+    current = now_step[0] if now_step is not None else None
+    begin = lifecycle_start(inputs.spec, inputs.window)
+    finish = lifecycle_end(inputs.spec, inputs.window)
+    # The same plan as `planned_at`, at many instants: the timeline and the curve worked out once.
+    timeline = transitions(inputs.spec, inputs.window)
+    table = CurveTable.of(inputs.history, settings)
+    instants = change_instants(inputs.now, begin, finish, settings, inputs.history)
+    instants += [t.at for t in timeline if inputs.now < t.at < finish]
+    step = 0  # the timeline's step in force at `at` (the instants come in time order)
+    for at in sorted(set(instants)):
+        while step + 1 < len(timeline) and timeline[step + 1].at <= at:
+            step += 1
+        curve_replicas = table.replicas_at(at, begin, finish, settings)
+        if curve_replicas is not None:
+            replicas = _held(inputs, floor, curve_replicas)
+        else:
+            replicas = ramp_replicas(inputs.baseline, floor.replicas, timeline[step].fraction)
+        if replicas != current:
+            return at, replicas
+    return None
+
+
+def planned_changes(inputs: TargetInputs) -> list[tuple[datetime, int]]:
+    """Every change the curve plans over `inputs.window` (before the live metric): from the start of the
+    lifecycle, when and to how many replicas; empty without a curve."""
+    if inputs.curve() is None or inputs.history is None:
+        return []
+    begin = lifecycle_start(inputs.spec, inputs.window)
+    first = planned_at(replace(inputs, now=begin), _floor(inputs), begin)
+    changes = [] if first is None else [(begin, first[0])]
+    at = begin
+    while (change := next_planned_change(replace(inputs, now=at))) is not None:
+        changes.append(change)
+        at = change[0]
+    return changes
+
+
+def _floor(inputs: TargetInputs) -> Floor:
+    return compute_floor(
+        inputs.target,
+        inputs.baseline,
+        inputs.spec.traffic_multiplier,
+        inputs.max_scale_factor,
+        forecast_replicas=inputs.forecast_replicas,
+    )
 
 
 def fold_reading(
@@ -165,7 +282,7 @@ def fold_reading(
     return MetricMemory(stabilizer, stabilizer.stabilized(now, stabilization), reading.value, reading.at)
 
 
-def _seeded(inputs: TargetInputs, floor: int) -> MetricMemory:
+def _seeded(inputs: TargetInputs, floor: Floor) -> MetricMemory:
     """After a restart, the metric memory the claim in force implies.
 
     Only a claim above everything the plan asked for over the last stabilization window can have come from
@@ -181,18 +298,22 @@ def _seeded(inputs: TargetInputs, floor: int) -> MetricMemory:
     )
 
 
-def _highest_planned(inputs: TargetInputs, floor: int, since: datetime) -> int:
-    """The highest step the plan claimed in `[since, now]` (the plan changes only at its transitions)."""
+def _highest_planned(inputs: TargetInputs, floor: Floor, since: datetime) -> int:
+    """The highest step the plan claimed in `[since, now]` (the plan changes only at its transitions).
+
+    With a curve, the plain plan counts too: it was in force until the curve was read."""
     instants = [since, inputs.now]
     instants += [t.at for t in transitions(inputs.spec, inputs.window) if since < t.at <= inputs.now]
-    fractions = [claim_fraction(inputs.spec, inputs.window, at) for at in instants]
-    steps = [ramp_replicas(inputs.baseline, floor, f) for f in fractions if f is not None]
+    plans = [inputs] if inputs.history is None else [inputs, replace(inputs, history=None)]
+    steps = [
+        step[0] for plan in plans for at in instants if (step := planned_at(plan, floor, at)) is not None
+    ]
     return max(steps, default=inputs.baseline)
 
 
-def _reason(floor: Floor, memory: MetricMemory, wanted: int) -> str:
+def _reason(plan_reason: str, beaten: int, memory: MetricMemory, wanted: int) -> str:
     if memory.failure is not None:
-        return f"{floor.reason}; metric unavailable ({memory.failure.failure_reason}), holding {wanted}"
-    if memory.held is not None and memory.held > floor.replicas and memory.value is not None:
-        return f"{floor.reason}; metric {format_sample(memory.value)} wants {memory.held}"
-    return floor.reason
+        return f"{plan_reason}; metric unavailable ({memory.failure.failure_reason}), holding {wanted}"
+    if memory.held is not None and memory.held > beaten and memory.value is not None:
+        return f"{plan_reason}; metric {format_sample(memory.value)} wants {memory.held}"
+    return plan_reason

@@ -9,10 +9,29 @@ from datetime import datetime, timedelta
 from .numbers import exact
 from .spec import MAX_REPLICAS
 
+# Float noise is ~1e-16 relative: a quotient further than this from every integer has the float's ceil.
+_CLEAR_OF_INTEGERS = 1e-9
+
+
+def _plain_ceil(numerator: float, target_per_replica: float) -> int | None:
+    """`ceil(numerator / targetPerReplica)` from floats when no integer is within float noise of the quotient
+    (the exact decimal arithmetic gives the same); None when it must be worked out exactly."""
+    if not all(type(number) in (int, float) for number in (numerator, target_per_replica)):
+        return None
+    if not (math.isfinite(numerator) and math.isfinite(target_per_replica)) or target_per_replica <= 0:
+        return None
+    quotient = numerator / target_per_replica
+    if not 0 < quotient < MAX_REPLICAS or abs(quotient - round(quotient)) <= _CLEAR_OF_INTEGERS * quotient:
+        return None
+    return math.ceil(quotient)
+
 
 def replicas_for_metric(value: float, target_per_replica: float) -> int:
     """`ceil(value / targetPerReplica)`, exactly (160 / 80 is 2); a negative value wants 0, and no value
     wants more than the API's int32 replicas."""
+    quick = _plain_ceil(value, target_per_replica)
+    if quick is not None:
+        return quick
     if exact(target_per_replica) <= 0:
         raise ValueError(f"targetPerReplica must be > 0, got {target_per_replica!r}")
     measured = exact(value)
@@ -23,6 +42,10 @@ def replicas_for_metric(value: float, target_per_replica: float) -> int:
 
 def forecast_replicas(peak: float, growth: float, target_per_replica: float) -> int:
     """`ceil(peak x growth / targetPerReplica)`: the floor the previous campaign's peak asks for."""
+    if type(growth) in (int, float) and type(peak) in (int, float) and math.isfinite(growth) and growth > 0:
+        quick = _plain_ceil(peak * growth, target_per_replica)
+        if quick is not None:
+            return quick
     if exact(growth) <= 0:
         raise ValueError(f"growth must be > 0, got {growth!r}")
     return replicas_for_metric(exact(peak) * exact(growth), target_per_replica)

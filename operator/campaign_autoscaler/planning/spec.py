@@ -31,6 +31,7 @@ DEFAULT_RAMP_DOWN_DURATION = timedelta(minutes=30)
 DEFAULT_RAMP_DOWN_STEPS = 3
 DEFAULT_TRAFFIC_MULTIPLIER = 2.0
 DEFAULT_FORECAST_GROWTH = 1.0
+FORECAST_MODES = ("peak", "curve")
 
 MAX_STEPS = 1000
 MAX_TARGETS = 50  # the CRD's maxItems: the API server refuses more
@@ -77,6 +78,12 @@ class Forecast:
     offset: timedelta
     offset_text: str
     growth: float = DEFAULT_FORECAST_GROWTH
+    mode: str = "peak"  # peak: one floor from the previous window's peak; curve: a floor over time
+    lookahead: timedelta | None = None  # curve only; None: leadTime / rampUp.steps
+
+    @property
+    def follows_curve(self) -> bool:
+        return self.mode == "curve"
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,11 @@ def parse_spec(raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None
     start, end, schedule = _parse_window(spec, zone)
     if schedule is not None:
         _check_windows_do_not_overlap(schedule, zone, lead_time + schedule.duration + ramp_down_duration)
+    targets = _parse_targets(spec.get("targets"), metrics_scope)
+    if schedule is not None:
+        _check_lookaheads(targets, schedule.duration)
+    elif start is not None and end is not None:
+        _check_lookaheads(targets, end - start)
     return CampaignSpec(
         timezone=zone,
         timezone_name=timezone_name,
@@ -200,7 +212,7 @@ def parse_spec(raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None
         ramp_down_duration=ramp_down_duration,
         ramp_down_steps=_steps(ramp_down, "spec.rampDown", DEFAULT_RAMP_DOWN_STEPS),
         traffic_multiplier=_positive_number(spec, "trafficMultiplier", "spec", DEFAULT_TRAFFIC_MULTIPLIER),
-        targets=_parse_targets(spec.get("targets"), metrics_scope),
+        targets=targets,
         dry_run=_boolean(spec, "dryRun", "spec", False),
     )
 
@@ -553,14 +565,39 @@ def _parse_metric(value: object, path: str, metrics_scope: MetricsScope | None) 
 
 
 def _parse_forecast(value: object, path: str) -> Forecast:
-    raw = _mapping(value, path, ("offset", "growth"))
+    raw = _mapping(value, path, ("offset", "growth", "mode", "lookahead"))
+    mode = raw.get("mode", "peak")
+    if mode not in FORECAST_MODES:
+        raise SpecError(f"{path}.mode", f"must be one of {', '.join(FORECAST_MODES)}, got {mode!r}")
     if "offset" not in raw:
-        raise SpecError(f"{path}.offset", "required (a Prometheus duration such as 365d)")
+        needed = f" with mode: {mode}" if "mode" in raw else ""
+        raise SpecError(f"{path}.offset", f"required{needed} (a Prometheus duration such as 365d)")
     offset = parse_duration(raw["offset"], f"{path}.offset", prometheus=True)
     if offset <= timedelta(0):
         raise SpecError(f"{path}.offset", f"must be > 0, got {raw['offset']!r}")
+    lookahead = None
+    if "lookahead" in raw:
+        if mode != "curve":
+            raise SpecError(f"{path}.lookahead", "only with mode: curve (a peak is not read ahead)")
+        lookahead = parse_duration(raw["lookahead"], f"{path}.lookahead")
+        if lookahead <= timedelta(0):
+            raise SpecError(f"{path}.lookahead", f"must be > 0, got {raw['lookahead']!r}")
     return Forecast(
         offset=offset,
         offset_text=raw["offset"],
         growth=_positive_number(raw, "growth", path, DEFAULT_FORECAST_GROWTH),
+        mode=mode,
+        lookahead=lookahead,
     )
+
+
+def _check_lookaheads(targets: tuple[TargetSpec, ...], window_length: timedelta) -> None:
+    """A curve read further ahead than the window lasts would hold the opening's peak the whole window."""
+    for target in targets:
+        forecast = target.metric.forecast if target.metric is not None else None
+        if forecast is not None and forecast.lookahead is not None and forecast.lookahead > window_length:
+            raise SpecError(
+                target.field("metric.forecast.lookahead"),
+                f"{format_duration(forecast.lookahead)} is longer than the window "
+                f"({format_duration(window_length)})",
+            )

@@ -1,4 +1,5 @@
-"""Replay of a traffic curve against scaling policies: static, reactive HPA, cron-at-start and this operator.
+"""Replay of a traffic curve against scaling policies: static, reactive HPA, cron-at-start and this operator
+(its multiplier floor, and with the last campaign's traffic, its curve).
 
 Imports only `campaign_autoscaler.planning` from this project; matplotlib is imported lazily by `plot`.
 """
@@ -16,6 +17,7 @@ from .policies import (
     pods_needed,
 )
 from .replay import (
+    CURVE_POLICY,
     CapacityError,
     PodPool,
     Simulation,
@@ -24,17 +26,28 @@ from .replay import (
     Trace,
     baseline_demand,
     campaign_windows,
+    curve_target,
     default_capacity_per_pod,
+    history_offset,
     oracle_trace,
     policies_for,
     replay,
     simulate,
 )
 from .report import PolicySummary, render_table, summaries, summarize, to_json
-from .traffic import CSV_HEADER, TrafficCurve, TrafficError, parse_traffic_csv, synthetic_9_9
+from .traffic import (
+    CSV_HEADER,
+    TrafficCurve,
+    TrafficError,
+    parse_traffic_csv,
+    shifted,
+    synthetic_9_9,
+    synthetic_previous_9_9,
+)
 
 __all__ = [
     "CSV_HEADER",
+    "CURVE_POLICY",
     "TICK",
     "CampaignAutoscaler",
     "CapacityError",
@@ -55,16 +68,20 @@ __all__ = [
     "baseline_demand",
     "campaign_windows",
     "ceil_ratio",
+    "curve_target",
     "default_capacity_per_pod",
+    "history_offset",
     "oracle_trace",
     "parse_traffic_csv",
     "pods_needed",
     "policies_for",
     "render_table",
     "replay",
+    "shifted",
     "simulate",
     "summaries",
     "summarize",
     "synthetic_9_9",
+    "synthetic_previous_9_9",
     "to_json",
 ]

@@ -16,6 +16,7 @@ _POLICY_STYLES = {
     "reactive HPA": {"color": "tab:orange"},
     "cron at start": {"color": "tab:purple"},
     "campaign-autoscaler": {"color": "tab:green", "linewidth": 2.0},
+    "campaign-autoscaler curve": {"color": "tab:blue", "linewidth": 2.0},
 }
 
 

@@ -20,6 +20,7 @@ from campaign_autoscaler.planning import (
     lifecycle_end,
     lifecycle_start,
 )
+from campaign_autoscaler.planning.curve import History
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading, TargetInputs, decide_target
 
 TICK = timedelta(seconds=15)
@@ -188,6 +189,8 @@ class CampaignAutoscaler:
 
     The metric, when the target has one, is read every TICK (the operator's default `--metrics-interval`
     15s) and its value is the demand in requests/s. Outside the lifecycle there is no claim: the baseline.
+    With `history` (the last campaign's curve, in this replay's time) a target whose forecast's mode is
+    curve follows it, as the operator does once it has read the curve from Prometheus.
     """
 
     spec: CampaignSpec
@@ -197,6 +200,7 @@ class CampaignAutoscaler:
     max_scale_factor: float = 10.0
     stabilization: timedelta = timedelta(minutes=5)
     name: str = "campaign-autoscaler"
+    history: History | None = None
 
     def initial_state(self) -> MetricMemory:
         return MetricMemory()
@@ -216,6 +220,8 @@ class CampaignAutoscaler:
                 stabilization=self.stabilization,
                 reading=MetricReading(seen.at, seen.demand_rps) if self.target.metric is not None else None,
                 memory=state,
+                history=self.history,
+                raise_every=TICK,
             )
         )
         claims = {} if decision.wanted is None else {SIMULATED_EVENT: decision.wanted}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from campaign_autoscaler.planning import (
     CampaignSpec,
     Floor,
+    Forecast,
+    MetricSpec,
     TargetSpec,
     Window,
     compute_floor,
@@ -16,6 +18,7 @@ from campaign_autoscaler.planning import (
     lifecycle_start,
     windows_between,
 )
+from campaign_autoscaler.planning.curve import History
 
 from .policies import (
     TICK,
@@ -78,6 +81,9 @@ class SimulationSetup:
     capacity_per_pod: float
     pod_startup: timedelta
     max_scale_factor: float = 10.0
+    # The last campaign's traffic, moved into this curve's time (its minutes `offset` later): with it the
+    # replay adds this operator following that curve (metric.forecast.mode curve).
+    history: TrafficCurve | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,49 @@ def campaign_windows(spec: CampaignSpec, start: datetime, end: datetime) -> tupl
     return tuple(windows_between(spec, start, end))
 
 
+CURVE_POLICY = "campaign-autoscaler curve"
+DEFAULT_HISTORY_OFFSET = timedelta(days=365)
+_SIMULATED_QUERY = "demand"  # the replay's metric is the demand itself
+
+
+def history_offset(target: TargetSpec) -> timedelta:
+    """How long ago the last campaign was: the target's forecast offset, else a year (365d)."""
+    forecast = target.metric.forecast if target.metric is not None else None
+    return forecast.offset if forecast is not None else DEFAULT_HISTORY_OFFSET
+
+
+def curve_target(target: TargetSpec, capacity_per_pod: float) -> TargetSpec:
+    """The target following its last campaign's curve: as written when its forecast's mode is curve, else
+    with the demand as its metric (`capacity_per_pod` per replica) and a curve forecast (its growth, else
+    1)."""
+    metric = target.metric
+    if metric is not None and metric.forecast is not None and metric.forecast.follows_curve:
+        return target
+    offset = history_offset(target)
+    growth = metric.forecast.growth if metric is not None and metric.forecast is not None else 1.0
+    forecast = Forecast(offset, f"{offset.days}d", growth, mode="curve")
+    return replace(target, metric=MetricSpec(_SIMULATED_QUERY, capacity_per_pod, forecast))
+
+
+def replay_history(history: TrafficCurve) -> History:
+    """The last campaign's traffic (already in this replay's time) as the history a curve is read from."""
+    return History(history.start, tuple(history.rps), MINUTE)
+
+
 def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ...]) -> tuple[Policy, ...]:
+    curve: tuple[Policy, ...] = ()
+    if setup.history is not None:
+        curve = (
+            CampaignAutoscaler(
+                spec=setup.spec,
+                windows=windows,
+                baseline=setup.baseline,
+                target=curve_target(setup.target, setup.capacity_per_pod),
+                max_scale_factor=setup.max_scale_factor,
+                name=CURVE_POLICY,
+                history=replay_history(setup.history),
+            ),
+        )
     return (
         StaticBaseline(replicas=setup.baseline),
         ReactiveHpa(
@@ -111,11 +159,13 @@ def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ..
             target=setup.target,
             max_scale_factor=setup.max_scale_factor,
         ),
+        *curve,
     )
 
 
 def simulate(setup: SimulationSetup, curve: TrafficCurve) -> Simulation:
-    """Replay `curve` against the four policies; every policy starts at the baseline, all pods Ready."""
+    """Replay `curve` against the policies (four, five with a history); every policy starts at the
+    baseline, all pods Ready."""
     floor = compute_floor(setup.target, setup.baseline, setup.spec.traffic_multiplier, setup.max_scale_factor)
     windows = campaign_windows(setup.spec, curve.start, curve.end)
     traces = tuple(

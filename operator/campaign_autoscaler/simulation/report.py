@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -28,6 +29,7 @@ class PolicySummary:
     worst_shortfall_pods: int
     pod_hours: Fraction  # every pod asked for, Ready or starting
     cost_vs_oracle: Fraction | None  # pod_hours / the oracle's; None when the oracle needs no pod at all
+    replica_changes: int = 0  # how often the replicas asked for changed: the writes a policy makes
 
 
 def summarize(trace: Trace, oracle: Trace) -> PolicySummary:
@@ -41,6 +43,9 @@ def summarize(trace: Trace, oracle: Trace) -> PolicySummary:
         worst_shortfall_pods=max(short_slots, default=0),
         pod_hours=Fraction(pod_ticks, _TICKS_PER_HOUR),
         cost_vs_oracle=Fraction(pod_ticks, oracle_pod_ticks) if oracle_pod_ticks else None,
+        replica_changes=sum(
+            1 for before, after in itertools.pairwise(trace.slots) if before.replicas != after.replicas
+        ),
     )
 
 
@@ -74,6 +79,7 @@ def render_table(simulation: Simulation, console: Console) -> None:
     ):
         table.add_column(header, justify="left" if header == "Policy" else "right")
     table.add_column("Cost vs oracle", justify="right")
+    table.add_column("Replica changes", justify="right")
     for summary in summaries(simulation):
         table.add_row(
             summary.policy,
@@ -82,6 +88,7 @@ def render_table(simulation: Simulation, console: Console) -> None:
             str(summary.worst_shortfall_pods),
             _decimal(summary.pod_hours, 1),
             "n/a" if summary.cost_vs_oracle is None else f"{_decimal(summary.cost_vs_oracle, 2)}x",
+            str(summary.replica_changes),
         )
     console.print(table)
 
@@ -111,6 +118,7 @@ def to_json(simulation: Simulation) -> dict[str, Any]:
                 "costVsOracle": None
                 if summary.cost_vs_oracle is None
                 else round(float(summary.cost_vs_oracle), 4),
+                "replicaChanges": summary.replica_changes,
             }
             for summary in summaries(simulation)
         ],

@@ -95,6 +95,40 @@ def synthetic_9_9(
     return TrafficCurve(start=first, rps=rps, source="synthetic 9.9 profile", normal_peak_rps=normal_peak_rps)
 
 
+def synthetic_previous_9_9(
+    window_start: datetime,
+    window_end: datetime,
+    timezone: ZoneInfo,
+    *,
+    offset: timedelta,
+    covers_from: datetime,
+    covers_until: datetime,
+) -> TrafficCurve:
+    """A SYNTHETIC previous campaign for `synthetic_9_9`: the same model run for the window `offset` earlier
+    (same normal day, same surge), moved forward by `offset` into this window's time. With a 365d offset the
+    local times of day match, so it equals this year's curve: a forecast that is exactly right (growth 1);
+    the benchmarks also replay a year that beats it."""
+    last = synthetic_9_9(
+        window_start - offset,
+        window_end - offset,
+        timezone,
+        covers_from=covers_from - offset,
+        covers_until=covers_until - offset,
+    )
+    return shifted(last, offset, f"synthetic previous 9.9 profile ({_days(offset)} earlier)")
+
+
+def shifted(curve: TrafficCurve, offset: timedelta, source: str | None = None) -> TrafficCurve:
+    """The same curve, `offset` later."""
+    return TrafficCurve(
+        curve.start + offset, curve.rps, source or curve.source, normal_peak_rps=curve.normal_peak_rps
+    )
+
+
+def _days(offset: timedelta) -> str:
+    return f"{offset.days}d" if offset == timedelta(days=offset.days) else str(offset)
+
+
 def _synthetic_share(at: datetime, start: datetime, end: datetime, timezone: ZoneInfo) -> float:
     """Demand at `at` as a share of a normal day's peak."""
     return max(_diurnal_share(at, timezone), _campaign_share(at, start, end))
