@@ -39,7 +39,13 @@ from campaign_autoscaler.planning.decision import (
 )
 
 from .context import EventContext, TargetReport, iso, log
-from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
+from .events import (
+    announce_changes,
+    announce_metrics,
+    record_phase,
+    warn_about_capacity,
+    warn_about_paused,
+)
 from .runtime import EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
@@ -258,6 +264,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     # Every target is scaled before any Event is posted: Events must not delay the next target's write.
     announce_changes(ctx, [*released, *(report.outcome for report in reports)], dry_run)
     announce_metrics(ctx, reports)
+    warn_about_paused(ctx, reports)
     upcoming = next_transition(spec, window, ctx.now)
     status = valid_status(ctx, spec, window, phase, upcoming, reports, world.old_status)
     record_window(ctx, spec, window, phase, reports, status, world.old_status)
