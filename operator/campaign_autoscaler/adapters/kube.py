@@ -459,7 +459,9 @@ class KubeAdapter:
                 _hpa_path(deployment.namespace, plan.hpa.name),
                 [
                     # Guarded by the bounds read, not the resourceVersion: the HPA controller updates the
-                    # status all the time.
+                    # status all the time. Patched through the version they were read in (v1): the API
+                    # server applies it to its own conversion of the object, so an HPA written through v2
+                    # keeps its metrics and behavior exactly (tests/integration/test_hpa_versions.py).
                     {"op": "test", "path": "/spec/minReplicas", "value": plan.hpa.min_replicas},
                     {"op": "test", "path": "/spec/maxReplicas", "value": plan.hpa.max_replicas},
                     {"op": "replace", "path": "/spec/minReplicas", "value": plan.hpa_bounds[0]},
