@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.harness import wait_until
+from tests.integration.harness import ensure_crd, wait_until
 
 CRD_PATH = Path(__file__).resolve().parent / "crds" / "scaledobjects.keda.sh.yaml"
 GROUP, VERSION, PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
@@ -26,12 +26,9 @@ def scaled_object_crd(api_client: client.ApiClient) -> Iterator[None]:
     """The test CRD, Established and served; removed afterwards (and waited for), so that other tests see a
     cluster without KEDA."""
     extensions = client.ApiextensionsV1Api(api_client)
-    body = yaml.safe_load(CRD_PATH.read_text())
-    name = body["metadata"]["name"]
+    name = yaml.safe_load(CRD_PATH.read_text())["metadata"]["name"]
     wait_until(lambda: not _exists(extensions, name), timeout=60, message=f"an earlier CRD {name} gone")
-    extensions.create_custom_resource_definition(body)
-    custom = client.CustomObjectsApi(api_client)
-    wait_until(lambda: _served(custom), timeout=30, message="ScaledObjects served")
+    ensure_crd(api_client, CRD_PATH)
     try:
         yield
     finally:
@@ -47,14 +44,6 @@ def _exists(extensions: client.ApiextensionsV1Api, name: str) -> bool:
         if err.status == 404:
             return False
         raise
-
-
-def _served(custom: client.CustomObjectsApi) -> bool:
-    try:
-        custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-        return True
-    except ApiException:
-        return False
 
 
 def scaled_object_body(

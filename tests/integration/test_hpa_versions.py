@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import Cluster, OperatorProcess, campaign_spec, seconds_from_now, wait_until
+from tests.integration.harness import (
+    Cluster,
+    OperatorProcess,
+    campaign_spec,
+    operator_watching,
+    seconds_from_now,
+    wait_until,
+)
 
 RESYNC = "2"
 # autoscaling/v1 shows the HPA's status (which its controller keeps writing) in these two annotations.
@@ -93,13 +100,8 @@ HPA_V2BETA2: dict[str, Any] = {
 def operator(
     kubeconfig: str, namespace: str, tmp_path: Path, campaignevent_crd: object
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        str(kubeconfig), tmp_path / "operator.log", ["--namespace", namespace, "--resync-interval", RESYNC]
-    ).start()
-    yield process
-    code = process.stop()
-    print(process.log()[-4000:])
-    assert code == 0, f"Operator exited with {code} on SIGTERM"
+    with operator_watching(kubeconfig, namespace, tmp_path / "operator.log", RESYNC) as process:
+        yield process
 
 
 def read(cluster: Cluster, version: str) -> dict[str, Any]:

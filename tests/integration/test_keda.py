@@ -25,6 +25,7 @@ from tests.integration.harness import (
     OperatorProcess,
     active_soon,
     campaign_spec,
+    operator_watching,
     seconds_from_now,
     utc_now,
     wait_until,
@@ -52,11 +53,8 @@ def operator(
     kubeconfig: str, namespace: str, tmp_path: Path, campaignevent_crd: object, keda_crd: None
 ) -> Iterator[OperatorProcess]:
     """The operator, started once KEDA's CRD is installed (it finds it by discovery at start-up)."""
-    process = start_operator(kubeconfig, namespace, tmp_path / "operator.log")
-    yield process
-    code = process.stop()
-    print(process.log()[-4000:])
-    assert code == 0, f"Operator exited with {code} on SIGTERM"
+    with operator_watching(kubeconfig, namespace, tmp_path / "operator.log", RESYNC) as process:
+        yield process
 
 
 def create_scaled_object(cluster: Cluster, body: dict[str, Any]) -> None:
@@ -193,17 +191,13 @@ def test_without_keda_s_crd_nothing_changes_and_nothing_errors(
     names = {crd.metadata.name for crd in extensions.list_custom_resource_definition().items}
     assert "scaledobjects.keda.sh" not in names
     cluster.create_deployment("checkout", replicas=2)
-    operator = start_operator(kubeconfig, cluster.namespace, tmp_path / "operator.log")
-    try:
+    with operator_watching(kubeconfig, cluster.namespace, tmp_path / "operator.log", RESYNC) as operator:
         cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 5}]))
         wait_until(lambda: cluster.replicas("checkout") == 5, timeout=15, message="Deployment scaled to 5")
         entry = wait_until(lambda: target_entry(cluster, "sale"), timeout=5, message="target status")
         assert entry["via"] == "Deployment"
         operator.wait_for_passes(cluster.namespace, "sale", 2)
-    finally:
-        code = operator.stop()
     log = operator.log()
-    assert code == 0
     assert "Traceback" not in log and "ScaledObject" not in log, log[-3000:]
 
 
