@@ -168,3 +168,21 @@ async def test_when_served_at_the_start_the_first_listing_of_scaled_objects_is_w
 
 def test_scaled_objects_are_listed_and_watched_under_keda_sh_v1alpha1() -> None:
     assert informer.SCALED_OBJECTS.url("shop") == "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects"
+
+
+@pytest.mark.asyncio
+async def test_scaled_objects_the_rbac_leaves_out_hold_up_nothing() -> None:
+    class Forbidden(SelectedCache):
+        async def _list(self, store: Any, scope: str | None) -> str:
+            if store is self.scaled_objects:
+                self.requests.append(("list", store.kind.name, scope))
+                raise informer.ForbiddenError("LIST ScaledObjects: HTTP 403")
+            return await super()._list(store, scope)
+
+    cache = Forbidden({"shop"})
+    cache.keda_served = True
+    cache.release.set()
+    async with running(cache) as task:  # synced: the refused listing is not waited for
+        await settle()
+        assert ("list", "ScaledObjects", "shop") in cache.requests
+        assert not task.done()  # and it is no failure of the cache

@@ -55,6 +55,10 @@ class WatchError(Exception):
     """The API server refused a list or a watch, or sent an ERROR event."""
 
 
+class ForbiddenError(WatchError):
+    """The operator may not list the kind (403): its RBAC does not grant it."""
+
+
 @dataclass(frozen=True)
 class Kind(Generic[View]):
     name: str
@@ -353,17 +357,35 @@ class WorkloadCache:
                 log.info("Watch of %s in %s expired; listing again", store.kind.name, _where(scope))
                 self.restarts += 1
                 version = None
-            except (aiohttp.ClientError, TimeoutError, WatchError, ValueError) as err:
-                delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-                failures += 1
+            except ForbiddenError as err:
+                if store.kind is not SCALED_OBJECTS:
+                    failures = await self._back_off(store, scope, failures, err)
+                    continue
+                # KEDA is installed but the operator's RBAC leaves ScaledObjects out: the rest goes on
+                # without them (no first listing to wait for), and they are asked for again now and then.
                 log.warning(
-                    "Watching %s in %s failed (%s); again in %.0f s",
-                    store.kind.name,
+                    "Not permitted to list ScaledObjects in %s (%s): KEDA-scaled targets are not recognized "
+                    "until RBAC grants get, list, watch, patch on keda.sh scaledobjects",
                     _where(scope),
-                    err or type(err).__name__,
-                    delay,
+                    err,
                 )
-                await asyncio.sleep(delay)
+                self._listed(store.kind, scope)
+                await asyncio.sleep(self._keda_discovery_interval)
+            except (aiohttp.ClientError, TimeoutError, WatchError, ValueError) as err:
+                failures = await self._back_off(store, scope, failures, err)
+
+    async def _back_off(self, store: Store[Any], scope: str | None, failures: int, err: Exception) -> int:
+        """Wait before the next attempt after `failures` failures in a row; the count with this one."""
+        delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+        log.warning(
+            "Watching %s in %s failed (%s); again in %.0f s",
+            store.kind.name,
+            _where(scope),
+            err or type(err).__name__,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        return failures + 1
 
     def _listed(self, kind: Kind[Any], scope: str | None) -> None:
         self._pending.discard((kind.name, scope))
@@ -382,9 +404,8 @@ class WorkloadCache:
             url = self._server + store.kind.url(scope)
             async with self._session.get(url, params=params, headers=self._headers()) as response:
                 if response.status != 200:
-                    raise WatchError(
-                        f"LIST {store.kind.name}: HTTP {response.status} {await response.text()}"
-                    )
+                    error = ForbiddenError if response.status == 403 else WatchError
+                    raise error(f"LIST {store.kind.name}: HTTP {response.status} {await response.text()}")
                 page = await response.json()
             for item in page.get("items") or ():
                 self._keep(views, store.kind, item)
