@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
+from campaign_autoscaler.adapters.kube import KubeAdapter, NamespaceSnapshot, deployment_view
+from campaign_autoscaler.adapters.scaledobjects import scaled_object_view
 from campaign_autoscaler.devenv.controlplane import ControlPlane
 from campaign_autoscaler.planning.claims import BASELINE_ANNOTATION
 from tests.integration.faultproxy import FaultProxy, RequestKind, ServingCertificate, proxied_kubeconfig
@@ -273,3 +276,59 @@ def test_sigkill_between_the_two_writes_then_the_collector_restores_the_scaled_o
             assert released and "ScaledObject" in released[0].message
         finally:
             assert third.stop() == 0
+
+
+class RecordingAdapter(KubeAdapter):
+    """The real adapter, noting (method, path, HTTP status) of each request."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        super().__init__(api_client)
+        self.requests: list[tuple[str, str, int]] = []
+
+    def _request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        try:
+            answer = super()._request(method, path, **options)
+        except ApiException as err:
+            self.requests.append((method, path, err.status))
+            raise
+        self.requests.append((method, path, 200))
+        return answer
+
+
+def test_the_adapter_read_afresh_finds_the_scaled_object_not_keda_s_hpa(
+    cluster: Cluster, api_client: client.ApiClient, keda_crd: None
+):
+    """The path of a retry after a refused write, the collector and a release: the target's autoscaler is
+    read afresh (no watch), and a stale ScaledObject is refused and decided again."""
+    cluster.create_deployment("checkout", replicas=2)
+    create_scaled_object(cluster, scaled_object_body("checkout", "checkout", min_count=None, max_count=None))
+    with KedaStandIn(
+        api_client, cluster.namespace, "checkout"
+    ):  # KEDA's HPA exists, owned by the ScaledObject
+        adapter = RecordingAdapter(api_client)
+        empty = NamespaceSnapshot.of([], [], cluster.namespace)
+        outcome = adapter.set_claim(empty, "checkout", "shop/sale", 7, owner_uid="uid", fresh=True)
+        assert outcome is not None and outcome.via == "ScaledObject/checkout"
+        assert scaled_object(cluster, "checkout")["spec"].get("minReplicaCount") == 7
+        assert "maxReplicaCount" not in scaled_object(cluster, "checkout")["spec"]  # 100 is above the floor
+        # A snapshot older than a rewrite of the ScaledObject: the guarded patch is refused, decided again.
+        serialize = api_client.sanitize_for_serialization
+        stale = NamespaceSnapshot.of(
+            [deployment_view(serialize(cluster.deployment("checkout")))],
+            [scaled_object_view(scaled_object(cluster, "checkout"))],
+            cluster.namespace,
+        )
+        cluster.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, "checkout", {"spec": {"minReplicaCount": 3}}
+        )
+        outcome = adapter.set_claim(stale, "checkout", "shop/sale", 9, owner_uid="uid")
+        assert outcome is not None and outcome.written
+        assert [status for method, path, status in adapter.requests if method == "PATCH" and PLURAL in path][
+            -2:
+        ] == [422, 200]
+        assert scaled_object(cluster, "checkout")["spec"].get("minReplicaCount") == 9
+        released = adapter.set_claim(empty, "checkout", "shop/sale", None, fresh=True)
+        assert released is not None and released.released
+    assert "minReplicaCount" not in scaled_object(cluster, "checkout")["spec"]
+    assert cluster.campaign_annotations("checkout") == {}
+    assert FIELD_MANAGER not in managers(keda_hpa(cluster, "keda-hpa-checkout"))

@@ -7,7 +7,8 @@ never be written without the scale (or the other way round), and a concurrent ch
 patch fail (422), after which the decision is made again on fresh data. A status update or someone else's
 annotation does not make it fail, as a resourceVersion precondition would. For an HPA-backed Deployment the
 HPA's bounds are derived from those annotations, so every write is idempotent and a crash between the two
-writes converges on the next reconcile.
+writes converges on the next reconcile. A target scaled by a KEDA ScaledObject is handled the same way, with
+the ScaledObject's minReplicaCount/maxReplicaCount in place of the HPA's bounds (adapters/scaledobjects.py).
 
 Requests go through the kubernetes client's ApiClient (configuration, credentials, TLS, connection pool) as
 plain JSON: the typed API classes and models cost tens of MiB of memory and a validation per call, for
@@ -353,7 +354,8 @@ class KubeAdapter:
         try:
             scaled_objects = self._request("GET", scaled_object_path(namespace))
         except ApiException as err:
-            if err.status != 404:  # 404: KEDA's CRD is not installed
+            # 404: KEDA's CRD is not installed; 403: the RBAC leaves ScaledObjects out (as the watch does).
+            if err.status not in (403, 404):
                 raise
         else:
             scalers += [scaled_object_view(item) for item in scaled_objects.get("items") or ()]
