@@ -63,10 +63,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def ensure_crd(api_client: client.ApiClient) -> None:
-    """Create (or update) the CampaignEvent CRD and wait until it is Established and served."""
+def ensure_crd(api_client: client.ApiClient, path: Path = CRD_PATH) -> None:
+    """Create (or update) a CRD (the CampaignEvent one by default) and wait until it is Established and
+    served."""
     extensions = client.ApiextensionsV1Api(api_client)
-    body = yaml.safe_load(CRD_PATH.read_text())
+    body = yaml.safe_load(path.read_text())
     name = body["metadata"]["name"]
     try:
         existing = extensions.read_custom_resource_definition(name)
@@ -83,12 +84,14 @@ def ensure_crd(api_client: client.ApiClient) -> None:
 
     wait_until(established, timeout=30, message=f"CRD {name} Established")
     custom = client.CustomObjectsApi(api_client)
-    wait_until(lambda: _served(custom), timeout=30, message="CampaignEvents served")
+    group, plural = body["spec"]["group"], body["spec"]["names"]["plural"]
+    version = next(entry["name"] for entry in body["spec"]["versions"] if entry.get("storage"))
+    wait_until(lambda: _served(custom, group, version, plural), timeout=30, message=f"{plural} served")
 
 
-def _served(custom: client.CustomObjectsApi) -> bool:
+def _served(custom: client.CustomObjectsApi, group: str, version: str, plural: str) -> bool:
     try:
-        custom.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)
+        custom.list_cluster_custom_object(group, version, plural)
         return True
     except ApiException:
         return False
@@ -306,6 +309,24 @@ def event_passes(metrics_page: str, namespace: str, event: str) -> int:
             if sample.name.endswith("_total") and sample.labels == {"namespace": namespace, "event": event}:
                 return int(sample.value)
     return 0
+
+
+@contextmanager
+def operator_watching(
+    kubeconfig: str | Path, namespace: str, log_path: Path, resync: str = "2"
+) -> Iterator[OperatorProcess]:
+    """The operator acting in one namespace; afterwards stopped with SIGTERM (its log's tail printed), and an
+    exit code other than 0 fails."""
+    process = OperatorProcess(
+        str(kubeconfig), log_path, ["--namespace", namespace, "--resync-interval", resync]
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        print(process.log()[-4000:])
+    assert code == 0, f"Operator exited with {code} on SIGTERM"
 
 
 @contextmanager

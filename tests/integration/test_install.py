@@ -30,6 +30,7 @@ from tests.integration.harness import (
     seconds_from_now,
     wait_until,
 )
+from tests.integration.keda import scaled_object_body, scaled_object_crd
 
 MANIFESTS = REPO / "manifests"
 SERVICE_ACCOUNT_NAMESPACE = "campaign-system"
@@ -225,6 +226,40 @@ def test_manifests_install_and_the_operator_runs_a_campaign_as_its_service_accou
     assert forbidden(core.list_namespaced_secret, namespace)
     assert forbidden(core.list_secret_for_all_namespaces)
     assert forbidden(client.AppsV1Api(restricted).delete_namespaced_deployment, "order-tracking", namespace)
+
+
+def test_the_rendered_rbac_lets_the_operator_raise_and_restore_a_keda_scaled_object(
+    installed: None, control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+):
+    cluster = Cluster(api_client, namespace)
+    cluster.create_deployment("checkout", replicas=1)
+    with scaled_object_crd(api_client):
+        body = scaled_object_body("checkout", "checkout", min_count=1, max_count=3)
+        cluster.custom.create_namespaced_custom_object(
+            "keda.sh", "v1alpha1", namespace, "scaledobjects", body
+        )
+
+        def bounds() -> tuple[int | None, int | None]:
+            spec = cluster.custom.get_namespaced_custom_object(
+                "keda.sh", "v1alpha1", namespace, "scaledobjects", "checkout"
+            )["spec"]
+            return spec.get("minReplicaCount"), spec.get("maxReplicaCount")
+
+        operator = OperatorProcess(
+            str(control_plane.restricted_kubeconfig_path),
+            tmp_path / "op.log",
+            local_args(rendered_operator_args()),
+        ).start()
+        try:
+            cluster.create_event("sale", active_soon([{"name": "checkout", "replicas": 4}]))
+            wait_until(lambda: bounds() == (4, 4), timeout=15, message="ScaledObject raised to 4/4")
+            cluster.delete_event("sale")
+            wait_until(lambda: cluster.event("sale") is None, timeout=10, message="finalizer removed")
+            assert bounds() == (1, 3)
+        finally:
+            assert operator.stop() == 0
+    denied = [line for line in operator.log().splitlines() if denied_line(line)]
+    assert not denied, "the rendered RBAC must grant all the operator does:\n" + "\n".join(denied[:10])
 
 
 def test_namespaced_mode_touches_nothing_outside_its_namespaces(

@@ -66,6 +66,7 @@ WORKLOAD_GRANTS = frozenset(
     + [("apps", "deployments", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("autoscaling", "horizontalpodautoscalers", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("", "events", None, verb) for verb in ("create", "patch")]
+    + [("keda.sh", "scaledobjects", None, verb) for verb in ("get", "list", "watch", "patch")]
 )
 CRD_OBSERVER_GRANTS = frozenset(
     ("apiextensions.k8s.io", "customresourcedefinitions", None, verb) for verb in ("list", "watch")

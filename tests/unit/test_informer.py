@@ -67,6 +67,9 @@ class ScriptedCache(WorkloadCache):
         self.watches = watches
         self.calls: list[tuple[str, str | None]] = []
 
+    async def _discover_keda(self) -> bool | None:
+        return False  # no KEDA in this cluster
+
     async def _list(self, store: Store[Any], scope: str | None) -> str:
         self.calls.append(("list", None))
         return f"list-{len(self.calls)}"
@@ -201,6 +204,10 @@ class SelectedCache(WorkloadCache):
         super().__init__(session=None, server="https://x.invalid", namespaces=namespaces, selected=selected)  # type: ignore[arg-type]
         self.requests: list[tuple[str, str, str | None]] = []
         self.release = asyncio.Event()  # set: listings answer; clear: they hang, as a slow API server
+        self.keda_served: bool | None = False  # what discovery of KEDA's ScaledObjects answers
+
+    async def _discover_keda(self) -> bool | None:
+        return self.keda_served
 
     async def _list(self, store: Store[Any], scope: str | None) -> str:
         self.requests.append(("list", store.kind.name, scope))

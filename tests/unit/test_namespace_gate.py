@@ -30,6 +30,9 @@ class ListingCache(WorkloadCache):
         super().__init__(session=None, server="https://x.invalid", namespaces=None, selected=set())  # type: ignore[arg-type]
         self.release = asyncio.Event()
 
+    async def _discover_keda(self) -> bool | None:
+        return False  # no KEDA in this cluster
+
     async def _list(self, store: Store[Any], scope: str | None) -> str:
         await self.release.wait()
         return "1"

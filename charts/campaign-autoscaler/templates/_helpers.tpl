@@ -121,6 +121,17 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 {{- end }}
 
 {{/*
+KEDA (its own block, to fold into the target kinds' rules): a target scaled by a ScaledObject gets the
+ScaledObject's spec.minReplicaCount / maxReplicaCount raised (JSON Patch), never the HPA KEDA owns. Read
+only when the cluster serves keda.sh (discovery, which needs no rule); harmless without KEDA.
+*/}}
+{{- define "campaign-autoscaler.scaledObjectRules" -}}
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+
+{{/*
 Kopf peering (kopf/_core/engines/peering.py): it lists and watches the peering objects of its scope and
 patches its keep-alive into the status of the one named by --peering; get/patch are limited to that name.
 Cluster-wide operators use ClusterKopfPeering, namespaced ones a KopfPeering in every served namespace.

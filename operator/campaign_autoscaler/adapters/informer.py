@@ -1,4 +1,5 @@
-"""The Deployments and HPAs of the watched namespaces, kept current by LIST + WATCH, as small views only.
+"""The Deployments and HPAs of the watched namespaces, kept current by LIST + WATCH, as small views only;
+and their KEDA ScaledObjects while the cluster serves them (asked by discovery every so often).
 
 Reconciles read targets from here instead of asking the API server. Each object is turned into its
 `DeploymentView` / `HpaView` the moment it arrives and its JSON is dropped, one object at a time: 2,000
@@ -23,8 +24,15 @@ from campaign_autoscaler.adapters.kube import (
     DeploymentView,
     HpaView,
     NamespaceSnapshot,
+    ScalerView,
     deployment_view,
     hpa_view,
+)
+from campaign_autoscaler.adapters.scaledobjects import (
+    SCALED_OBJECTS_API,
+    ScaledObjectView,
+    scaled_object_view,
+    serves_scaled_objects,
 )
 
 log = logging.getLogger(__name__)
@@ -33,8 +41,10 @@ PAGE_SIZE = 250
 WATCH_SECONDS = 300  # the server ends a watch after this long; it is resumed from the last version seen
 BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a larger one is a broken stream, not an object
+# How often the cluster is asked whether it serves KEDA's ScaledObjects (installed or removed meanwhile).
+KEDA_DISCOVERY_SECONDS = 60.0
 
-View = TypeVar("View", DeploymentView, HpaView)
+View = TypeVar("View", DeploymentView, HpaView, ScaledObjectView)
 
 
 class ExpiredError(Exception):
@@ -43,6 +53,10 @@ class ExpiredError(Exception):
 
 class WatchError(Exception):
     """The API server refused a list or a watch, or sent an ERROR event."""
+
+
+class ForbiddenError(WatchError):
+    """The operator may not list the kind (403): its RBAC does not grant it."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,9 @@ class Kind(Generic[View]):
 DEPLOYMENTS: Kind[DeploymentView] = Kind("Deployments", "/apis/apps/v1/{scope}deployments", deployment_view)
 HPAS: Kind[HpaView] = Kind(
     "HorizontalPodAutoscalers", "/apis/autoscaling/v1/{scope}horizontalpodautoscalers", hpa_view
+)
+SCALED_OBJECTS: Kind[ScaledObjectView] = Kind(
+    "ScaledObjects", SCALED_OBJECTS_API + "/{scope}scaledobjects", scaled_object_view
 )
 
 
@@ -141,8 +158,11 @@ class WorkloadCache:
     `stop_namespace` follow the selection as it changes, and a namespace stopped is forgotten.
     Run `run()` as a task in the event loop that reads `snapshot()`; `wait_synced()` returns once every
     first listing is complete. With `alarms`, a watch event that moves a claimed Deployment's replicas (or
-    its HPA's minReplicas) below the highest claim on it wakes the claiming events at once, urgently, once per
-    change; one that moves its Ready replicas wakes them too, to report capacity.
+    its HPA's minReplicas, or its ScaledObject's minReplicaCount) below the highest claim on it wakes the
+    claiming events at once, urgently, once per change; one that moves its Ready replicas wakes them too, to
+    report capacity. ScaledObjects are watched only while discovery (at the start,
+    then every `keda_discovery_interval` seconds) says the cluster serves them; a first listing at the start
+    is waited for like the others, so that no target is first claimed through the HPA KEDA owns.
     """
 
     def __init__(
@@ -153,6 +173,7 @@ class WorkloadCache:
         headers: Callable[[], Mapping[str, str]] = dict,
         alarms: DriftAlarms | None = None,
         selected: Iterable[str] | None = None,
+        keda_discovery_interval: float = KEDA_DISCOVERY_SECONDS,
     ) -> None:
         self._session = session
         self._alarms = alarms
@@ -172,6 +193,10 @@ class WorkloadCache:
             self._wanted = self._allowed
         self.deployments: Store[DeploymentView] = Store(DEPLOYMENTS)
         self.hpas: Store[HpaView] = Store(HPAS)
+        self.scaled_objects: Store[ScaledObjectView] = Store(SCALED_OBJECTS)
+        self.keda = False  # whether the cluster serves ScaledObjects (and they are watched)
+        self._keda_discovery_interval = keda_discovery_interval
+        self._keda_tasks: dict[str | None, asyncio.Task[None]] = {}
         self._pending: set[tuple[str, str | None]] = set()
         self._listed_scopes: dict[str | None, asyncio.Event] = {}
         for scope in self._scopes:
@@ -183,7 +208,8 @@ class WorkloadCache:
         self.restarts = 0  # watches that had to start over with a LIST
 
     def snapshot(self, namespace: str) -> NamespaceSnapshot:
-        return NamespaceSnapshot.of(self.deployments.views(namespace), self.hpas.views(namespace), namespace)
+        scalers: list[ScalerView] = [*self.hpas.views(namespace), *self.scaled_objects.views(namespace)]
+        return NamespaceSnapshot.of(self.deployments.views(namespace), scalers, namespace)
 
     def namespaces(self) -> list[str]:
         """Every namespace with a Deployment in the cache."""
@@ -224,46 +250,95 @@ class WorkloadCache:
         if not self.per_namespace or namespace not in self._scopes:
             return False
         self._scopes.remove(namespace)
-        for task in self._tasks.pop(namespace, ()):
+        for task in [*self._tasks.pop(namespace, ()), *filter(None, [self._keda_tasks.pop(namespace, None)])]:
             task.cancel()  # a cancelled task runs no more of its code: nothing is stored after the drop
-        self._pending -= {(kind.name, namespace) for kind in (DEPLOYMENTS, HPAS)}
+        self._pending -= {(kind.name, namespace) for kind in (DEPLOYMENTS, HPAS, SCALED_OBJECTS)}
         self._listed_scopes.pop(namespace, asyncio.Event()).set()  # nobody waits for it any longer
         if not self._pending and self._failure is not None:
             self._synced.set()
         self.deployments.by_namespace.pop(namespace, None)
         self.hpas.by_namespace.pop(namespace, None)
+        self.scaled_objects.by_namespace.pop(namespace, None)
         log.info("Stopped watching namespace %s; its Deployments and HPAs are forgotten", namespace)
         return True
 
     async def run(self) -> None:
         """Keep every scope current until cancelled, or until a sync task fails unexpectedly (raised)."""
+        if await self._discover_keda():
+            self.keda = True
+            for scope in self._scopes:
+                self._pending.add((SCALED_OBJECTS.name, scope))
         self._failure = asyncio.get_running_loop().create_future()
         for scope in self._scopes:
             self._spawn(scope)
+        discovery = asyncio.create_task(self._follow_keda(), name="discover ScaledObjects")
+        discovery.add_done_callback(self._ended)
         if not self._pending:
             self._synced.set()  # a selector that matches no namespace yet
         try:
             await self._failure
         finally:
             tasks = [task for tasks in self._tasks.values() for task in tasks]
+            tasks += [discovery, *self._keda_tasks.values()]
             self._tasks.clear()
+            self._keda_tasks.clear()
             self._failure = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _expect(self, scope: str | None) -> None:
-        self._pending |= {(kind.name, scope) for kind in (DEPLOYMENTS, HPAS)}
+        kinds = (DEPLOYMENTS, HPAS, SCALED_OBJECTS) if self.keda else (DEPLOYMENTS, HPAS)
+        self._pending |= {(kind.name, scope) for kind in kinds}
         self._listed_scopes[scope] = asyncio.Event()
 
     def _spawn(self, scope: str | None) -> None:
-        tasks = [
-            asyncio.create_task(self._sync(store, scope), name=f"watch {store.kind.name} {_where(scope)}")
-            for store in (self.deployments, self.hpas)
-        ]
-        for task in tasks:
-            task.add_done_callback(self._ended)
+        tasks = [self._start_sync(store, scope) for store in (self.deployments, self.hpas)]
         self._tasks[scope] = tasks
+        if self.keda:
+            self._keda_tasks[scope] = self._start_sync(self.scaled_objects, scope)
+
+    def _start_sync(self, store: Store[Any], scope: str | None) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._sync(store, scope), name=f"watch {store.kind.name} {_where(scope)}")
+        task.add_done_callback(self._ended)
+        return task
+
+    async def _discover_keda(self) -> bool | None:
+        """Whether the cluster serves keda.sh/v1alpha1 ScaledObjects; None when it could not be asked."""
+        try:
+            async with self._session.get(
+                self._server + SCALED_OBJECTS_API, headers=self._headers()
+            ) as response:
+                if response.status == 404:
+                    return False
+                if response.status != 200:
+                    log.debug("Discovery of ScaledObjects: HTTP %s", response.status)
+                    return None
+                return serves_scaled_objects(await response.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            log.debug("Discovery of ScaledObjects failed: %s", err)
+            return None
+
+    async def _follow_keda(self) -> None:
+        """Watch ScaledObjects once their CRD is installed; stop (and forget them) once it is gone."""
+        while True:
+            await asyncio.sleep(self._keda_discovery_interval)
+            served = await self._discover_keda()
+            if served and not self.keda:
+                self.keda = True
+                log.info("Watching KEDA ScaledObjects: the cluster serves them now")
+                for scope in self._scopes:
+                    self._keda_tasks[scope] = self._start_sync(self.scaled_objects, scope)
+            elif served is False and self.keda:
+                self.keda = False
+                log.info("Stopped watching KEDA ScaledObjects: the cluster no longer serves them")
+                for task in self._keda_tasks.values():
+                    task.cancel()
+                self._keda_tasks.clear()
+                self._pending = {p for p in self._pending if p[0] != SCALED_OBJECTS.name}
+                if not self._pending:
+                    self._synced.set()
+                self.scaled_objects.by_namespace.clear()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self._failure is None or self._failure.done():
@@ -286,17 +361,35 @@ class WorkloadCache:
                 log.info("Watch of %s in %s expired; listing again", store.kind.name, _where(scope))
                 self.restarts += 1
                 version = None
-            except (aiohttp.ClientError, TimeoutError, WatchError, ValueError) as err:
-                delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-                failures += 1
+            except ForbiddenError as err:
+                if store.kind is not SCALED_OBJECTS:
+                    failures = await self._back_off(store, scope, failures, err)
+                    continue
+                # KEDA is installed but the operator's RBAC leaves ScaledObjects out: the rest goes on
+                # without them (no first listing to wait for), and they are asked for again now and then.
                 log.warning(
-                    "Watching %s in %s failed (%s); again in %.0f s",
-                    store.kind.name,
+                    "Not permitted to list ScaledObjects in %s (%s): KEDA-scaled targets are not recognized "
+                    "until RBAC grants get, list, watch, patch on keda.sh scaledobjects",
                     _where(scope),
-                    err or type(err).__name__,
-                    delay,
+                    err,
                 )
-                await asyncio.sleep(delay)
+                self._listed(store.kind, scope)
+                await asyncio.sleep(self._keda_discovery_interval)
+            except (aiohttp.ClientError, TimeoutError, WatchError, ValueError) as err:
+                failures = await self._back_off(store, scope, failures, err)
+
+    async def _back_off(self, store: Store[Any], scope: str | None, failures: int, err: Exception) -> int:
+        """Wait before the next attempt after `failures` failures in a row; the count with this one."""
+        delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+        log.warning(
+            "Watching %s in %s failed (%s); again in %.0f s",
+            store.kind.name,
+            _where(scope),
+            err or type(err).__name__,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        return failures + 1
 
     def _listed(self, kind: Kind[Any], scope: str | None) -> None:
         self._pending.discard((kind.name, scope))
@@ -315,9 +408,8 @@ class WorkloadCache:
             url = self._server + store.kind.url(scope)
             async with self._session.get(url, params=params, headers=self._headers()) as response:
                 if response.status != 200:
-                    raise WatchError(
-                        f"LIST {store.kind.name}: HTTP {response.status} {await response.text()}"
-                    )
+                    error = ForbiddenError if response.status == 403 else WatchError
+                    raise error(f"LIST {store.kind.name}: HTTP {response.status} {await response.text()}")
                 page = await response.json()
             for item in page.get("items") or ():
                 self._keep(views, store.kind, item)
@@ -367,12 +459,16 @@ class WorkloadCache:
                 yield str(meta.get("resourceVersion") or version)
 
     def _wake_claims(
-        self, namespace: str, previous: DeploymentView | HpaView | None, view: DeploymentView | HpaView
+        self,
+        namespace: str,
+        previous: DeploymentView | ScalerView | None,
+        view: DeploymentView | ScalerView,
     ) -> None:
-        """Ring the claims of a target whose level (its replicas, or its HPA's minReplicas when an HPA
-        scales it) this change moved below the highest claim, urgently. A level above the claims is nobody's
-        business: a person or an HPA may scale above the floor. A change of a claimed Deployment's Ready
-        replicas rings its claims without urgency: their capacity report follows it."""
+        """Ring the claims of a target whose level (its replicas, or the minimum of the HPA or ScaledObject
+        that scales it) this change moved below the highest claim, urgently. A level above the claims is
+        nobody's business: a person or an HPA may scale above the floor. The HPA KEDA owns is KEDA's
+        business. A change of a claimed Deployment's Ready replicas rings its claims without urgency: their
+        capacity report follows it."""
         if self._alarms is None:
             return
         if isinstance(view, DeploymentView):
@@ -380,15 +476,22 @@ class WorkloadCache:
                 self._alarms.ring(view.claims, urgent=False)
             if isinstance(previous, DeploymentView) and previous.replicas == view.replicas:
                 return
-            if any(hpa.target == view.name for hpa in self.hpas.views(namespace)):
-                return  # the HPA's bounds hold the floor, not the replicas
+            if any(hpa.target == view.name for hpa in self.hpas.views(namespace)) or any(
+                scaled.scales(view.name) for scaled in self.scaled_objects.views(namespace)
+            ):
+                return  # the autoscaler's bounds hold the floor, not the replicas
             deployment: DeploymentView | None = view
             level = view.replicas
         else:
-            if isinstance(previous, HpaView) and previous.min_replicas == view.min_replicas:
+            if isinstance(view, HpaView) and view.owner is not None:
                 return
-            deployment = self.deployments.by_namespace.get(namespace, {}).get(view.target or "")
-            level = view.min_replicas
+            if not isinstance(previous, DeploymentView | None) and previous.level == view.level:
+                return
+            target = view.target or ""
+            if isinstance(view, ScaledObjectView) and not view.scales(target):
+                return  # it scales a workload of another kind
+            deployment = self.deployments.by_namespace.get(namespace, {}).get(target)
+            level = view.level
         if deployment is not None and deployment.claims and level < max(deployment.claims.values()):
             self._alarms.ring(deployment.claims)
 

@@ -7,7 +7,8 @@ never be written without the scale (or the other way round), and a concurrent ch
 patch fail (422), after which the decision is made again on fresh data. A status update or someone else's
 annotation does not make it fail, as a resourceVersion precondition would. For an HPA-backed Deployment the
 HPA's bounds are derived from those annotations, so every write is idempotent and a crash between the two
-writes converges on the next reconcile.
+writes converges on the next reconcile. A target scaled by a KEDA ScaledObject is handled the same way, with
+the ScaledObject's minReplicaCount/maxReplicaCount in place of the HPA's bounds (adapters/scaledobjects.py).
 
 Requests go through the kubernetes client's ApiClient (configuration, credentials, TLS, connection pool) as
 plain JSON: the typed API classes and models cost tens of MiB of memory and a validation per call, for
@@ -27,10 +28,17 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
+from campaign_autoscaler.adapters.scaledobjects import (
+    ScaledObjectView,
+    bounds_operations,
+    scaled_object_path,
+    scaled_object_view,
+)
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
     CAMPAIGN_ANNOTATIONS,
     CLAIMS_ANNOTATION,
+    HPA_KIND,
     OWNERS_ANNOTATION,
     Baseline,
     ClaimPlan,
@@ -42,6 +50,7 @@ from campaign_autoscaler.planning.claims import (
     plan_claim,
 )
 from campaign_autoscaler.planning.instants import kube_time
+from campaign_autoscaler.planning.scaledobject import SCALED_OBJECT_KIND
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,16 @@ class HpaView:
     max_replicas: int
     target: str | None = None  # the Deployment its scaleTargetRef names
     created: str = ""
+    owner: str | None = None  # the KEDA ScaledObject that owns it (and rewrites it): never touched
+    kind: str = HPA_KIND
+
+    @property
+    def level(self) -> int:
+        return self.min_replicas
+
+
+# The autoscalers a target can be scaled through.
+ScalerView = HpaView | ScaledObjectView
 
 
 @dataclass(frozen=True)
@@ -106,14 +125,15 @@ class ClaimOutcome:
     """What a claim (or a release) left on one target."""
 
     deployment: DeploymentView
-    via: str  # "Deployment" or "HorizontalPodAutoscaler/<name>"
+    via: str  # "Deployment", "HorizontalPodAutoscaler/<name>", "ScaledObject/<name>[ (paused)]"
     baseline: Baseline
     effective_replicas: int  # the floor the target holds now: max(baseline, all claims)
     replicas_before: int  # Deployment replicas or HPA minReplicas before the write
     replicas_after: int  # ... and after it (equal when nothing was written)
-    hpa: HpaView | None
+    hpa: ScalerView | None  # the autoscaler (HPA or ScaledObject) it is scaled through
     written: bool
     released: bool  # no claim at all is left on the target: it is back at its baseline
+    paused: bool = False  # scaled through a paused ScaledObject: left alone
 
 
 def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
@@ -153,30 +173,40 @@ def hpa_view(body: Mapping[str, Any]) -> HpaView:
     scales_a_deployment = ref.get("kind") == "Deployment" and str(
         ref.get("apiVersion", "apps/v1")
     ).startswith("apps/")
+    keda_owner = next(
+        (
+            owner.get("name")
+            for owner in meta.get("ownerReferences") or ()
+            if owner.get("kind") == SCALED_OBJECT_KIND and str(owner.get("apiVersion")).startswith("keda.sh/")
+        ),
+        None,
+    )
     return HpaView(
         name=meta.get("name", ""),
         min_replicas=spec["minReplicas"] if spec.get("minReplicas") is not None else 1,
         max_replicas=spec.get("maxReplicas", 1),
         target=ref.get("name") if scales_a_deployment else None,
         created=str(meta.get("creationTimestamp", "")),
+        owner=keda_owner,
     )
 
 
 @dataclass(frozen=True)
 class NamespaceSnapshot:
-    """The Deployments and HPAs of one namespace as the operator's watches last saw them.
+    """The Deployments and autoscalers (HPAs, KEDA ScaledObjects) of one namespace as the operator's watches
+    last saw them.
 
     Reconciles read from here, not from LIST calls: the API server is asked only to write, and to re-read one
     object when a write was refused (which also says the snapshot was stale).
     """
 
     deployments: Mapping[str, DeploymentView]
-    hpas: tuple[HpaView, ...] = ()
+    hpas: tuple[ScalerView, ...] = ()
     namespace: str = ""
 
     @classmethod
     def of(
-        cls, deployments: Iterable[DeploymentView], hpas: Iterable[HpaView] = (), namespace: str = ""
+        cls, deployments: Iterable[DeploymentView], hpas: Iterable[ScalerView] = (), namespace: str = ""
     ) -> NamespaceSnapshot:
         return cls({view.name: view for view in deployments}, tuple(hpas), namespace)
 
@@ -189,16 +219,26 @@ class NamespaceSnapshot:
     def claimed_by(self, event_key: str) -> list[str]:
         return sorted(name for name, view in self.deployments.items() if event_key in view.claims)
 
-    def hpa_for(self, deployment_name: str) -> HpaView | None:
-        """The HPA whose scaleTargetRef is this Deployment, if any."""
-        # Two HPAs on one Deployment already fight each other; follow the oldest, deterministically.
+    def hpa_for(self, deployment_name: str) -> ScalerView | None:
+        """The autoscaler whose scaleTargetRef is this Deployment, if any: a KEDA ScaledObject before any
+        HPA, and never the HPA a ScaledObject owns (KEDA rewrites it from the ScaledObject)."""
+        keda_hpas = {s.hpa_name for s in self.hpas if isinstance(s, ScaledObjectView)}
+        # Two autoscalers on one Deployment already fight each other; follow the oldest, deterministically.
         matches = sorted(
-            (h for h in self.hpas if h.target == deployment_name), key=lambda h: (h.created, h.name)
+            (scaler for scaler in self.hpas if _scales(scaler, deployment_name, keda_hpas)),
+            key=lambda s: (s.kind != SCALED_OBJECT_KIND, s.created, s.name),
         )
         return matches[0] if matches else None
 
-    def hpa(self, name: str) -> HpaView | None:
-        return next((hpa for hpa in self.hpas if hpa.name == name), None)
+    def hpa(self, name: str, kind: str = HPA_KIND) -> ScalerView | None:
+        """The autoscaler of that kind and name."""
+        return next((s for s in self.hpas if (s.name, s.kind) == (name, kind)), None)
+
+
+def _scales(scaler: ScalerView, deployment_name: str, keda_hpas: set[str]) -> bool:
+    if isinstance(scaler, ScaledObjectView):
+        return scaler.scales(deployment_name)
+    return scaler.target == deployment_name and scaler.owner is None and scaler.name not in keda_hpas
 
 
 class EventPoster(Protocol):
@@ -305,15 +345,27 @@ class KubeAdapter:
         return sorted((deployment_view(item) for item in listing.get("items") or ()), key=lambda v: v.name)
 
     def _list_hpas(self, namespace: str) -> NamespaceSnapshot:
-        """The namespace's HPAs read afresh (one LIST), as a snapshot without Deployments."""
+        """The namespace's autoscalers read afresh (HPAs, and ScaledObjects where KEDA's CRD is installed),
+        as a snapshot without Deployments."""
         listing = self._request(
             "GET", f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
         )
-        items = listing.get("items") or ()
-        return NamespaceSnapshot.of((), (hpa_view(item) for item in items), namespace)
-
-    def _get_hpa(self, namespace: str, name: str) -> HpaView | None:
+        scalers: list[ScalerView] = [hpa_view(item) for item in listing.get("items") or ()]
         try:
+            scaled_objects = self._request("GET", scaled_object_path(namespace))
+        except ApiException as err:
+            # 404: KEDA's CRD is not installed; 403: the RBAC leaves ScaledObjects out (as the watch does).
+            if err.status not in (403, 404):
+                raise
+        else:
+            scalers += [scaled_object_view(item) for item in scaled_objects.get("items") or ()]
+        return NamespaceSnapshot.of((), scalers, namespace)
+
+    def _get_hpa(self, namespace: str, name: str, kind: str = HPA_KIND) -> ScalerView | None:
+        """The autoscaler of that kind and name read afresh; None when it does not exist."""
+        try:
+            if kind == SCALED_OBJECT_KIND:
+                return scaled_object_view(self._request("GET", scaled_object_path(namespace, name)))
             return hpa_view(self._request("GET", _hpa_path(namespace, name)))
         except ApiException as err:
             if err.status == 404:
@@ -365,15 +417,16 @@ class KubeAdapter:
             f"Deployment {name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
         )
 
-    def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> HpaView | None:
-        """The HPA this target is scaled through; from the snapshot, or read afresh (`snapshot` None)."""
-        if deployment.baseline is not None:
+    def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> ScalerView | None:
+        """The autoscaler the target goes through: from the snapshot, or read afresh (snapshot None)."""
+        baseline = deployment.baseline
+        if baseline is not None:
             # The way a target is scaled is fixed by its first claim, so that the restore matches it.
-            if deployment.baseline.hpa_name is None:
+            if baseline.hpa_name is None:
                 return None
             if snapshot is not None:
-                return snapshot.hpa(deployment.baseline.hpa_name)
-            return self._get_hpa(deployment.namespace, deployment.baseline.hpa_name)
+                return snapshot.hpa(baseline.hpa_name, baseline.scaler_kind)
+            return self._get_hpa(deployment.namespace, baseline.hpa_name, baseline.scaler_kind)
         if snapshot is not None:
             return snapshot.hpa_for(deployment.name)
         return self._list_hpas(deployment.namespace).hpa_for(deployment.name)
@@ -396,12 +449,21 @@ class KubeAdapter:
         # the next pass carries out again.
         if plan.annotations is not None and not plan.released:
             self._patch(path, _annotation_operations(deployment, plan.annotations), JSON_PATCH)
-        if plan.hpa_bounds is not None:
+        if plan.hpa_bounds is not None and plan.hpa.kind == SCALED_OBJECT_KIND:
+            # Only the two bounds, each guarded by what it was read as (KEDA rewrites the status often).
+            self._patch(
+                scaled_object_path(deployment.namespace, plan.hpa.name),
+                bounds_operations((plan.hpa.min_replicas, plan.hpa.max_replicas), plan.hpa_bounds),
+                JSON_PATCH,
+            )
+        elif plan.hpa_bounds is not None:
             self._patch(
                 _hpa_path(deployment.namespace, plan.hpa.name),
                 [
                     # Guarded by the bounds read, not the resourceVersion: the HPA controller updates the
-                    # status all the time.
+                    # status all the time. Patched through the version they were read in (v1): the API
+                    # server applies it to its own conversion of the object, so an HPA written through v2
+                    # keeps its metrics and behavior exactly (tests/integration/test_hpa_versions.py).
                     {"op": "test", "path": "/spec/minReplicas", "value": plan.hpa.min_replicas},
                     {"op": "test", "path": "/spec/maxReplicas", "value": plan.hpa.max_replicas},
                     {"op": "replace", "path": "/spec/minReplicas", "value": plan.hpa_bounds[0]},
@@ -550,22 +612,26 @@ def _annotation_operations(
     return operations
 
 
-def target_state(deployment: DeploymentView, hpa: HpaView | None) -> TargetState:
-    """The Deployment (and the HPA it is scaled through) as `plan_claim` reads a target."""
-    bounds = HpaBounds(hpa.name, hpa.min_replicas, hpa.max_replicas) if hpa is not None else None
+def target_state(deployment: DeploymentView, hpa: ScalerView | None) -> TargetState:
+    """The Deployment (and the HPA or ScaledObject it is scaled through) as `plan_claim` reads a target."""
+    bounds = None
+    if hpa is not None:
+        paused = isinstance(hpa, ScaledObjectView) and hpa.paused
+        bounds = HpaBounds(hpa.name, hpa.min_replicas, hpa.max_replicas, hpa.kind, paused)
     return TargetState(deployment.replicas, deployment.baseline, deployment.claims, deployment.owners, bounds)
 
 
 def claim_outcome(
-    deployment: DeploymentView, plan: ClaimPlan, hpa: HpaView | None, written: bool
+    deployment: DeploymentView, plan: ClaimPlan, hpa: ScalerView | None, written: bool
 ) -> ClaimOutcome:
     # `plan.hpa` is set only when the target is scaled through `hpa`.
     hpa_after = hpa if plan.hpa is not None else None
     if hpa_after is not None and plan.hpa_bounds is not None:
         hpa_after = replace(hpa_after, min_replicas=plan.hpa_bounds[0], max_replicas=plan.hpa_bounds[1])
+    via = f"{hpa_after.kind}/{hpa_after.name}" if hpa_after is not None else "Deployment"
     return ClaimOutcome(
         deployment=deployment,
-        via=f"HorizontalPodAutoscaler/{hpa_after.name}" if hpa_after is not None else "Deployment",
+        via=f"{via} (paused)" if plan.paused else via,
         baseline=plan.baseline,
         effective_replicas=plan.effective,
         replicas_before=plan.replicas_before,
@@ -573,6 +639,7 @@ def claim_outcome(
         hpa=hpa_after,
         written=written,
         released=plan.released,
+        paused=plan.paused,
     )
 
 

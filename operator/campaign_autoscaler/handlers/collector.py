@@ -165,6 +165,8 @@ def _finish(runtime: Runtime, snapshot: NamespaceSnapshot, suspect: Suspect, why
     if outcome is None or not outcome.written:
         return []
     change = f"{outcome.replicas_before} -> {outcome.replicas_after}"
+    if outcome.hpa is not None:  # the minimum of the HPA or ScaledObject it is scaled through
+        change = f"{outcome.via} {change}"
     message = f"Released the orphan {what} on {where} ({why}): {change}"
     log.warning(message)
     event_poster(runtime).post_event(

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from campaign_autoscaler.adapters.kube import ClaimOutcome, deployment_object_ref
 from campaign_autoscaler.planning import CampaignSpec, Phase
 from campaign_autoscaler.planning.numbers import format_sample
+from campaign_autoscaler.planning.scaledobject import PAUSED_ANNOTATION, SCALED_OBJECT_KIND
 
 from .context import EventContext, TargetReport, log
 
@@ -16,7 +17,8 @@ def describe_change(outcome: ClaimOutcome, event_name: str, dry_run: bool) -> tu
     if before == after:
         return None
     if outcome.hpa is not None:
-        what = f"HorizontalPodAutoscaler {outcome.deployment.namespace}/{outcome.hpa.name} minReplicas"
+        bound = "minReplicaCount" if outcome.hpa.kind == SCALED_OBJECT_KIND else "minReplicas"
+        what = f"{outcome.hpa.kind} {outcome.deployment.namespace}/{outcome.hpa.name} {bound}"
     else:
         what = f"Deployment {outcome.deployment.ref}"
     if dry_run:
@@ -69,6 +71,21 @@ def announce_metrics(ctx: EventContext, reports: Iterable[TargetReport]) -> None
         elif after.failure is None and before.failure is not None and after.value is not None:
             message = f"Metric of Deployment {name} answered again: {format_sample(after.value)}"
             ctx.post(ctx.ref, "Normal", "MetricsRecovered", message)
+
+
+def warn_about_paused(ctx: EventContext, reports: Iterable[TargetReport]) -> None:
+    """A Warning (once per window) for each target whose ScaledObject a person paused: it is left alone."""
+    for report in reports:
+        outcome = report.outcome
+        if not outcome.paused or outcome.hpa is None or report.wanted is None:
+            continue
+        ctx.warn_once(
+            ("paused", outcome.deployment.name),
+            "ScaledObjectPaused",
+            f"Left ScaledObject {outcome.deployment.namespace}/{outcome.hpa.name} alone: it is paused "
+            f"({PAUSED_ANNOTATION}); Deployment {outcome.deployment.ref} is not scaled for CampaignEvent "
+            f"{ctx.name}",
+        )
 
 
 def warn_about_capacity(

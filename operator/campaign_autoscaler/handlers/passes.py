@@ -43,7 +43,13 @@ from campaign_autoscaler.planning.decision import (
 )
 
 from .context import EventContext, TargetReport, iso, log
-from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
+from .events import (
+    announce_changes,
+    announce_metrics,
+    record_phase,
+    warn_about_capacity,
+    warn_about_paused,
+)
 from .runtime import CurveResult, EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
@@ -300,6 +306,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     # Every target is scaled before any Event is posted: Events must not delay the next target's write.
     announce_changes(ctx, [*released, *(report.outcome for report in reports)], dry_run)
     announce_metrics(ctx, reports)
+    warn_about_paused(ctx, reports)
     upcoming = _earliest(
         next_transition(spec, window, ctx.now), *(r.next_change[0] for r in reports if r.next_change)
     )

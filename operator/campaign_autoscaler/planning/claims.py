@@ -13,18 +13,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .scaledobject import SCALED_OBJECT_KIND, min_replica_level, scaled_object_bounds
+
 BASELINE_ANNOTATION = "autoscaling.campaigns.dev/baseline"
 CLAIMS_ANNOTATION = "autoscaling.campaigns.dev/claims"
 OWNERS_ANNOTATION = "autoscaling.campaigns.dev/claim-uids"
 CAMPAIGN_ANNOTATIONS = (BASELINE_ANNOTATION, CLAIMS_ANNOTATION, OWNERS_ANNOTATION)
+HPA_KIND = "HorizontalPodAutoscaler"
 
 
 @dataclass(frozen=True)
 class Baseline:
+    """What a target returns to. `hpa_name` names the autoscaler it is scaled through (of `scaler_kind`: an
+    HPA, or a KEDA ScaledObject), with its bounds; a ScaledObject's bound None was absent and stays absent."""
+
     replicas: int
     hpa_name: str | None = None
     hpa_min_replicas: int | None = None
     hpa_max_replicas: int | None = None
+    scaler_kind: str = HPA_KIND
 
 
 def claim_key(namespace: str, name: str) -> str:
@@ -60,7 +67,9 @@ def parse_owners(text: str | None) -> dict[str, str]:
 
 
 def parse_baseline(text: str) -> Baseline:
-    """`{"replicas": 4}` or `{"hpa": "checkout", "minReplicas": 2, "maxReplicas": 10, "replicas": 2}`.
+    """`{"replicas": 4}` or `{"hpa": "checkout", "minReplicas": 2, "maxReplicas": 10, "replicas": 2}` or
+    `{"scaledObject": "checkout", "minReplicaCount": 2, "maxReplicaCount": null, "replicas": 2}` (null: the
+    ScaledObject left the field out).
 
     Keys this version does not know are ignored, so that a newer writer does not break an older reader.
     """
@@ -68,6 +77,8 @@ def parse_baseline(text: str) -> Baseline:
     if "replicas" not in document:
         raise ValueError(f"annotation {BASELINE_ANNOTATION}: missing 'replicas' in {text!r}")
     replicas = _replicas(document["replicas"], BASELINE_ANNOTATION, "replicas")
+    if "scaledObject" in document:
+        return _scaled_object_baseline(document, replicas, text)
     hpa_name = document.get("hpa")
     if hpa_name is None:
         if "minReplicas" in document or "maxReplicas" in document:
@@ -88,9 +99,33 @@ def parse_baseline(text: str) -> Baseline:
     )
 
 
+def _scaled_object_baseline(document: Mapping[str, Any], replicas: int, text: str) -> Baseline:
+    name = document["scaledObject"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"annotation {BASELINE_ANNOTATION}: 'scaledObject' must be a name, got {name!r}")
+    bounds: list[int | None] = []
+    for key in ("minReplicaCount", "maxReplicaCount"):
+        if key not in document:
+            raise ValueError(
+                f"annotation {BASELINE_ANNOTATION}: missing {key!r} for scaledObject in {text!r}"
+            )
+        value = document[key]
+        bounds.append(None if value is None else _replicas(value, BASELINE_ANNOTATION, key))
+    return Baseline(replicas, name, bounds[0], bounds[1], SCALED_OBJECT_KIND)
+
+
 def dump_baseline(baseline: Baseline) -> str:
     if baseline.hpa_name is None:
         return json.dumps({"replicas": baseline.replicas})
+    if baseline.scaler_kind == SCALED_OBJECT_KIND:
+        return json.dumps(
+            {
+                "scaledObject": baseline.hpa_name,
+                "minReplicaCount": baseline.hpa_min_replicas,
+                "maxReplicaCount": baseline.hpa_max_replicas,
+                "replicas": baseline.replicas,
+            }
+        )
     return json.dumps(
         {
             "hpa": baseline.hpa_name,
@@ -126,8 +161,12 @@ def replicas_to_apply(
     return None
 
 
-def hpa_bounds(baseline: Baseline, claims: Mapping[str, int]) -> tuple[int, int]:
-    """`(minReplicas, maxReplicas)` for the HPA: the baseline bounds raised to the highest claim."""
+def hpa_bounds(baseline: Baseline, claims: Mapping[str, int]) -> tuple[int | None, int | None]:
+    """`(minReplicas, maxReplicas)` for the HPA (`minReplicaCount`, `maxReplicaCount` for a ScaledObject):
+    the baseline bounds raised to the highest claim."""
+    if baseline.scaler_kind == SCALED_OBJECT_KIND:
+        highest = max(claims.values()) if claims else None
+        return scaled_object_bounds(baseline.hpa_min_replicas, baseline.hpa_max_replicas, highest)
     if baseline.hpa_min_replicas is None or baseline.hpa_max_replicas is None:
         raise ValueError(f"baseline {baseline} records no HPA bounds")
     if not claims:
@@ -154,9 +193,21 @@ def _replicas(value: object, annotation: str, key: str) -> int:
 
 @dataclass(frozen=True)
 class HpaBounds:
+    """The autoscaler a target is scaled through, as read: an HPA, or (`kind`) a KEDA ScaledObject, whose
+    bounds may be absent (None) and which a person may have paused (then it is left alone)."""
+
     name: str
-    min_replicas: int
-    max_replicas: int
+    min_replicas: int | None
+    max_replicas: int | None
+    kind: str = HPA_KIND
+    paused: bool = False
+
+    @property
+    def level(self) -> int:
+        """The minimum the autoscaler holds the target at."""
+        if self.kind == SCALED_OBJECT_KIND:
+            return min_replica_level(self.min_replicas)
+        return self.min_replicas if self.min_replicas is not None else 1
 
 
 @dataclass(frozen=True)
@@ -186,11 +237,13 @@ class ClaimPlan:
     claims: Mapping[str, int]
     annotations: Mapping[str, str | None] | None  # annotations to write (a None value: remove); None: none
     replicas: int | None  # the Deployment's replicas to write; None: leave them
-    hpa_bounds: tuple[int, int] | None  # the HPA's (minReplicas, maxReplicas) to write; None: leave them
-    hpa: HpaBounds | None  # the HPA the target is scaled through
-    replicas_before: int  # the replicas (or the HPA's minReplicas) before
+    # The autoscaler's (min, max) to write (for a ScaledObject a None bound is removed); None: leave them.
+    hpa_bounds: tuple[int | None, int | None] | None
+    hpa: HpaBounds | None  # the autoscaler (HPA or ScaledObject) the target is scaled through
+    replicas_before: int  # the replicas (or the autoscaler's minimum) before
     replicas_after: int  # ... and after the plan is carried out
     effective: int  # the floor the target holds afterwards: max(baseline, every claim)
+    paused: bool = False  # scaled through a paused ScaledObject: left alone, nothing written
 
     @property
     def released(self) -> bool:
@@ -209,8 +262,19 @@ def plan_claim(state: TargetState, event_key: str, wanted: int | None, owner_uid
     would derive from their claims can undo a release in flight (an HPA is restored first, its annotations
     removed second, and a write in between would raise it again for good). Only a target that no claim holds
     any more but still carries campaign annotations (a release cut short) is finished by anyone.
+    A target scaled through a paused ScaledObject was paused on purpose: nothing at all is written.
     """
     plan = _plan(state, event_key, wanted, owner_uid)
+    if plan.hpa is not None and plan.hpa.paused:
+        return replace(
+            plan,
+            claims=dict(state.claims),
+            annotations=None,
+            hpa_bounds=None,
+            replicas_after=plan.replicas_before,
+            effective=plan.replicas_before,
+            paused=True,
+        )
     if wanted is None and event_key not in state.claims and state.claims:
         return replace(
             plan, annotations=None, replicas=None, hpa_bounds=None, replicas_after=plan.replicas_before
@@ -229,19 +293,21 @@ def _plan(state: TargetState, event_key: str, wanted: int | None, owner_uid: str
     annotations = None
     if (claims, owners) != (dict(state.claims), dict(state.owners)) or (state.claimed and not claims):
         annotations = _annotations(baseline, claims, owners)
-    if state.hpa is not None and baseline.hpa_name == state.hpa.name:
+    scaler = state.hpa
+    if scaler is not None and (baseline.hpa_name, baseline.scaler_kind) == (scaler.name, scaler.kind):
         bounds = hpa_bounds(baseline, claims)
-        current = (state.hpa.min_replicas, state.hpa.max_replicas)
+        current = (scaler.min_replicas, scaler.max_replicas)
+        level_after = replace(scaler, min_replicas=bounds[0]).level
         return ClaimPlan(
             baseline=baseline,
             claims=claims,
             annotations=annotations,
             replicas=None,
             hpa_bounds=bounds if bounds != current else None,
-            hpa=state.hpa,
-            replicas_before=state.hpa.min_replicas,
-            replicas_after=bounds[0],
-            effective=bounds[0],
+            hpa=scaler,
+            replicas_before=scaler.level,
+            replicas_after=level_after,
+            effective=level_after,
         )
     replicas = replicas_to_apply(state.replicas, baseline.replicas, state.claims, claims)
     if replicas == state.replicas or (not claims and not state.claimed):
@@ -267,6 +333,7 @@ def _baseline_now(state: TargetState) -> Baseline:
         hpa_name=state.hpa.name,
         hpa_min_replicas=state.hpa.min_replicas,
         hpa_max_replicas=state.hpa.max_replicas,
+        scaler_kind=state.hpa.kind,
     )
 
 
