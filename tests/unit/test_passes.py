@@ -878,6 +878,9 @@ def test_a_curve_is_read_once_over_the_lifecycle_a_year_ago_and_followed(env):
     driver.step()
     assert env.kube.replicas("checkout") == 15
     assert driver.status["targets"][0]["reason"].startswith("curve 15 = ceil(last campaign's 1500 / 100)")
+    # Once a change is due, the next one is worked out: down after the surge and the stabilization.
+    assert driver.status["targets"][0]["nextPlannedChange"] == {"at": "2026-09-09T01:05:00Z", "replicas": 4}
+    assert driver.status["nextTransition"] == "2026-09-08T23:50:00Z"  # ramp step 3/3 comes first
     # Down after the surge, once the stabilization window has passed it.
     env.clock.set(START + 64 * MINUTE)
     driver.step()

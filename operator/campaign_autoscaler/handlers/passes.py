@@ -402,8 +402,22 @@ def _decide_and_write(
         return None
     if outcome.released:
         ctx.memory.touched.discard(deployment_name)
-    next_change = next_planned_change(inputs) if curve is not None else None
+    next_change = _next_change(ctx, inputs, deployment_name) if curve is not None else None
     return TargetReport(outcome, decision, forecast, metric_before, target, curve, next_change)
+
+
+def _next_change(
+    ctx: EventContext, inputs: TargetInputs, deployment_name: str
+) -> tuple[datetime, int] | None:
+    """The curve's next planned change; worked out again only once it is due, or when what it comes from
+    changed (the spec, the baseline, the curve): until then nothing in the plan moves."""
+    key = (ctx.generation, inputs.baseline, id(inputs.history))
+    cached = ctx.memory.window.next_changes.get(deployment_name)
+    if cached is not None and cached[0] == key and (cached[1] is None or cached[1][0] > ctx.now):
+        return cached[1]
+    change = next_planned_change(inputs)
+    ctx.memory.window.next_changes[deployment_name] = (key, change)
+    return change
 
 
 def _release_dropped(
