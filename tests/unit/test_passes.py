@@ -878,6 +878,9 @@ def test_a_curve_is_read_once_over_the_lifecycle_a_year_ago_and_followed(env):
     driver.step()
     assert env.kube.replicas("checkout") == 15
     assert driver.status["targets"][0]["reason"].startswith("curve 15 = ceil(last campaign's 1500 / 100)")
+    # Once a change is due, the next one is worked out: down after the surge and the stabilization.
+    assert driver.status["targets"][0]["nextPlannedChange"] == {"at": "2026-09-09T01:05:00Z", "replicas": 4}
+    assert driver.status["nextTransition"] == "2026-09-08T23:50:00Z"  # ramp step 3/3 comes first
     # Down after the surge, once the stabilization window has passed it.
     env.clock.set(START + 64 * MINUTE)
     driver.step()
@@ -1009,3 +1012,22 @@ def test_writes_following_a_curve_are_bounded(env):
     assert rises and falls
     assert all(b - a >= timedelta(minutes=5) for a, b in itertools.pairwise(falls))
     assert all(b - a >= timedelta(minutes=1) for a, b in itertools.pairwise(rises))
+
+
+def test_a_curve_is_read_shortly_before_the_lead_time_so_the_first_step_follows_it(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.metrics.values[QUERY] = 100.0
+    env.metrics.curves[QUERY] = last_campaign(level=300.0, surge=1500.0)
+    driver = env.driver(raw_spec(curve_target()))
+    env.clock.set(START - 32 * MINUTE)
+    driver.step()
+    assert env.metrics.series_calls == []  # more than a minute before the lead time: nothing asked
+    env.clock.set(START - 30 * MINUTE - timedelta(seconds=40))
+    driver.step()
+    assert len(env.metrics.series_calls) == 1
+    assert env.metrics.value_calls[QUERY] <= 1  # the live metric waits for the lead time (bar validation)
+    assert env.kube.replicas("checkout") == 4  # Pending: nothing claimed yet
+    env.clock.set(START - 30 * MINUTE)
+    driver.step()
+    assert env.kube.replicas("checkout") == 4  # the curve's 3, held at the baseline; not the plain step 6
+    assert len(env.metrics.series_calls) == 1

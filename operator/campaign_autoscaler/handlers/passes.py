@@ -54,6 +54,8 @@ from .runtime import CurveResult, EventMemory, ForecastResult, OperatorStoppingE
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
 
+# A last campaign's curve is read this long before the lead time, so that the first step already follows it.
+CURVE_PREFETCH = timedelta(minutes=1)
 # Failures that say "Prometheus could not be asked", not "the query is wrong": validation waits for a verdict.
 UNREACHABLE = ("ConnectionFailed", "Timeout", "HTTPError", "NoPrometheus")
 
@@ -94,7 +96,8 @@ def _spec(runtime: Runtime, memory: EventMemory, world: EventWorld) -> CampaignS
 def wanted_probes(runtime: Runtime, memory: EventMemory, world: EventWorld) -> set[Probe]:
     """What the event needs sampled now: its new queries until Prometheus gave its verdict on them, and from
     the lead time to the end of the ramp-down each metric query (once, however many Deployments it serves)
-    and the forecast of the window until it is found. Reads only what the pass left in `memory`."""
+    and the forecast of the window until it is found; a curve from CURVE_PREFETCH before the lead time, so
+    that the first step follows it. Reads only what the pass left in `memory`."""
     if world.deleting or memory.fence.released:
         return set()
     try:
@@ -106,7 +109,8 @@ def wanted_probes(runtime: Runtime, memory: EventMemory, world: EventWorld) -> s
         probes |= {Probe(target.metric.query) for target in spec.targets if target.metric is not None}
     now = runtime.clock()
     window = resolve_window(spec, now)
-    if claim_fraction(spec, window, now) is None:
+    claiming = claim_fraction(spec, window, now) is not None
+    if not claiming and not _prefetching(spec, window, now):
         return probes
     window_key = iso(window.start) or ""
     forecasts = memory.window.forecasts if memory.window.key == window_key else {}
@@ -114,18 +118,26 @@ def wanted_probes(runtime: Runtime, memory: EventMemory, world: EventWorld) -> s
     for target, deployment_name in targets_in(world.snapshot, spec):
         if target.metric is None:
             continue
-        probes.add(Probe(target.metric.query))
         if target.metric.forecast is not None and target.metric.forecast.follows_curve:
             curve = curves.get(target.metric)
             if curve is None or not curve.settled:
                 probes.add(curve_probe(spec, target, window, runtime.config.curve_step))
-        elif target.metric.forecast is not None:
+        if not claiming:
+            continue
+        probes.add(Probe(target.metric.query))
+        if target.metric.forecast is not None and not target.metric.forecast.follows_curve:
             known = forecasts.get(target.metric) or _forecast_from_status(
                 world.old_status, window_key, deployment_name
             )
             if known is None or not known.settled:
                 probes.add(_peak_probe(target, window))
     return probes
+
+
+def _prefetching(spec: CampaignSpec, window: Window, now: datetime) -> bool:
+    """Shortly before the lead time: the curves are read, nothing else is."""
+    begin = lifecycle_start(spec, window)
+    return begin - CURVE_PREFETCH <= now < begin
 
 
 def _peak_probe(target: TargetSpec, window: Window) -> Probe:
@@ -159,6 +171,27 @@ def _curve_from_sample(
     return CurveResult(history)
 
 
+def _absorb_curve(
+    ctx: EventContext,
+    spec: CampaignSpec,
+    window: Window,
+    target: TargetSpec,
+    samples: Mapping[Probe, MetricSample],
+) -> None:
+    """Keep the curve the sampler read for this window, until it is settled."""
+    assert target.metric is not None
+    curves = ctx.memory.window.curves
+    curve = curves.get(target.metric)
+    if curve is not None and curve.settled:
+        return
+    step = ctx.runtime.config.curve_step
+    sample = samples.get(curve_probe(spec, target, window, step))
+    if sample is not None and sample.latest is not None:
+        curves[target.metric] = _curve_from_sample(
+            spec, window, target, sample.latest, timedelta(seconds=step)
+        )
+
+
 def _absorb_samples(ctx: EventContext, world: EventWorld) -> None:
     """Take in what the samplers hold for this pass: the verdict on new queries, the forecast of the window,
     and each metric query's current reading (blind when its latest answer failed or is too old)."""
@@ -169,23 +202,24 @@ def _absorb_samples(ctx: EventContext, world: EventWorld) -> None:
     except SpecError:
         return
     window = resolve_window(spec, ctx.now)
-    if claim_fraction(spec, window, ctx.now) is None:
+    claiming = claim_fraction(spec, window, ctx.now) is not None
+    if not claiming:
         memory.readings.clear()  # a reading of one window is not a reading of the next
-        return
+        if not _prefetching(spec, window, ctx.now):
+            return
     targets = targets_in(world.snapshot, spec)
     window_memory = memory.window_memory(iso(window.start) or "")
+    for target, _ in targets:
+        if (
+            target.metric is not None
+            and target.metric.forecast is not None
+            and target.metric.forecast.follows_curve
+        ):
+            _absorb_curve(ctx, spec, window, target, world.samples)
+    if not claiming:
+        return
     for target, deployment_name in targets:
-        if target.metric is None or target.metric.forecast is None:
-            continue
-        if target.metric.forecast.follows_curve:
-            curve = window_memory.curves.get(target.metric)
-            if curve is None or not curve.settled:
-                step = ctx.runtime.config.curve_step
-                sample = world.samples.get(curve_probe(spec, target, window, step))
-                if sample is not None and sample.latest is not None:
-                    window_memory.curves[target.metric] = _curve_from_sample(
-                        spec, window, target, sample.latest, timedelta(seconds=step)
-                    )
+        if target.metric is None or target.metric.forecast is None or target.metric.forecast.follows_curve:
             continue
         known = window_memory.forecasts.get(target.metric) or _forecast_from_status(
             world.old_status, window_memory.key, deployment_name
@@ -373,8 +407,22 @@ def _decide_and_write(
         return None
     if outcome.released:
         ctx.memory.touched.discard(deployment_name)
-    next_change = next_planned_change(inputs) if curve is not None else None
+    next_change = _next_change(ctx, inputs, deployment_name) if curve is not None else None
     return TargetReport(outcome, decision, forecast, metric_before, target, curve, next_change)
+
+
+def _next_change(
+    ctx: EventContext, inputs: TargetInputs, deployment_name: str
+) -> tuple[datetime, int] | None:
+    """The curve's next planned change; worked out again only once it is due, or when what it comes from
+    changed (the spec, the baseline, the curve): until then nothing in the plan moves."""
+    key = (ctx.generation, inputs.baseline, id(inputs.history))
+    cached = ctx.memory.window.next_changes.get(deployment_name)
+    if cached is not None and cached[0] == key and (cached[1] is None or cached[1][0] > ctx.now):
+        return cached[1]
+    change = next_planned_change(inputs)
+    ctx.memory.window.next_changes[deployment_name] = (key, change)
+    return change
 
 
 def _release_dropped(

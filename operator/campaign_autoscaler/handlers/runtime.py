@@ -189,6 +189,10 @@ class WindowMemory:
     ready_seconds: dict[str, float] = field(default_factory=dict)  # per Deployment
     forecasts: dict[object, ForecastResult] = field(default_factory=dict)  # per metric spec
     curves: dict[object, CurveResult] = field(default_factory=dict)  # per metric spec, mode curve
+    # Per Deployment: the curve's next planned change, and what it was worked out from (see passes).
+    next_changes: dict[str, tuple[tuple[object, ...], tuple[datetime, int] | None]] = field(
+        default_factory=dict
+    )
     tallies: dict[str, Tally] = field(default_factory=dict)  # per Deployment: what was seen in the window
 
 
