@@ -39,6 +39,7 @@ from campaign_autoscaler.adapters.kube import (
 )
 from campaign_autoscaler.adapters.prometheus import MetricsUnavailableError
 from campaign_autoscaler.adapters.sampler import MetricSampler
+from campaign_autoscaler.adapters.workloads import KindDirectory
 from campaign_autoscaler.handlers.passes import (
     EventWorld,
     PassResult,
@@ -199,6 +200,7 @@ class FakeKube:
         self.event_reads: list[tuple[str, str]] = []
         self.refused = 0  # writes refused because what they were decided on had changed
         self.before_write: Callable[[ClaimAttempt], None] | None = None
+        self.kinds = KindDirectory(lambda _api_version: None)  # serves only the apps/v1 kinds
 
     # --- the world, as a test sets it up and changes it behind the operator's back ----------------------
     def add_deployment(self, body: Mapping[str, Any]) -> None:

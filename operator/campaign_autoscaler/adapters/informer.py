@@ -1,4 +1,7 @@
-"""The Deployments and HPAs of the watched namespaces, kept current by LIST + WATCH, as small views only.
+"""The workloads and HPAs of the watched namespaces, kept current by LIST + WATCH, as small views only.
+
+Deployments and HPAs are watched from the start; any other workload kind (StatefulSets, a kind with /scale)
+from the moment a target names it (`watch_kind`), and from then on for as long as the operator runs.
 
 Reconciles read targets from here instead of asking the API server. Each object is turned into its
 `DeploymentView` / `HpaView` the moment it arrives and its JSON is dropped, one object at a time: 2,000
@@ -23,9 +26,12 @@ from campaign_autoscaler.adapters.kube import (
     DeploymentView,
     HpaView,
     NamespaceSnapshot,
-    deployment_view,
     hpa_view,
+    workload_view,
 )
+from campaign_autoscaler.adapters.workloads import DEPLOYMENTS as DEPLOYMENT_KIND
+from campaign_autoscaler.adapters.workloads import WorkloadKind
+from campaign_autoscaler.planning import split_key
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,16 @@ class Kind(Generic[View]):
         return self.path.format(scope=f"namespaces/{namespace}/" if namespace else "")
 
 
-DEPLOYMENTS: Kind[DeploymentView] = Kind("Deployments", "/apis/apps/v1/{scope}deployments", deployment_view)
+def workload_kind(workload: WorkloadKind) -> Kind[DeploymentView]:
+    """The watch of one workload kind: `deployments.apps` at /apis/apps/v1/{scope}deployments."""
+    prefix = workload.collection(None).rpartition("/")[0]
+    name = (
+        f"{workload.kind}s" if workload.native else workload.resource
+    )  # "Deployments", "rollouts.argoproj.io"
+    return Kind(name, f"{prefix}/{{scope}}{workload.plural}", workload_view(workload))
+
+
+DEPLOYMENTS: Kind[DeploymentView] = workload_kind(DEPLOYMENT_KIND)
 HPAS: Kind[HpaView] = Kind(
     "HorizontalPodAutoscalers", "/apis/autoscaling/v1/{scope}horizontalpodautoscalers", hpa_view
 )
@@ -168,6 +183,9 @@ class WorkloadCache:
             self._wanted = self._allowed
         self.deployments: Store[DeploymentView] = Store(DEPLOYMENTS)
         self.hpas: Store[HpaView] = Store(HPAS)
+        # Every workload kind watched (Deployments first), and when each had its first listings.
+        self.workloads: dict[WorkloadKind, Store[DeploymentView]] = {DEPLOYMENT_KIND: self.deployments}
+        self._kind_listed: dict[str, asyncio.Event] = {}
         self._pending: set[tuple[str, str | None]] = set()
         self._listed_scopes: dict[str | None, asyncio.Event] = {}
         for scope in self._scopes:
@@ -179,11 +197,36 @@ class WorkloadCache:
         self.restarts = 0  # watches that had to start over with a LIST
 
     def snapshot(self, namespace: str) -> NamespaceSnapshot:
-        return NamespaceSnapshot.of(self.deployments.views(namespace), self.hpas.views(namespace), namespace)
+        views = [view for store in self.workloads.values() for view in store.views(namespace)]
+        return NamespaceSnapshot.of(views, self.hpas.views(namespace), namespace)
 
     def namespaces(self) -> list[str]:
-        """Every namespace with a Deployment in the cache."""
-        return sorted(self.deployments.by_namespace)
+        """Every namespace with a workload in the cache."""
+        return sorted({ns for store in self.workloads.values() for ns in store.by_namespace})
+
+    def _stores(self) -> list[Store[Any]]:
+        return [*self.workloads.values(), self.hpas]
+
+    def watch_kind(self, workload: WorkloadKind) -> bool:
+        """Watch a workload kind too, in every scope, from now on; False when it is watched already."""
+        if workload in self.workloads:
+            return False
+        store: Store[DeploymentView] = Store(workload_kind(workload))
+        self.workloads[workload] = store
+        self._kind_listed[store.kind.name] = asyncio.Event()
+        for scope in self._scopes:
+            self._pending.add((store.kind.name, scope))
+            if self._failure is not None:
+                self._start(store, scope)
+        log.info("Watching %s too", workload.resource)
+        return True
+
+    async def wait_kind_listed(self, workload: WorkloadKind) -> None:
+        """Until every first listing of a kind started with `watch_kind` is in."""
+        store = self.workloads.get(workload)
+        listed = self._kind_listed.get(store.kind.name) if store is not None else None
+        if listed is not None:
+            await listed.wait()
 
     def watched(self) -> list[str | None]:
         """The scopes listed and watched now, each a namespace (None: every namespace)."""
@@ -222,12 +265,12 @@ class WorkloadCache:
         self._scopes.remove(namespace)
         for task in self._tasks.pop(namespace, ()):
             task.cancel()  # a cancelled task runs no more of its code: nothing is stored after the drop
-        self._pending -= {(kind.name, namespace) for kind in (DEPLOYMENTS, HPAS)}
+        self._pending -= {(store.kind.name, namespace) for store in self._stores()}
         self._listed_scopes.pop(namespace, asyncio.Event()).set()  # nobody waits for it any longer
         if not self._pending and self._failure is not None:
             self._synced.set()
-        self.deployments.by_namespace.pop(namespace, None)
-        self.hpas.by_namespace.pop(namespace, None)
+        for store in self._stores():
+            store.by_namespace.pop(namespace, None)
         log.info("Stopped watching namespace %s; its Deployments and HPAs are forgotten", namespace)
         return True
 
@@ -249,17 +292,18 @@ class WorkloadCache:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _expect(self, scope: str | None) -> None:
-        self._pending |= {(kind.name, scope) for kind in (DEPLOYMENTS, HPAS)}
+        self._pending |= {(store.kind.name, scope) for store in self._stores()}
         self._listed_scopes[scope] = asyncio.Event()
 
     def _spawn(self, scope: str | None) -> None:
-        tasks = [
-            asyncio.create_task(self._sync(store, scope), name=f"watch {store.kind.name} {_where(scope)}")
-            for store in (self.deployments, self.hpas)
-        ]
-        for task in tasks:
-            task.add_done_callback(self._ended)
-        self._tasks[scope] = tasks
+        self._tasks[scope] = []
+        for store in self._stores():
+            self._start(store, scope)
+
+    def _start(self, store: Store[Any], scope: str | None) -> None:
+        task = asyncio.create_task(self._sync(store, scope), name=f"watch {store.kind.name} {_where(scope)}")
+        task.add_done_callback(self._ended)
+        self._tasks.setdefault(scope, []).append(task)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self._failure is None or self._failure.done():
@@ -298,6 +342,8 @@ class WorkloadCache:
         self._pending.discard((kind.name, scope))
         if not any(pending == scope for _, pending in self._pending) and scope in self._listed_scopes:
             self._listed_scopes[scope].set()
+        if kind.name in self._kind_listed and not any(k == kind.name for k, _ in self._pending):
+            self._kind_listed[kind.name].set()
         if not self._pending and not self._synced.is_set():
             log.info("Watching Deployments and HorizontalPodAutoscalers: every first listing is in")
             self._synced.set()
@@ -373,17 +419,24 @@ class WorkloadCache:
         if isinstance(view, DeploymentView):
             if isinstance(previous, DeploymentView) and previous.replicas == view.replicas:
                 return
-            if any(hpa.target == view.name for hpa in self.hpas.views(namespace)):
+            if any(hpa.target == view.key for hpa in self.hpas.views(namespace)):
                 return  # the HPA's bounds hold the floor, not the replicas
             deployment: DeploymentView | None = view
             level = view.replicas
         else:
             if isinstance(previous, HpaView) and previous.min_replicas == view.min_replicas:
                 return
-            deployment = self.deployments.by_namespace.get(namespace, {}).get(view.target or "")
+            deployment = self._workload_at(namespace, view.target or "")
             level = view.min_replicas
         if deployment is not None and deployment.claims and level < max(deployment.claims.values()):
             self._alarms.ring(deployment.claims)
+
+    def _workload_at(self, namespace: str, key: str) -> DeploymentView | None:
+        kind, group, name = split_key(key)
+        for workload, store in self.workloads.items():
+            if (workload.group, workload.kind) == (group, kind):
+                return store.by_namespace.get(namespace, {}).get(name)
+        return None
 
 
 def _where(scope: str | None) -> str:

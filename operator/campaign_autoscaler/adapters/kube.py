@@ -42,6 +42,9 @@ from campaign_autoscaler.planning.claims import (
     plan_claim,
 )
 from campaign_autoscaler.planning.instants import kube_time
+from campaign_autoscaler.planning.targets import split_key, workload_key
+
+from .workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class HpaView:
     name: str
     min_replicas: int
     max_replicas: int
-    target: str | None = None  # the Deployment its scaleTargetRef names
+    target: str | None = None  # the key of the workload its scaleTargetRef names
     created: str = ""
 
 
@@ -90,10 +93,25 @@ class DeploymentView:
     # what a write tests before it changes anything.
     campaign_texts: Mapping[str, str | None] = field(default_factory=dict)
     has_annotations: bool = True
+    workload: WorkloadKind = DEPLOYMENTS  # its kind: a Deployment, a StatefulSet, anything with /scale
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def kind(self) -> str:
+        return self.workload.kind
+
+    @property
+    def key(self) -> str:
+        """The workload's key in snapshots and memories (planning.workload_key)."""
+        return workload_key(self.workload.api_version, self.workload.kind, self.name)
+
+    @property
+    def described(self) -> str:
+        """`StatefulSet shop/db`, as log lines and Events name it."""
+        return f"{self.workload.kind} {self.ref}"
 
     @property
     def baseline_replicas(self) -> int:
@@ -106,7 +124,7 @@ class ClaimOutcome:
     """What a claim (or a release) left on one target."""
 
     deployment: DeploymentView
-    via: str  # "Deployment" or "HorizontalPodAutoscaler/<name>"
+    via: str  # "Deployment", "StatefulSet", "Scale" or "HorizontalPodAutoscaler/<name>"
     baseline: Baseline
     effective_replicas: int  # the floor the target holds now: max(baseline, all claims)
     replicas_before: int  # Deployment replicas or HPA minReplicas before the write
@@ -116,8 +134,15 @@ class ClaimOutcome:
     released: bool  # no claim at all is left on the target: it is back at its baseline
 
 
-def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
-    """A Deployment as the API serves it (camelCase JSON, e.g. a watch event's body)."""
+def workload_view(workload: WorkloadKind) -> Callable[[Mapping[str, Any]], DeploymentView]:
+    """How objects of `workload`'s kind are read (see `deployment_view`)."""
+    return lambda body: deployment_view(body, workload)
+
+
+def deployment_view(body: Mapping[str, Any], workload: WorkloadKind = DEPLOYMENTS) -> DeploymentView:
+    """A workload (a Deployment unless `workload` says otherwise) as the API serves it (camelCase JSON, e.g.
+    a watch event's body). Every scalable kind keeps its replicas in `spec.replicas` and its ready ones in
+    `status.readyReplicas`, as Deployments, StatefulSets and Argo Rollouts do."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
     annotations = meta.get("annotations")
     has_annotations = annotations is not None
@@ -129,7 +154,7 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         claims = parse_claims(annotations.get(CLAIMS_ANNOTATION))
         owners = parse_owners(annotations.get(OWNERS_ANNOTATION))
     except ValueError as err:
-        problem = f"Deployment {meta.get('namespace')}/{meta.get('name')}: {err}"
+        problem = f"{workload.kind} {meta.get('namespace')}/{meta.get('name')}: {err}"
     return DeploymentView(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
@@ -143,6 +168,7 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         annotation_error=problem,
         campaign_texts={key: annotations.get(key) for key in CAMPAIGN_ANNOTATIONS},
         has_annotations=has_annotations,
+        workload=workload,
     )
 
 
@@ -150,21 +176,22 @@ def hpa_view(body: Mapping[str, Any]) -> HpaView:
     """An autoscaling/v1 HorizontalPodAutoscaler as the API serves it."""
     meta, spec = body.get("metadata") or {}, body.get("spec") or {}
     ref = spec.get("scaleTargetRef") or {}
-    scales_a_deployment = ref.get("kind") == "Deployment" and str(
-        ref.get("apiVersion", "apps/v1")
-    ).startswith("apps/")
+    target = None
+    if ref.get("kind") and ref.get("name"):
+        target = workload_key(str(ref.get("apiVersion") or "apps/v1"), str(ref["kind"]), str(ref["name"]))
     return HpaView(
         name=meta.get("name", ""),
         min_replicas=spec["minReplicas"] if spec.get("minReplicas") is not None else 1,
         max_replicas=spec.get("maxReplicas", 1),
-        target=ref.get("name") if scales_a_deployment else None,
+        target=target,
         created=str(meta.get("creationTimestamp", "")),
     )
 
 
 @dataclass(frozen=True)
 class NamespaceSnapshot:
-    """The Deployments and HPAs of one namespace as the operator's watches last saw them.
+    """The workloads (by key, planning.workload_key) and HPAs of one namespace as the operator's watches last
+    saw them.
 
     Reconciles read from here, not from LIST calls: the API server is asked only to write, and to re-read one
     object when a write was refused (which also says the snapshot was stale).
@@ -178,23 +205,34 @@ class NamespaceSnapshot:
     def of(
         cls, deployments: Iterable[DeploymentView], hpas: Iterable[HpaView] = (), namespace: str = ""
     ) -> NamespaceSnapshot:
-        return cls({view.name: view for view in deployments}, tuple(hpas), namespace)
+        return cls({view.key: view for view in deployments}, tuple(hpas), namespace)
 
-    def deployment(self, name: str) -> DeploymentView | None:
-        return self.deployments.get(name)
+    def deployment(self, key: str) -> DeploymentView | None:
+        """The workload of that key (a Deployment's key is its name)."""
+        return self.deployments.get(key)
 
-    def matching(self, labels_match: Callable[[Mapping[str, str]], bool]) -> list[DeploymentView]:
-        return sorted((v for v in self.deployments.values() if labels_match(v.labels)), key=lambda v: v.name)
+    def matching(
+        self,
+        labels_match: Callable[[Mapping[str, str]], bool],
+        kind: tuple[str, str] | None = ("apps", "Deployment"),
+    ) -> list[DeploymentView]:
+        """The workloads of `kind` (group, kind; None: every kind) whose labels match, sorted by name."""
+        return sorted(
+            (
+                v
+                for v in self.deployments.values()
+                if labels_match(v.labels) and (kind is None or (v.workload.group, v.workload.kind) == kind)
+            ),
+            key=lambda v: (v.name, v.kind),
+        )
 
     def claimed_by(self, event_key: str) -> list[str]:
-        return sorted(name for name, view in self.deployments.items() if event_key in view.claims)
+        return sorted(key for key, view in self.deployments.items() if event_key in view.claims)
 
-    def hpa_for(self, deployment_name: str) -> HpaView | None:
-        """The HPA whose scaleTargetRef is this Deployment, if any."""
-        # Two HPAs on one Deployment already fight each other; follow the oldest, deterministically.
-        matches = sorted(
-            (h for h in self.hpas if h.target == deployment_name), key=lambda h: (h.created, h.name)
-        )
+    def hpa_for(self, key: str) -> HpaView | None:
+        """The HPA whose scaleTargetRef is this workload, if any."""
+        # Two HPAs on one workload already fight each other; follow the oldest, deterministically.
+        matches = sorted((h for h in self.hpas if h.target == key), key=lambda h: (h.created, h.name))
         return matches[0] if matches else None
 
     def hpa(self, name: str) -> HpaView | None:
@@ -229,6 +267,8 @@ class EventRecorder(EventPoster, Protocol):
 class KubeApi(EventPoster, Protocol):
     """The Kubernetes calls a pass makes (KubeAdapter; an in-memory one in the unit tests)."""
 
+    kinds: KindDirectory  # the workload kinds API discovery found
+
     def set_claim(
         self,
         snapshot: NamespaceSnapshot,
@@ -254,6 +294,7 @@ class KubeAdapter:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api_client = api_client
+        self.kinds = KindDirectory(self.api_resources)
 
     def _request(
         self,
@@ -290,9 +331,27 @@ class KubeAdapter:
         )
 
     # --- reading targets (fresh, for conflicts and for callers without a watch) ------------------------
-    def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
+    def api_resources(self, api_version: str) -> dict[str, Any] | None:
+        """The APIResourceList of a group version (API discovery); None when it is not served."""
+        prefix = "/apis" if "/" in api_version else "/api"
         try:
-            return deployment_view(self._request("GET", _deployment_path(namespace, name)))
+            return self._request("GET", f"{prefix}/{api_version}")
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def get_deployment(
+        self, namespace: str, key: str, workload: WorkloadKind | None = None
+    ) -> DeploymentView | None:
+        """The workload of that key (a Deployment's key is its name) read afresh; None when it does not
+        exist, or its kind is not one found so far."""
+        kind, group, name = split_key(key)
+        workload = workload or self.kinds.by_group_kind(group, kind)
+        if workload is None:
+            return None
+        try:
+            return deployment_view(self._request("GET", workload.path(namespace, name)), workload)
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -342,7 +401,9 @@ class KubeAdapter:
         when the Deployment does not exist (any more) or `only_if` said no.
         """
         hpas: NamespaceSnapshot | None = None if fresh else snapshot
-        deployment = self.get_deployment(snapshot.namespace, name) if fresh else snapshot.deployment(name)
+        seen = snapshot.deployment(name)
+        workload = seen.workload if seen is not None else None
+        deployment = self.get_deployment(snapshot.namespace, name, workload) if fresh else seen
         for _attempt in range(MAX_CONFLICT_RETRIES):
             if deployment is None or (only_if is not None and not only_if(deployment)):
                 return None
@@ -359,10 +420,10 @@ class KubeAdapter:
                 log.debug(
                     "Write to %s refused (%s); deciding again on fresh data", deployment.ref, err.status
                 )
-            deployment = self.get_deployment(deployment.namespace, name)
+            deployment = self.get_deployment(deployment.namespace, name, deployment.workload)
             hpas = None
         raise TargetConflictError(
-            f"Deployment {name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
+            f"{name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
         )
 
     def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> HpaView | None:
@@ -375,12 +436,14 @@ class KubeAdapter:
                 return snapshot.hpa(deployment.baseline.hpa_name)
             return self._get_hpa(deployment.namespace, deployment.baseline.hpa_name)
         if snapshot is not None:
-            return snapshot.hpa_for(deployment.name)
-        return self._list_hpas(deployment.namespace).hpa_for(deployment.name)
+            return snapshot.hpa_for(deployment.key)
+        return self._list_hpas(deployment.namespace).hpa_for(deployment.key)
 
     def _carry_out(self, deployment: DeploymentView, plan: ClaimPlan) -> bool:
         """Make the writes `plan` asks for, each guarded by what it was decided on; whether any was made."""
-        path = _deployment_path(deployment.namespace, deployment.name)
+        path = deployment.workload.path(deployment.namespace, deployment.name)
+        if plan.hpa is None and not deployment.workload.native:
+            return self._carry_out_by_scale(deployment, plan)
         if plan.hpa is None:
             if not plan.writes:
                 return False
@@ -412,6 +475,30 @@ class KubeAdapter:
         if plan.annotations is not None and plan.released:
             self._patch(path, _annotation_operations(deployment, plan.annotations), JSON_PATCH)
         return plan.writes
+
+    def _carry_out_by_scale(self, deployment: DeploymentView, plan: ClaimPlan) -> bool:
+        """Annotations on the object and replicas through /scale: two writes, ordered so that a crash between
+        them converges. Up: state first, then the scale (the next pass raises what the annotations claim).
+        Down: the scale first, then the state (annotations still claiming more only wake a pass that lowers
+        nothing; annotations claiming less first would leave the replicas above them for good)."""
+        lowering = plan.replicas is not None and plan.replicas < deployment.replicas
+        if lowering:
+            self._scale(deployment, plan.replicas)
+        if plan.annotations is not None:
+            path = deployment.workload.path(deployment.namespace, deployment.name)
+            self._patch(path, _annotation_operations(deployment, plan.annotations), JSON_PATCH)
+        if plan.replicas is not None and not lowering:
+            self._scale(deployment, plan.replicas)
+        return plan.writes
+
+    def _scale(self, deployment: DeploymentView, replicas: int | None) -> None:
+        """Set the replicas through the /scale subresource, if they still are what the decision read."""
+        operations: list[dict[str, Any]] = [{"op": "add", "path": "/spec/replicas", "value": replicas}]
+        if deployment.replicas:  # a Scale serves no spec.replicas at all when they are 0: nothing to test
+            operations.insert(0, {"op": "test", "path": "/spec/replicas", "value": deployment.replicas})
+        self._patch(
+            deployment.workload.scale_path(deployment.namespace, deployment.name), operations, JSON_PATCH
+        )
 
     # --- the CampaignEvent itself ----------------------------------------------------------------------
     def get_event(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -512,10 +599,6 @@ def _event_path(namespace: str, name: str) -> str:
     return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
-def _deployment_path(namespace: str, name: str) -> str:
-    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
-
-
 def _hpa_path(namespace: str, name: str) -> str:
     return f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers/{name}"
 
@@ -551,7 +634,7 @@ def _annotation_operations(
 
 
 def target_state(deployment: DeploymentView, hpa: HpaView | None) -> TargetState:
-    """The Deployment (and the HPA it is scaled through) as `plan_claim` reads a target."""
+    """The workload (and the HPA it is scaled through) as `plan_claim` reads a target."""
     bounds = HpaBounds(hpa.name, hpa.min_replicas, hpa.max_replicas) if hpa is not None else None
     return TargetState(deployment.replicas, deployment.baseline, deployment.claims, deployment.owners, bounds)
 
@@ -565,7 +648,7 @@ def claim_outcome(
         hpa_after = replace(hpa_after, min_replicas=plan.hpa_bounds[0], max_replicas=plan.hpa_bounds[1])
     return ClaimOutcome(
         deployment=deployment,
-        via=f"HorizontalPodAutoscaler/{hpa_after.name}" if hpa_after is not None else "Deployment",
+        via=f"HorizontalPodAutoscaler/{hpa_after.name}" if hpa_after is not None else deployment.workload.via,
         baseline=plan.baseline,
         effective_replicas=plan.effective,
         replicas_before=plan.replicas_before,
@@ -581,4 +664,9 @@ def event_object_ref(name: str, uid: str) -> dict[str, str]:
 
 
 def deployment_object_ref(view: DeploymentView) -> dict[str, str]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": view.name, "uid": view.uid}
+    return {
+        "apiVersion": view.workload.api_version,
+        "kind": view.workload.kind,
+        "name": view.name,
+        "uid": view.uid,
+    }
