@@ -357,13 +357,17 @@ class KubeAdapter:
                 return None
             raise
 
-    def list_deployments(self, namespace: str, label_selector: str | None = None) -> list[DeploymentView]:
-        """The namespace's Deployments (those matching `label_selector`), read afresh, sorted by name."""
+    def list_deployments(
+        self, namespace: str, label_selector: str | None = None, workload: WorkloadKind = DEPLOYMENTS
+    ) -> list[DeploymentView]:
+        """The namespace's workloads of a kind (Deployments unless told; those matching `label_selector`),
+        read afresh, sorted by name."""
         query = [("labelSelector", label_selector)] if label_selector else None
-        listing = self._request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments", query=query)
-        return sorted((deployment_view(item) for item in listing.get("items") or ()), key=lambda v: v.name)
+        listing = self._request("GET", workload.collection(namespace), query=query)
+        items = listing.get("items") or ()
+        return sorted((deployment_view(item, workload) for item in items), key=lambda v: v.name)
 
-    def _list_hpas(self, namespace: str) -> NamespaceSnapshot:
+    def list_hpas(self, namespace: str) -> NamespaceSnapshot:
         """The namespace's HPAs read afresh (one LIST), as a snapshot without Deployments."""
         listing = self._request(
             "GET", f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
@@ -409,7 +413,7 @@ class KubeAdapter:
                 return None
             if deployment.annotation_error:
                 raise CorruptAnnotationError(deployment.annotation_error)
-            hpa = self._hpa_for(deployment, hpas)
+            hpa = self.hpa_for(deployment, hpas)
             plan = plan_claim(target_state(deployment, hpa), event_key, wanted, owner_uid)
             try:
                 written = False if dry_run else self._carry_out(deployment, plan)
@@ -426,7 +430,7 @@ class KubeAdapter:
             f"{name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
         )
 
-    def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> HpaView | None:
+    def hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> HpaView | None:
         """The HPA this target is scaled through; from the snapshot, or read afresh (`snapshot` None)."""
         if deployment.baseline is not None:
             # The way a target is scaled is fixed by its first claim, so that the restore matches it.
@@ -437,7 +441,7 @@ class KubeAdapter:
             return self._get_hpa(deployment.namespace, deployment.baseline.hpa_name)
         if snapshot is not None:
             return snapshot.hpa_for(deployment.key)
-        return self._list_hpas(deployment.namespace).hpa_for(deployment.key)
+        return self.list_hpas(deployment.namespace).hpa_for(deployment.key)
 
     def _carry_out(self, deployment: DeploymentView, plan: ClaimPlan) -> bool:
         """Make the writes `plan` asks for, each guarded by what it was decided on; whether any was made."""
@@ -657,6 +661,15 @@ def claim_outcome(
         written=written,
         released=plan.released,
     )
+
+
+def planned_write(view: DeploymentView, hpa: HpaView | None) -> str:
+    """What a claim on the workload writes (`plan --kubeconfig`), `hpa` being the one it is scaled through."""
+    if hpa is not None:
+        return f"HorizontalPodAutoscaler/{hpa.name} minReplicas (maxReplicas when below the floor)"
+    if view.workload.native:
+        return f"{view.kind} spec.replicas"
+    return f"{view.kind} /scale ({view.workload.resource})"
 
 
 def event_object_ref(name: str, uid: str) -> dict[str, str]:
