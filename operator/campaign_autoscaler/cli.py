@@ -63,6 +63,23 @@ def _prometheus_label_name(text: str) -> str:
     return text
 
 
+DEFAULT_TARGET_KINDS = (
+    "deployments.apps",
+    "statefulsets.apps",
+    "horizontalpodautoscalers.autoscaling",
+    "scaledobjects.keda.sh",
+)
+_RESOURCE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _target_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(item.strip() for item in text.split(",") if item.strip())
+    for kind in kinds:
+        if not _RESOURCE.fullmatch(kind):
+            raise argparse.ArgumentTypeError(f"not a <plural>.<group> resource name: {kind!r}")
+    return kinds
+
+
 def _namespace_selector(text: str) -> dict[str, str]:
     try:
         return dict(parse_label_equalities(text, "--namespace-selector"))
@@ -91,6 +108,14 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else $KUBECONFIG)")
     run.add_argument("--context", help="kubeconfig context to use")
+    run.add_argument(
+        "--target-kinds",
+        type=_target_kinds,
+        default=DEFAULT_TARGET_KINDS,
+        help="workload kinds the RBAC allows, as <plural>.<group>, comma separated (the chart's "
+        "targetKinds); the scalable ones are watched from the start (default: "
+        f"{','.join(DEFAULT_TARGET_KINDS)})",
+    )
     run.add_argument(
         "--resync-interval",
         type=_positive_seconds,
@@ -922,6 +947,7 @@ def run_operator(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespaces or ()),
         metrics_namespace_label=args.metrics_namespace_label,
         namespace_selector=tuple(sorted((args.namespace_selector or {}).items())),
+        target_kinds=args.target_kinds,
     )
     kube = KubeAdapter(api_client)
     runtime = Runtime(

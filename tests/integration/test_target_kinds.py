@@ -416,3 +416,31 @@ def test_a_target_kind_that_cannot_be_scaled_is_invalid_and_nothing_is_touched(
         assert workloads.replicas(STATEFULSETS, "ledger") == 3
         assert not workloads.campaign_annotations(STATEFULSETS, "ledger")
     assert [e.message for e in cluster.k8s_events("InvalidSpec")], "one Warning names the problem"
+
+
+def test_the_collector_releases_orphan_claims_on_every_kind_it_watches_after_a_restart(
+    cluster: Cluster, workloads: Workloads, kubeconfig: str, tmp_path: Path
+):
+    """Claims left by an event deleted while the operator was down, on kinds no live event names: the kinds
+    of --target-kinds are watched from the start, so the collector finds and releases them."""
+    gone = {
+        "autoscaling.campaigns.dev/baseline": '{"replicas": 2}',
+        "autoscaling.campaigns.dev/claims": json.dumps({f"{cluster.namespace}/gone": 6}),
+    }
+    workloads.create_statefulset("db", 6)
+    workloads.create_rollout("web", 6)
+    for resource, name in ((STATEFULSETS, "db"), (ROLLOUTS, "web")):
+        group, version, plural = resource
+        workloads.custom.patch_namespaced_custom_object(
+            group, version, cluster.namespace, plural, name, {"metadata": {"annotations": gone}}
+        )
+    kinds = f"deployments.apps,statefulsets.apps,horizontalpodautoscalers.autoscaling,rollouts.{GROUP}"
+    args = ["--namespace", cluster.namespace, "--resync-interval", "2s", "--target-kinds", kinds]
+    with running_operator(kubeconfig, tmp_path / "operator.log", args):
+        wait_until(
+            lambda: back_at_baseline(workloads, {(STATEFULSETS, "db"): 2, (ROLLOUTS, "web"): 2}),
+            timeout=20,
+            message="both orphan claims released, baselines restored",
+        )
+    released = {e.involved_object.kind for e in cluster.k8s_events("OrphanClaimReleased")}
+    assert released == {"StatefulSet", "Rollout"}

@@ -216,3 +216,19 @@ def test_a_kind_is_watched_at_its_own_collection():
     assert kind.url("shop") == "/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts"
     assert kind.url(None) == "/apis/argoproj.io/v1alpha1/rollouts"
     assert workload_kind(STATEFULSETS).name == "StatefulSets"
+
+
+def test_a_resource_name_is_found_in_its_groups_preferred_version():
+    asked: list[str] = []
+
+    def fetch_group(group: str):
+        asked.append(group)
+        return (
+            {"preferredVersion": {"groupVersion": "argoproj.io/v1alpha1"}} if group == "argoproj.io" else None
+        )
+
+    directory = KindDirectory(lambda v: ARGO_LISTING if v == "argoproj.io/v1alpha1" else None, fetch_group)
+    assert directory.resource("rollouts.argoproj.io", NOW) == ROLLOUTS
+    assert directory.resource("statefulsets.apps", NOW) == STATEFULSETS
+    assert directory.resource("widgets.example.com", NOW) is None
+    assert asked == ["argoproj.io", "example.com"]  # apps/v1 is known without asking

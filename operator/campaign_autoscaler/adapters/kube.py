@@ -294,7 +294,7 @@ class KubeAdapter:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api_client = api_client
-        self.kinds = KindDirectory(self.api_resources)
+        self.kinds = KindDirectory(self.api_resources, self.api_group)
 
     def _request(
         self,
@@ -336,6 +336,15 @@ class KubeAdapter:
         prefix = "/apis" if "/" in api_version else "/api"
         try:
             return self._request("GET", f"{prefix}/{api_version}")
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def api_group(self, group: str) -> dict[str, Any] | None:
+        """The APIGroup of a group (its versions, the preferred one); None when it is not served."""
+        try:
+            return self._request("GET", f"/apis/{group}")
         except ApiException as err:
             if err.status == 404:
                 return None

@@ -81,11 +81,17 @@ def kinds_served(api_version: str, listing: Mapping[str, Any]) -> dict[str, Work
 class KindDirectory:
     """What the API server serves, per group version, asked once (again later only when it served nothing).
 
-    `fetch(api_version)` returns the APIResourceList, or None when the group version is not served.
+    `fetch(api_version)` returns the APIResourceList, or None when the group version is not served;
+    `fetch_group(group)` the APIGroup (its preferred version), or None when the group is not served.
     """
 
-    def __init__(self, fetch: Callable[[str], Mapping[str, Any] | None]) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[str], Mapping[str, Any] | None],
+        fetch_group: Callable[[str], Mapping[str, Any] | None] = lambda _group: None,
+    ) -> None:
         self._fetch = fetch
+        self._fetch_group = fetch_group
         self._served: dict[str, tuple[dict[str, WorkloadKind], datetime | None]] = {
             "apps/v1": ({k.kind: k for k in (DEPLOYMENTS, STATEFULSETS)}, None)
         }
@@ -112,6 +118,23 @@ class KindDirectory:
             self._served[api_version] = entry
         served = entry[0]
         return served.get(kind)
+
+    def resource(self, resource: str, now: datetime) -> WorkloadKind | None:
+        """The kind of a resource named `<plural>.<group>` (RBAC's way, e.g. `rollouts.argoproj.io`), in
+        its group's preferred version; None when it is not served. May ask the API server."""
+        plural, _, group = resource.partition(".")
+        if group == "apps":
+            api_version: str | None = "apps/v1"
+        elif not group:
+            api_version = "v1"
+        else:
+            found = self._fetch_group(group)
+            api_version = ((found or {}).get("preferredVersion") or {}).get("groupVersion")
+        if not api_version:
+            return None
+        self.lookup(api_version, "", now)  # finds what the group version serves
+        served = self._served.get(api_version, ({}, None))[0]
+        return next((kind for kind in served.values() if kind.plural == plural), None)
 
 
 def kind_problem(kind: WorkloadKind | None, api_version: str, name: str) -> str | None:

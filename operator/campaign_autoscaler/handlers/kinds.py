@@ -24,6 +24,7 @@ from campaign_autoscaler.planning import TargetSpec
 from campaign_autoscaler.planning.spec import DEFAULT_API_VERSION, DEFAULT_KIND
 
 from .context import log
+from .runtime import PASS_ERRORS, Runtime
 
 # How long a pass waits for the first listing of a kind it just started watching; after that it goes on
 # with what is known (a target not listed yet is reported missing, and found by a later pass).
@@ -74,6 +75,26 @@ async def watch_kinds(workloads: WorkloadCache, kinds: KindMap) -> bool:
             continue
         log.warning("The first listing of %s did not come in %.0f s", kind.resource, FIRST_LISTING_SECONDS)
     return bool(new)
+
+
+# Not workloads: watched (HPAs) or handled (ScaledObjects) as the owners of a workload's replicas.
+OWNER_RESOURCES = ("horizontalpodautoscalers.autoscaling", "scaledobjects.keda.sh")
+
+
+async def watch_target_kinds(runtime: Runtime, workloads: WorkloadCache) -> None:
+    """Watch the scalable kinds of `--target-kinds` from the start (those the API server serves now)."""
+    for resource in runtime.config.target_kinds:
+        if resource in OWNER_RESOURCES:
+            continue
+        try:
+            kind = await asyncio.to_thread(runtime.kube.kinds.resource, resource, runtime.clock())
+        except PASS_ERRORS as err:
+            log.warning("Failed to find target kind %s: %s", resource, err)
+            continue
+        if kind is None or kind_problem(kind, kind.api_version, kind.kind) is not None:
+            log.info("Not watching target kind %s: not served, or without /scale", resource)
+            continue
+        workloads.watch_kind(kind)
 
 
 def kind_problem_in(kinds: KindMap, snapshot: NamespaceSnapshot, target: TargetSpec) -> str | None:
