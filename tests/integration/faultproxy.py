@@ -520,6 +520,10 @@ class DeploymentRecorder:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Stop at the next event the watch delivers (stop() waits for it, or for the watch to time out)."""
+        self._stopping.set()
+
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:

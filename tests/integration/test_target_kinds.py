@@ -44,6 +44,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.test_faults import Supervisor
+from tests.integration.test_transitions_first import replica_changes
 
 CRDS = Path(__file__).parent / "crds" / "rollouts.example.campaigns.dev.yaml"
 GROUP, VERSION = "example.campaigns.dev", "v1alpha1"
@@ -150,7 +151,9 @@ def workloads(api_client: client.ApiClient, cluster: Cluster, rollout_crd: None)
 
 
 @pytest.fixture
-def recorders(api_client: client.ApiClient, cluster: Cluster) -> Iterator[dict[str, DeploymentRecorder]]:
+def recorders(
+    api_client: client.ApiClient, cluster: Cluster, rollout_crd: None
+) -> Iterator[dict[str, DeploymentRecorder]]:
     """Every version of the namespace's StatefulSets and Rollouts, as a watch of the test's own sees them."""
     watching = {
         "StatefulSet": DeploymentRecorder(api_client, namespace=cluster.namespace, resource=STATEFULSETS),
@@ -160,16 +163,12 @@ def recorders(api_client: client.ApiClient, cluster: Cluster) -> Iterator[dict[s
         recorder.start()
     yield watching
     for recorder in watching.values():
+        recorder.request_stop()
+    workloads = Workloads(api_client, cluster.namespace)
+    workloads.create_statefulset("recorder-nudge", 0)  # an event for each watch: they end at once
+    workloads.create_rollout("recorder-nudge", 0)
+    for recorder in watching.values():
         recorder.stop()
-
-
-def changes(versions: list[DeploymentVersion], name: str) -> list[tuple[float, int]]:
-    """(seen at, replicas) of each version of `name` whose replicas differ from the version before."""
-    found: list[tuple[float, int]] = []
-    for version in versions:
-        if version.name == name and (not found or found[-1][1] != version.replicas):
-            found.append((version.seen_at, version.replicas))
-    return found
 
 
 def baselines_seen(versions: list[DeploymentVersion], name: str) -> set[int]:
@@ -182,6 +181,19 @@ def baselines_seen(versions: list[DeploymentVersion], name: str) -> set[int]:
 
 def rollout_target(name: str, replicas: int) -> dict[str, Any]:
     return {"name": name, "kind": "Rollout", "apiVersion": f"{GROUP}/{VERSION}", "replicas": replicas}
+
+
+def db_and_web_window(opens_in: float, lasts: float, lead_time: str) -> dict[str, Any]:
+    """A window for StatefulSet db (floor 5) and Rollout web (floor 7): one step up, one down in 2 s."""
+    start = seconds_from_now(opens_in)
+    return campaign_spec(
+        start=start,
+        end=start + timedelta(seconds=lasts),
+        lead_time=lead_time,
+        ramp_up_steps=1,
+        ramp_down={"duration": "2s", "steps": 1},
+        targets=[{"name": "db", "kind": "StatefulSet", "replicas": 5}, rollout_target("web", 7)],
+    )
 
 
 def back_at_baseline(workloads: Workloads, baselines: dict[tuple[tuple[str, str, str], str], int]) -> bool:
@@ -200,15 +212,7 @@ def test_a_statefulset_and_a_rollout_are_pre_scaled_held_and_restored_exactly(
 ):
     workloads.create_statefulset("db", 2)
     workloads.create_rollout("web", 3)
-    start = seconds_from_now(4)
-    spec = campaign_spec(
-        start=start,
-        end=start + timedelta(seconds=6),
-        lead_time="2s",
-        ramp_up_steps=1,
-        ramp_down={"duration": "2s", "steps": 1},
-        targets=[{"name": "db", "kind": "StatefulSet", "replicas": 5}, rollout_target("web", 7)],
-    )
+    spec = db_and_web_window(opens_in=4, lasts=6, lead_time="2s")
     args = ["--namespace", cluster.namespace, "--resync-interval", "2s"]
     with running_operator(kubeconfig, tmp_path / "operator.log", args) as operator:
         cluster.create_event("sale", spec)
@@ -234,8 +238,8 @@ def test_a_statefulset_and_a_rollout_are_pre_scaled_held_and_restored_exactly(
     assert f"Scaled StatefulSet {cluster.namespace}/db 2 -> 5" in log
     assert f"Restored Rollout {cluster.namespace}/web 7 -> 3" in log
     db_versions, web_versions = recorders["StatefulSet"].versions(), recorders["Rollout"].versions()
-    assert [replicas for _, replicas in changes(db_versions, "db")] == [2, 5, 2]
-    assert [replicas for _, replicas in changes(web_versions, "web")] == [3, 7, 3]
+    assert [replicas for _, replicas in replica_changes(db_versions, "db")] == [2, 5, 2]
+    assert [replicas for _, replicas in replica_changes(web_versions, "web")] == [3, 7, 3]
     assert baselines_seen(db_versions, "db") == {2} and baselines_seen(web_versions, "web") == {3}
 
 
@@ -270,7 +274,7 @@ def test_a_gitops_reset_of_replicas_is_corrected_from_the_watch_and_the_baseline
         log = operator.log()
     latencies = []
     for name, (_, kind, floor, baseline) in floors.items():
-        seen = changes(recorders[kind].versions(), name)
+        seen = replica_changes(recorders[kind].versions(), name)
         assert [replicas for _, replicas in seen] == [baseline, floor] + [baseline, floor] * 3, seen
         latencies += [seen[i + 1][0] - seen[i][0] for i in range(2, 8, 2)]
         assert baselines_seen(recorders[kind].versions(), name) == {baseline}
@@ -323,15 +327,7 @@ def test_sigkill_between_the_writes_of_each_kind_loses_no_baseline(
     namespace = cluster.namespace
     workloads.create_statefulset("db", 2)
     workloads.create_rollout("web", 3)
-    start = seconds_from_now(14)
-    spec = campaign_spec(
-        start=start,
-        end=start + timedelta(seconds=8),
-        lead_time="8s",
-        ramp_up_steps=1,
-        ramp_down={"duration": "2s", "steps": 1},
-        targets=[{"name": "db", "kind": "StatefulSet", "replicas": 5}, rollout_target("web", 7)],
-    )
+    spec = db_and_web_window(opens_in=14, lasts=8, lead_time="8s")
     # In order: the StatefulSet's claim (one patch) up; the Rollout's annotations up, before its /scale;
     # the StatefulSet's release; the Rollout's /scale down, before its annotations go.
     points = [

@@ -334,21 +334,11 @@ class KubeAdapter:
     def api_resources(self, api_version: str) -> dict[str, Any] | None:
         """The APIResourceList of a group version (API discovery); None when it is not served."""
         prefix = "/apis" if "/" in api_version else "/api"
-        try:
-            return self._request("GET", f"{prefix}/{api_version}")
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return self._get_if_found(f"{prefix}/{api_version}")
 
     def api_group(self, group: str) -> dict[str, Any] | None:
         """The APIGroup of a group (its versions, the preferred one); None when it is not served."""
-        try:
-            return self._request("GET", f"/apis/{group}")
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return self._get_if_found(f"/apis/{group}")
 
     def get_deployment(
         self, namespace: str, key: str, workload: WorkloadKind | None = None
@@ -359,8 +349,13 @@ class KubeAdapter:
         workload = workload or self.kinds.by_group_kind(group, kind)
         if workload is None:
             return None
+        found = self._get_if_found(workload.path(namespace, name))
+        return deployment_view(found, workload) if found is not None else None
+
+    def _get_if_found(self, path: str) -> dict[str, Any] | None:
+        """GET `path`; None when the API server answers 404."""
         try:
-            return deployment_view(self._request("GET", workload.path(namespace, name)), workload)
+            return self._request("GET", path)
         except ApiException as err:
             if err.status == 404:
                 return None
