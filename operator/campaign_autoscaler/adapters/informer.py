@@ -266,6 +266,9 @@ class WorkloadCache:
         for task in self._tasks.pop(namespace, ()):
             task.cancel()  # a cancelled task runs no more of its code: nothing is stored after the drop
         self._pending -= {(store.kind.name, namespace) for store in self._stores()}
+        for name, listed in self._kind_listed.items():  # a kind listed everywhere still watched is listed
+            if not any(kind == name for kind, _ in self._pending):
+                listed.set()
         self._listed_scopes.pop(namespace, asyncio.Event()).set()  # nobody waits for it any longer
         if not self._pending and self._failure is not None:
             self._synced.set()
