@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from campaign_autoscaler import __version__
-from campaign_autoscaler.planning import SpecError, parse_duration, parse_label_equalities
+from campaign_autoscaler.planning import SpecError, parse_duration, parse_label_equalities, target_key
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -64,6 +64,23 @@ def _prometheus_label_name(text: str) -> str:
     return text
 
 
+DEFAULT_TARGET_KINDS = (
+    "deployments.apps",
+    "statefulsets.apps",
+    "horizontalpodautoscalers.autoscaling",
+    "scaledobjects.keda.sh",
+)
+_RESOURCE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _target_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(item.strip() for item in text.split(",") if item.strip())
+    for kind in kinds:
+        if not _RESOURCE.fullmatch(kind):
+            raise argparse.ArgumentTypeError(f"not a <plural>.<group> resource name: {kind!r}")
+    return kinds
+
+
 def _namespace_selector(text: str) -> dict[str, str]:
     try:
         return dict(parse_label_equalities(text, "--namespace-selector"))
@@ -92,6 +109,14 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else $KUBECONFIG)")
     run.add_argument("--context", help="kubeconfig context to use")
+    run.add_argument(
+        "--target-kinds",
+        type=_target_kinds,
+        default=DEFAULT_TARGET_KINDS,
+        help="workload kinds the RBAC allows, as <plural>.<group>, comma separated (the chart's "
+        "targetKinds); the scalable ones are watched from the start (default: "
+        f"{','.join(DEFAULT_TARGET_KINDS)})",
+    )
     run.add_argument(
         "--resync-interval",
         type=_positive_seconds,
@@ -458,27 +483,37 @@ def _kube_adapter(kubeconfig: str, context: str | None) -> KubeAdapter:
 
 
 def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> ClusterView:
-    """Each target Deployment's baseline replicas, and what each selector matches, in `namespace`.
+    """Each target workload's baseline replicas and what a claim on it writes, and what each selector
+    matches, in `namespace`.
 
-    The baseline is the one the operator recorded on the Deployment if it already claims it, else
-    `spec.replicas`.
+    The baseline is the one the operator recorded on the workload if it already claims it, else
+    `spec.replicas`. A kind the cluster cannot scale is a SpecError naming `spec.targets[i].kind`.
     """
+    from campaign_autoscaler.adapters.kube import planned_write
+    from campaign_autoscaler.adapters.workloads import kind_problem
     from campaign_autoscaler.planview import ClusterView
 
     replicas: dict[str, int] = {}
+    writes: dict[str, str] = {}
     selected: dict[int, tuple[str, ...]] = {}
+    hpas = kube.list_hpas(namespace)
     for target in spec.targets:
+        workload = kube.kinds.lookup(target.api_version, target.kind, datetime.now(UTC))
+        problem = kind_problem(workload, target.api_version, target.kind)
+        if workload is None or problem is not None:
+            raise SpecError(target.field("kind"), problem or "")
         if target.name is not None:
-            found = kube.get_deployment(namespace, target.name)
-            deployments = [found] if found is not None else []
+            found = kube.get_deployment(namespace, target_key(target, target.name), workload)
+            views = [found] if found is not None else []
         else:
-            deployments = kube.list_deployments(namespace, target.label_selector())
-            selected[target.index] = tuple(view.name for view in deployments)
-        for view in deployments:
+            views = kube.list_deployments(namespace, target.label_selector(), workload)
+            selected[target.index] = tuple(view.key for view in views)
+        for view in views:
             if view.annotation_error is not None:
                 raise ClusterReadError(view.annotation_error)
-            replicas[view.name] = view.baseline_replicas
-    return ClusterView(namespace=namespace, replicas=replicas, selected=selected)
+            replicas[view.key] = view.baseline_replicas
+            writes[view.key] = planned_write(view, kube.hpa_for(view, hpas))
+    return ClusterView(namespace=namespace, replicas=replicas, selected=selected, writes=writes)
 
 
 class ClusterReadError(RuntimeError):
@@ -543,9 +578,17 @@ def run_plan(args: argparse.Namespace) -> int:
         for event, spec, cluster in zip(events, specs, clusters, strict=True):
             workloads, notes = planview.plan_workloads(spec, baselines, cluster, args.max_scale_factor)
             histories, read_notes = _read_histories(args.prometheus_url, spec, workloads, now)
+            writes = cluster.writes if cluster is not None else None
             plans.append(
                 planview.build_plan(
-                    event, spec, workloads, (*notes, *read_notes), now, histories, args.max_scale_factor
+                    event,
+                    spec,
+                    workloads,
+                    (*notes, *read_notes),
+                    now,
+                    histories,
+                    args.max_scale_factor,
+                    writes=writes,
                 )
             )
     except (OSError, InputFileError, planview.PlanInputError, SpecError) as err:
@@ -1003,6 +1046,7 @@ def run_operator(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespaces or ()),
         metrics_namespace_label=args.metrics_namespace_label,
         namespace_selector=tuple(sorted((args.namespace_selector or {}).items())),
+        target_kinds=args.target_kinds,
     )
     kube = KubeAdapter(api_client)
     runtime = Runtime(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,6 +32,7 @@ from campaign_autoscaler.planning import (
     planned_steps,
     resolve_targets,
     resolve_window,
+    target_key,
 )
 from campaign_autoscaler.planning.curve import History
 from campaign_autoscaler.planning.decision import TargetInputs, planned_changes
@@ -144,11 +145,13 @@ def parse_baseline_flags(values: Sequence[str]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class ClusterView:
-    """What was read from a cluster: baseline replicas by Deployment, and what each selector matched."""
+    """What was read from a cluster, by workload key (planning.workload_key; a Deployment's is its name):
+    baseline replicas and what a claim writes; and what each selector matched."""
 
     namespace: str
     replicas: Mapping[str, int]
-    selected: Mapping[int, tuple[str, ...]]  # target index -> the matching Deployments' names, sorted
+    selected: Mapping[int, tuple[str, ...]]  # target index -> the matching workloads' keys, sorted
+    writes: Mapping[str, str] = field(default_factory=dict)  # e.g. "StatefulSet spec.replicas"
 
 
 @dataclass(frozen=True)
@@ -251,10 +254,10 @@ def _cluster_notes(spec: CampaignSpec, cluster: ClusterView | None) -> Iterator[
     if cluster is None:
         return
     for target in spec.targets:
-        if target.name is not None and target.name not in cluster.replicas:
-            yield f"Deployment {cluster.namespace}/{target.name} was not found in the cluster."
+        if target.name is not None and target_key(target, target.name) not in cluster.replicas:
+            yield f"{target.kind} {cluster.namespace}/{target.name} was not found in the cluster."
         if target.name is None and not cluster.selected.get(target.index):
-            yield f"{target.display} matched no Deployment in namespace {cluster.namespace}."
+            yield f"{target.display} matched no {target.kind} in namespace {cluster.namespace}."
 
 
 # --- the plan -----------------------------------------------------------------------------------------------
@@ -272,6 +275,7 @@ class Plan:
     notes: tuple[str, ...]
     # Per workload following its last campaign's curve (read from Prometheus): each planned change.
     curves: tuple[tuple[str, tuple[tuple[datetime, int], ...]], ...] = ()
+    writes: Mapping[str, str] = field(default_factory=dict)  # by workload label, when a cluster was read
 
 
 def build_plan(
@@ -282,6 +286,7 @@ def build_plan(
     now: datetime,
     histories: Mapping[str, History] | None = None,
     max_scale_factor: float = DEFAULT_MAX_SCALE_FACTOR,
+    writes: Mapping[str, str] | None = None,
 ) -> Plan:
     """The current or next window at `now` and every transition of it, with each workload's replicas; and
     for each workload with a history (by label), the changes its curve plans."""
@@ -304,6 +309,7 @@ def build_plan(
         upcoming=_upcoming_windows(spec, window),
         notes=(*notes, *_spec_notes(spec, workloads, histories or {})),
         curves=_curves(spec, window, workloads, histories or {}, max_scale_factor),
+        writes=dict(writes or {}),
     )
 
 
@@ -405,11 +411,13 @@ def render_plan(plan: Plan, console: Console) -> None:
 
 def _floors_table(plan: Plan) -> Table:
     table = Table(title="Floors")
-    for header in ("Target", "Selected by", "Baseline", "Floor", "Min", "Max", "Reason"):
+    for header in ("Target", "Kind", "Writes", "Selected by", "Baseline", "Floor", "Min", "Max", "Reason"):
         table.add_column(header, justify="right" if header in ("Baseline", "Floor", "Min", "Max") else "left")
     for w in plan.workloads:
         table.add_row(
             w.label,
+            w.target.kind,
+            plan.writes.get(w.label, "?"),
             "name" if w.target.name is not None else w.target.display,
             f"{w.baseline} ({w.baseline_source})",
             str(w.floor.replicas),
@@ -465,6 +473,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "targets": [
             {
                 "name": w.label,
+                "kind": w.target.kind,
+                "apiVersion": w.target.api_version,
+                "writes": plan.writes.get(w.label),
                 "target": w.target.field(),
                 "selector": w.target.label_selector(),
                 "baselineReplicas": w.baseline,

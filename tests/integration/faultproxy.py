@@ -509,8 +509,9 @@ HTTP_GONE = 410
 
 
 class DeploymentRecorder:
-    """Records every version of the Deployments in `namespace` (all namespaces when None) that match
-    `label_selector`, from a watch in a background thread. start() returns once the initial list is in."""
+    """Records every version of the Deployments (or of `resource`: group, version, plural) in `namespace`
+    (all namespaces when None) that match `label_selector`, from a watch in a background thread. start()
+    returns once the initial list is in."""
 
     def __init__(
         self,
@@ -518,8 +519,11 @@ class DeploymentRecorder:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        resource: tuple[str, str, str] | None = None,
     ) -> None:
         self._apps = kubernetes.client.AppsV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector or ""
         self._versions: list[DeploymentVersion] = []
@@ -540,6 +544,10 @@ class DeploymentRecorder:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Stop at the next event the watch delivers (stop() waits for it, or for the watch to time out)."""
+        self._stopping.set()
+
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
@@ -554,6 +562,11 @@ class DeploymentRecorder:
 
     def _list_function(self) -> tuple[Callable[..., Any], tuple[str, ...]]:
         """The list call (and its positional arguments) for one namespace, or for all of them."""
+        if self.resource is not None:
+            if self.namespace is None:
+                return self._custom.list_cluster_custom_object, self.resource
+            group, version, plural = self.resource
+            return self._custom.list_namespaced_custom_object, (group, version, self.namespace, plural)
         if self.namespace is None:
             return self._apps.list_deployment_for_all_namespaces, ()
         return self._apps.list_namespaced_deployment, (self.namespace,)

@@ -31,6 +31,7 @@ from campaign_autoscaler.adapters.kube import (
     DeploymentView,
     HpaView,
     NamespaceSnapshot,
+    ScalerView,
     TargetConflictError,
     claim_outcome,
     deployment_view,
@@ -39,6 +40,7 @@ from campaign_autoscaler.adapters.kube import (
 )
 from campaign_autoscaler.adapters.prometheus import MetricsUnavailableError
 from campaign_autoscaler.adapters.sampler import MetricSampler
+from campaign_autoscaler.adapters.workloads import KindDirectory
 from campaign_autoscaler.handlers.passes import (
     EventWorld,
     PassResult,
@@ -199,6 +201,7 @@ class FakeKube:
         self.event_reads: list[tuple[str, str]] = []
         self.refused = 0  # writes refused because what they were decided on had changed
         self.before_write: Callable[[ClaimAttempt], None] | None = None
+        self.kinds = KindDirectory(lambda _api_version: None)  # serves only the apps/v1 kinds
 
     # --- the world, as a test sets it up and changes it behind the operator's back ----------------------
     def add_deployment(self, body: Mapping[str, Any]) -> None:
@@ -302,7 +305,7 @@ class FakeKube:
                 return self._called(name, event_key, wanted, owner_uid, dry_run, fresh, only_if, None)
             if deployment.annotation_error:
                 raise CorruptAnnotationError(deployment.annotation_error)
-            hpa = self._hpa_for(deployment, hpas)
+            hpa = self.hpa_for(deployment, hpas)
             plan = plan_claim(target_state(deployment, hpa), event_key, wanted, owner_uid)
             if self.before_write is not None:
                 self.before_write(ClaimAttempt(name, event_key, wanted, plan))
@@ -362,14 +365,14 @@ class FakeKube:
             body = self.deployments.get((namespace, name))
             return deployment_view(copy.deepcopy(body)) if body is not None else None
 
-    def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> HpaView | None:
+    def hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> ScalerView | None:
         """As the adapter: fixed by the baseline once claimed; from the snapshot, or as stored now."""
         source = snapshot if snapshot is not None else self.snapshot(deployment.namespace)
         if deployment.baseline is not None:
             if deployment.baseline.hpa_name is None:
                 return None
-            return source.hpa(deployment.baseline.hpa_name)
-        return source.hpa_for(deployment.name)
+            return source.hpa(deployment.baseline.hpa_name, deployment.baseline.scaler_kind)
+        return source.hpa_for(deployment.key)
 
     def _called(
         self,

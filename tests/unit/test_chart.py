@@ -64,7 +64,9 @@ WORKLOAD_GRANTS = frozenset(
     ]
     + [("autoscaling.campaigns.dev", "campaignevents/status", None, verb) for verb in ("get", "patch")]
     + [("apps", "deployments", None, verb) for verb in ("get", "list", "watch", "patch")]
+    + [("apps", "statefulsets", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("autoscaling", "horizontalpodautoscalers", None, verb) for verb in ("get", "list", "watch", "patch")]
+    + [("keda.sh", "scaledobjects", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("", "events", None, verb) for verb in ("create", "patch")]
     + [("keda.sh", "scaledobjects", None, verb) for verb in ("get", "list", "watch", "patch")]
 )
@@ -349,7 +351,42 @@ def test_namespaced_mode_grants_workloads_only_in_the_watched_namespaces(
     assert grants(observer["rules"]) == CRD_OBSERVER_GRANTS | NAMESPACE_OBSERVER_GRANTS
     for cluster_role in of_kind(objects, "ClusterRole"):
         granted_resources = {resource for _, resource, _, _ in grants(cluster_role["rules"])}
-        assert not granted_resources & {"deployments", "horizontalpodautoscalers", "events"}, cluster_role
+        assert not granted_resources & {
+            "deployments",
+            "statefulsets",
+            "horizontalpodautoscalers",
+            "events",
+        }, cluster_role
+
+
+def test_target_kinds_grant_exactly_their_rules(render_script: ModuleType) -> None:
+    """A kind with /scale gets its reads, its patch and a patch of its /scale; one left out gets nothing."""
+    kinds = ["deployments.apps", "horizontalpodautoscalers.autoscaling", "rollouts.argoproj.io"]
+    objects = [
+        yaml.safe_load(obj.text)
+        for obj in render_script.rendered_objects(render_script.render_chart({"targetKinds": kinds}))
+    ]
+    (cluster_role,) = bound_roles(objects, "ClusterRoleBinding")
+    workload_grants = {
+        grant
+        for grant in grants(cluster_role["rules"])
+        if grant[0] in ("apps", "autoscaling", "argoproj.io", "keda.sh")
+    }
+    reads = ("get", "list", "watch", "patch")
+    assert workload_grants == (
+        {("apps", "deployments", None, verb) for verb in reads}
+        | {("autoscaling", "horizontalpodautoscalers", None, verb) for verb in reads}
+        | {("argoproj.io", "rollouts", None, verb) for verb in reads}
+        | {("argoproj.io", "rollouts/scale", None, "patch")}
+    )
+
+
+@pytest.mark.parametrize("missing", ["deployments.apps", "horizontalpodautoscalers.autoscaling"])
+def test_target_kinds_keep_what_the_operator_always_watches(chart: helm.Chart, missing: str) -> None:
+    kinds = ["deployments.apps", "horizontalpodautoscalers.autoscaling", "statefulsets.apps"]
+    kinds.remove(missing)
+    with pytest.raises(helm.HelmRenderError, match=f"targetKinds must include {missing}"):
+        chart.render({"targetKinds": kinds}, name="campaign-autoscaler", namespace=RELEASE_NAMESPACE)
 
 
 def test_standalone_mode_has_no_peering(renders: Mapping[str, list[dict[str, Any]]]) -> None:
@@ -466,6 +503,7 @@ def test_prometheus_auth_from_a_secret_and_a_config_map(renders: Mapping[str, li
         {"replicaCount": "two"},
         {"replicas": 2},  # unknown top-level key
         {"watchNamespaces": ["shop-*"]},  # Roles need exact names
+        {"targetKinds": ["deployments.apps", "*.apps"]},  # no wildcards
         {"logFormat": "yaml"},
         {"resyncInterval": "0s"},
         {"maxScaleFactor": 0.5},

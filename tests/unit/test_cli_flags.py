@@ -71,3 +71,12 @@ def test_the_demo_names_a_kubeconfig_it_cannot_use(
     missing = tmp_path / "nope.yaml"
     err = one_line_error(capsys, ["demo", "--kubeconfig", str(missing)])
     assert err == f"error: {missing}: no such kubeconfig"
+
+
+def test_target_kinds_are_resource_names(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.build_parser().parse_args(["run", "--target-kinds", "deployments.apps,*.apps"])
+    assert raised.value.code == 2
+    assert "not a <plural>.<group> resource name: '*.apps'" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["run", "--target-kinds", "deployments.apps, rollouts.argoproj.io"])
+    assert args.target_kinds == ("deployments.apps", "rollouts.argoproj.io")

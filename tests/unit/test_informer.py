@@ -18,6 +18,7 @@ from campaign_autoscaler.adapters.informer import (
     WorkloadCache,
 )
 from campaign_autoscaler.adapters.kube import deployment_view, hpa_view
+from campaign_autoscaler.adapters.workloads import WorkloadKind
 from tests.unit.fakes import deployment_body, hpa_body
 
 
@@ -193,6 +194,44 @@ def test_an_hpa_backed_target_is_watched_through_its_hpa_min_replicas() -> None:
     alarms.unregister("shop/sale", lambda urgent: None)  # not its waker: kept
     alarms.ring(["shop/sale"])
     assert woken.count("shop/sale") == 2
+
+
+def test_a_workload_of_another_kind_is_watched_for_drift_too_and_through_its_hpa() -> None:
+    rollouts = WorkloadKind("argoproj.io/v1alpha1", "Rollout", "rollouts")
+    cache, _, woken = drift_cache()
+    assert cache.watch_kind(rollouts) and not cache.watch_kind(rollouts)
+    store = cache.workloads[rollouts]
+
+    def put_rollout(replicas: int) -> None:
+        view = deployment_view(deployment_body("web", replicas, annotations=CLAIMS), rollouts)
+        cache._wake_claims("shop", store.put("shop", view.name, view), view)
+
+    put_rollout(20)
+    put(cache, deployment_body("web", 20))  # a Deployment of the same name, unclaimed
+    put_rollout(3)  # a sync of the application's manifest
+    assert sorted(woken) == ["shop/flash", "shop/sale"]
+    assert sorted(view.key for view in cache.snapshot("shop").deployments.values()) == [
+        "Rollout.argoproj.io/web",
+        "web",
+    ]
+    hpa = hpa_body("web", "web", 20, 40)
+    hpa["spec"]["scaleTargetRef"] = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web"}
+    put(cache, hpa)
+    put(cache, {**hpa, "spec": {**hpa["spec"], "minReplicas": 2}})
+    assert len(woken) == 4  # the HPA that scales the Rollout was lowered below the claims
+
+
+@pytest.mark.asyncio
+async def test_a_kind_watched_later_is_listed_in_every_scope_and_then_waited_for() -> None:
+    cache = ScriptedCache([])
+    rollouts = WorkloadKind("argoproj.io/v1alpha1", "Rollout", "rollouts")
+    task = asyncio.create_task(cache.run())
+    await cache.wait_synced()
+    cache.watch_kind(rollouts)
+    await asyncio.wait_for(cache.wait_kind_listed(rollouts), 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert cache.calls.count(("list", None)) == 3  # Deployments, HPAs, then Rollouts
 
 
 # --- per-namespace watches (`--namespace-selector`): started and stopped as namespaces are selected ---------

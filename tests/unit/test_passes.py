@@ -1031,3 +1031,24 @@ def test_a_curve_is_read_shortly_before_the_lead_time_so_the_first_step_follows_
     driver.step()
     assert env.kube.replicas("checkout") == 4  # the curve's 3, held at the baseline; not the plain step 6
     assert len(env.metrics.series_calls) == 1
+
+
+def test_a_target_kind_that_cannot_be_scaled_makes_the_event_invalid_and_touches_nothing(env):
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    env.clock.set(START)
+    driver = env.driver(raw_spec())
+    driver.step()
+    assert env.kube.replicas("checkout") == 10
+    writes = len(env.kube.writes)
+    driver.edit(
+        raw_spec({"name": "checkout"}, {"name": "w", "kind": "Widget", "apiVersion": "example.com/v1"})
+    )
+    result = driver.step()
+    assert result is not None and result.status["phase"] == "Invalid"
+    valid = condition(result.status, "Valid")
+    assert valid["status"] == "False"
+    assert valid["message"] == (
+        "spec.targets[1].kind: Widget is not a namespaced kind the API server serves under example.com/v1"
+    )
+    # The claim made under the valid spec is held, not guessed at; nothing is written.
+    assert len(env.kube.writes) == writes and env.kube.replicas("checkout") == 10

@@ -14,7 +14,14 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import cli
-from campaign_autoscaler.adapters.kube import DeploymentView, deployment_view
+from campaign_autoscaler.adapters.kube import (
+    DeploymentView,
+    HpaView,
+    NamespaceSnapshot,
+    deployment_view,
+    hpa_view,
+)
+from campaign_autoscaler.adapters.workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
 from campaign_autoscaler.planning import parse_spec, resolve_window, transitions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -316,30 +323,61 @@ spec:
 
 
 def deployment(
-    name: str, replicas: int, labels: dict[str, str], annotations: dict[str, str] | None = None
+    name: str,
+    replicas: int,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    workload: WorkloadKind = DEPLOYMENTS,
 ) -> DeploymentView:
     metadata = {"name": name, "namespace": "shop", "labels": labels, "annotations": annotations}
-    return deployment_view({"metadata": metadata, "spec": {"replicas": replicas}})
+    return deployment_view({"metadata": metadata, "spec": {"replicas": replicas}}, workload)
+
+
+# What /apis/argoproj.io/v1alpha1 serves, abridged: Rollouts with /scale.
+ARGO = {
+    "resources": [
+        {"name": "rollouts", "namespaced": True, "kind": "Rollout"},
+        {"name": "rollouts/scale", "namespaced": True, "kind": "Scale"},
+    ]
+}
 
 
 class FakeKube:
-    """The two reads of the Kubernetes adapter the CLI makes, over a fixed list of Deployments in shop."""
+    """The reads of the Kubernetes adapter the CLI makes, over fixed workloads (and HPAs) in shop."""
 
-    def __init__(self, deployments: list[DeploymentView]) -> None:
+    def __init__(self, deployments: list[DeploymentView], hpas: list[HpaView] | None = None) -> None:
         self.deployments = deployments
+        self.hpas = hpas or []
         self.namespaces: set[str] = set()
+        self.kinds = KindDirectory(
+            lambda api_version: ARGO if api_version == "argoproj.io/v1alpha1" else None
+        )
 
-    def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
+    def get_deployment(
+        self, namespace: str, key: str, workload: WorkloadKind | None = None
+    ) -> DeploymentView | None:
         self.namespaces.add(namespace)
-        return next((view for view in self._in(namespace) if view.name == name), None)
+        return next((view for view in self._in(namespace) if view.key == key), None)
 
-    def list_deployments(self, namespace: str, label_selector: str | None = None) -> list[DeploymentView]:
+    def list_deployments(
+        self, namespace: str, label_selector: str | None = None, workload: WorkloadKind = DEPLOYMENTS
+    ) -> list[DeploymentView]:
         self.namespaces.add(namespace)
         wanted = dict(term.split("=") for term in (label_selector or "").split(",") if term)
         return sorted(
-            (view for view in self._in(namespace) if wanted.items() <= view.labels.items()),
+            (
+                view
+                for view in self._in(namespace)
+                if wanted.items() <= view.labels.items() and view.workload == workload
+            ),
             key=lambda view: view.name,
         )
+
+    def list_hpas(self, namespace: str) -> NamespaceSnapshot:
+        return NamespaceSnapshot.of((), self.hpas if namespace == "shop" else (), namespace)
+
+    def hpa_for(self, view: DeploymentView, snapshot: NamespaceSnapshot) -> HpaView | None:
+        return snapshot.hpa_for(view.key)
 
     def _in(self, namespace: str) -> list[DeploymentView]:
         return self.deployments if namespace == "shop" else []
@@ -409,7 +447,7 @@ def test_a_cluster_error_is_reported(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Forbidden(FakeKube):
-        def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
+        def list_hpas(self, namespace: str) -> NamespaceSnapshot:
             raise ApiException(status=403, reason="Forbidden")
 
     monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: Forbidden([]))
@@ -451,3 +489,71 @@ def test_an_unreadable_baseline_annotation_is_one_line_naming_the_deployment(
     code, out, err = plan(capsys, "-f", write(tmp_path, SELECTOR_EVENT), "--kubeconfig", "k")
     assert (code, out) == (1, "")
     assert err.startswith("error: Deployment shop/order-tracking: ") and err.count("\n") == 1
+
+
+KINDS_EVENT = """\
+apiVersion: autoscaling.campaigns.dev/v1alpha1
+kind: CampaignEvent
+metadata: {name: sale, namespace: shop}
+spec:
+  start: "2026-09-09T00:00:00Z"
+  end: "2026-09-10T00:00:00Z"
+  trafficMultiplier: 2
+  targets:
+    - name: checkout
+    - {name: ledger, kind: StatefulSet}
+    - {selector: {matchLabels: {tier: web}}, kind: Rollout, apiVersion: argoproj.io/v1alpha1}
+"""
+
+
+def test_kubeconfig_plan_shows_each_targets_kind_and_what_is_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rollouts = WorkloadKind("argoproj.io/v1alpha1", "Rollout", "rollouts")
+    statefulsets = WorkloadKind("apps/v1", "StatefulSet", "statefulsets")
+    hpa = hpa_view(
+        {
+            "metadata": {"name": "checkout"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"},
+                "minReplicas": 2,
+                "maxReplicas": 6,
+            },
+        }
+    )
+    kube = FakeKube(
+        [
+            deployment("checkout", 2, {}),
+            deployment("ledger", 3, {}, workload=statefulsets),
+            deployment("web", 4, {"tier": "web"}, workload=rollouts),
+            deployment("web-legacy", 5, {"tier": "web"}),  # a Deployment: not the selector's kind
+        ],
+        [hpa],
+    )
+    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: kube)
+    path = write(tmp_path, KINDS_EVENT)
+    (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)["events"]
+    assert {t["name"]: (t["kind"], t["writes"], t["baselineReplicas"]) for t in event["targets"]} == {
+        "checkout": (
+            "Deployment",
+            "HorizontalPodAutoscaler/checkout minReplicas (maxReplicas when below the floor)",
+            2,
+        ),
+        "StatefulSet.apps/ledger": ("StatefulSet", "StatefulSet spec.replicas", 3),
+        "Rollout.argoproj.io/web": ("Rollout", "Rollout /scale (rollouts.argoproj.io)", 4),
+    }
+    code, out, _ = plan(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)
+    assert code == 0 and "Rollout /scale (rollouts.argoproj.io)" in out and "StatefulSet spec.replicas" in out
+
+
+def test_kubeconfig_plan_of_a_kind_the_cluster_cannot_scale_is_bad_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: FakeKube([]))
+    path = write(tmp_path, KINDS_EVENT.replace("argoproj.io/v1alpha1", "example.com/v1"))
+    code, out, err = plan(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: spec.targets[2].kind: Rollout is not a namespaced kind the API server serves under "
+        "example.com/v1\n"
+    )

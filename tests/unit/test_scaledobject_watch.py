@@ -58,7 +58,7 @@ def test_a_scaled_object_reads_with_keda_s_defaults_and_its_hpa_name():
     view = scaled_object_view(scaled_object_body("checkout", "web"))
     assert (view.min_replicas, view.max_replicas, view.level) == (None, None, 0)
     assert view.hpa_name == "keda-hpa-checkout"
-    assert view.scales("web") and not view.scales("web", kind="StatefulSet")
+    assert view.scales("web") and not view.scales("StatefulSet.apps/web")
     custom = scaled_object_view(scaled_object_body("checkout", "web", 2, 9, hpa_name="mine", paused=True))
     assert (custom.min_replicas, custom.max_replicas, custom.hpa_name, custom.paused) == (2, 9, "mine", True)
     assert not scaled_object_view(scaled_object_body("db", "db", kind="StatefulSet")).scales("db")

@@ -86,6 +86,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.livenessPort)) }}
 {{- fail "metrics.port and livenessPort must differ" }}
 {{- end }}
+{{- range $needed := list "deployments.apps" "horizontalpodautoscalers.autoscaling" }}
+{{- if not (has $needed $.Values.targetKinds) }}
+{{- fail (printf "targetKinds must include %s: the operator watches them from the start" $needed) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
@@ -104,31 +109,34 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: ["autoscaling.campaigns.dev"]
   resources: ["campaignevents/status"]
   verbs: ["get", "patch"]
-# Targets: annotations (baseline, claims, claim-uids) and spec.replicas in one JSON Patch whose `test`
+{{- range $entry := .Values.targetKinds }}
+{{- $parts := splitn "." 2 $entry }}
+{{- $resource := $parts._0 }}
+{{- $group := $parts._1 | default "" }}
+{{- if eq $entry "deployments.apps" "statefulsets.apps" }}
+# {{ $entry }}: annotations (baseline, claims, claim-uids) and spec.replicas in one JSON Patch whose `test`
 # operations guard what the decision was made on.
-- apiGroups: ["apps"]
-  resources: ["deployments"]
+{{- else if eq $entry "horizontalpodautoscalers.autoscaling" }}
+# HPA-backed targets: minReplicas / maxReplicas are raised instead of the workload's replicas.
+{{- else if eq $entry "scaledobjects.keda.sh" }}
+# KEDA-scaled targets: the ScaledObject's minReplicaCount / maxReplicaCount, never the HPA KEDA owns.
+{{- else }}
+# {{ $entry }}: read and watched, annotations patched on the object, replicas through its /scale.
+{{- end }}
+- apiGroups: [{{ $group | quote }}]
+  resources: [{{ $resource | quote }}]
   verbs: ["get", "list", "watch", "patch"]
-# HPA-backed targets: minReplicas / maxReplicas are raised instead of the Deployment's replicas.
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "patch"]
+{{- if not (has $entry (list "deployments.apps" "statefulsets.apps" "horizontalpodautoscalers.autoscaling" "scaledobjects.keda.sh")) }}
+- apiGroups: [{{ $group | quote }}]
+  resources: [{{ printf "%s/scale" $resource | quote }}]
+  verbs: ["patch"]
+{{- end }}
+{{- end }}
 # Events on CampaignEvents and targets (core v1; never events.k8s.io): created, and patched to count a
 # repeat on the Event it repeats (count, message, lastTimestamp), as Kubernetes' event recorder does.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
-{{- end }}
-
-{{/*
-KEDA (its own block, to fold into the target kinds' rules): a target scaled by a ScaledObject gets the
-ScaledObject's spec.minReplicaCount / maxReplicaCount raised (JSON Patch), never the HPA KEDA owns. Read
-only when the cluster serves keda.sh (discovery, which needs no rule); harmless without KEDA.
-*/}}
-{{- define "campaign-autoscaler.scaledObjectRules" -}}
-- apiGroups: ["keda.sh"]
-  resources: ["scaledobjects"]
-  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 
 {{/*

@@ -1,5 +1,8 @@
-"""The Deployments and HPAs of the watched namespaces, kept current by LIST + WATCH, as small views only;
+"""The workloads and HPAs of the watched namespaces, kept current by LIST + WATCH, as small views only;
 and their KEDA ScaledObjects while the cluster serves them (asked by discovery every so often).
+
+Deployments and HPAs are watched from the start; any other workload kind (StatefulSets, a kind with /scale)
+from the moment a target names it (`watch_kind`), and from then on for as long as the operator runs.
 
 Reconciles read targets from here instead of asking the API server. Each object is turned into its
 `DeploymentView` / `HpaView` the moment it arrives and its JSON is dropped, one object at a time: 2,000
@@ -25,8 +28,8 @@ from campaign_autoscaler.adapters.kube import (
     HpaView,
     NamespaceSnapshot,
     ScalerView,
-    deployment_view,
     hpa_view,
+    workload_view,
 )
 from campaign_autoscaler.adapters.scaledobjects import (
     SCALED_OBJECTS_API,
@@ -34,6 +37,9 @@ from campaign_autoscaler.adapters.scaledobjects import (
     scaled_object_view,
     serves_scaled_objects,
 )
+from campaign_autoscaler.adapters.workloads import DEPLOYMENTS as DEPLOYMENT_KIND
+from campaign_autoscaler.adapters.workloads import WorkloadKind
+from campaign_autoscaler.planning import split_key
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,16 @@ class Kind(Generic[View]):
         return self.path.format(scope=f"namespaces/{namespace}/" if namespace else "")
 
 
-DEPLOYMENTS: Kind[DeploymentView] = Kind("Deployments", "/apis/apps/v1/{scope}deployments", deployment_view)
+def workload_kind(workload: WorkloadKind) -> Kind[DeploymentView]:
+    """The watch of one workload kind: `deployments.apps` at /apis/apps/v1/{scope}deployments."""
+    prefix = workload.collection(None).rpartition("/")[0]
+    name = (
+        f"{workload.kind}s" if workload.native else workload.resource
+    )  # "Deployments", "rollouts.argoproj.io"
+    return Kind(name, f"{prefix}/{{scope}}{workload.plural}", workload_view(workload))
+
+
+DEPLOYMENTS: Kind[DeploymentView] = workload_kind(DEPLOYMENT_KIND)
 HPAS: Kind[HpaView] = Kind(
     "HorizontalPodAutoscalers", "/apis/autoscaling/v1/{scope}horizontalpodautoscalers", hpa_view
 )
@@ -197,6 +212,9 @@ class WorkloadCache:
         self.keda = False  # whether the cluster serves ScaledObjects (and they are watched)
         self._keda_discovery_interval = keda_discovery_interval
         self._keda_tasks: dict[str | None, asyncio.Task[None]] = {}
+        # Every workload kind watched (Deployments first), and when each had its first listings.
+        self.workloads: dict[WorkloadKind, Store[DeploymentView]] = {DEPLOYMENT_KIND: self.deployments}
+        self._kind_listed: dict[str, asyncio.Event] = {}
         self._pending: set[tuple[str, str | None]] = set()
         self._listed_scopes: dict[str | None, asyncio.Event] = {}
         for scope in self._scopes:
@@ -209,11 +227,36 @@ class WorkloadCache:
 
     def snapshot(self, namespace: str) -> NamespaceSnapshot:
         scalers: list[ScalerView] = [*self.hpas.views(namespace), *self.scaled_objects.views(namespace)]
-        return NamespaceSnapshot.of(self.deployments.views(namespace), scalers, namespace)
+        views = [view for store in self.workloads.values() for view in store.views(namespace)]
+        return NamespaceSnapshot.of(views, scalers, namespace)
 
     def namespaces(self) -> list[str]:
-        """Every namespace with a Deployment in the cache."""
-        return sorted(self.deployments.by_namespace)
+        """Every namespace with a workload in the cache."""
+        return sorted({ns for store in self.workloads.values() for ns in store.by_namespace})
+
+    def _stores(self) -> list[Store[Any]]:
+        return [*self.workloads.values(), self.hpas]
+
+    def watch_kind(self, workload: WorkloadKind) -> bool:
+        """Watch a workload kind too, in every scope, from now on; False when it is watched already."""
+        if workload in self.workloads:
+            return False
+        store: Store[DeploymentView] = Store(workload_kind(workload))
+        self.workloads[workload] = store
+        self._kind_listed[store.kind.name] = asyncio.Event()
+        for scope in self._scopes:
+            self._pending.add((store.kind.name, scope))
+            if self._failure is not None:
+                self._start(store, scope)
+        log.info("Watching %s too", workload.resource)
+        return True
+
+    async def wait_kind_listed(self, workload: WorkloadKind) -> None:
+        """Until every first listing of a kind started with `watch_kind` is in."""
+        store = self.workloads.get(workload)
+        listed = self._kind_listed.get(store.kind.name) if store is not None else None
+        if listed is not None:
+            await listed.wait()
 
     def watched(self) -> list[str | None]:
         """The scopes listed and watched now, each a namespace (None: every namespace)."""
@@ -252,13 +295,15 @@ class WorkloadCache:
         self._scopes.remove(namespace)
         for task in [*self._tasks.pop(namespace, ()), *filter(None, [self._keda_tasks.pop(namespace, None)])]:
             task.cancel()  # a cancelled task runs no more of its code: nothing is stored after the drop
-        self._pending -= {(kind.name, namespace) for kind in (DEPLOYMENTS, HPAS, SCALED_OBJECTS)}
+        self._pending -= {(store.kind.name, namespace) for store in [*self._stores(), self.scaled_objects]}
+        for name, listed in self._kind_listed.items():  # a kind listed everywhere still watched is listed
+            if not any(kind == name for kind, _ in self._pending):
+                listed.set()
         self._listed_scopes.pop(namespace, asyncio.Event()).set()  # nobody waits for it any longer
         if not self._pending and self._failure is not None:
             self._synced.set()
-        self.deployments.by_namespace.pop(namespace, None)
-        self.hpas.by_namespace.pop(namespace, None)
-        self.scaled_objects.by_namespace.pop(namespace, None)
+        for store in [*self._stores(), self.scaled_objects]:
+            store.by_namespace.pop(namespace, None)
         log.info("Stopped watching namespace %s; its Deployments and HPAs are forgotten", namespace)
         return True
 
@@ -288,15 +333,19 @@ class WorkloadCache:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _expect(self, scope: str | None) -> None:
-        kinds = (DEPLOYMENTS, HPAS, SCALED_OBJECTS) if self.keda else (DEPLOYMENTS, HPAS)
-        self._pending |= {(kind.name, scope) for kind in kinds}
+        stores = [*self._stores(), self.scaled_objects] if self.keda else self._stores()
+        self._pending |= {(store.kind.name, scope) for store in stores}
         self._listed_scopes[scope] = asyncio.Event()
 
     def _spawn(self, scope: str | None) -> None:
-        tasks = [self._start_sync(store, scope) for store in (self.deployments, self.hpas)]
-        self._tasks[scope] = tasks
+        self._tasks[scope] = []
+        for store in self._stores():
+            self._start(store, scope)
         if self.keda:
             self._keda_tasks[scope] = self._start_sync(self.scaled_objects, scope)
+
+    def _start(self, store: Store[Any], scope: str | None) -> None:
+        self._tasks.setdefault(scope, []).append(self._start_sync(store, scope))
 
     def _start_sync(self, store: Store[Any], scope: str | None) -> asyncio.Task[None]:
         task = asyncio.create_task(self._sync(store, scope), name=f"watch {store.kind.name} {_where(scope)}")
@@ -395,6 +444,8 @@ class WorkloadCache:
         self._pending.discard((kind.name, scope))
         if not any(pending == scope for _, pending in self._pending) and scope in self._listed_scopes:
             self._listed_scopes[scope].set()
+        if kind.name in self._kind_listed and not any(k == kind.name for k, _ in self._pending):
+            self._kind_listed[kind.name].set()
         if not self._pending and not self._synced.is_set():
             log.info("Watching Deployments and HorizontalPodAutoscalers: every first listing is in")
             self._synced.set()
@@ -476,8 +527,8 @@ class WorkloadCache:
                 self._alarms.ring(view.claims, urgent=False)
             if isinstance(previous, DeploymentView) and previous.replicas == view.replicas:
                 return
-            if any(hpa.target == view.name for hpa in self.hpas.views(namespace)) or any(
-                scaled.scales(view.name) for scaled in self.scaled_objects.views(namespace)
+            if any(hpa.target == view.key for hpa in self.hpas.views(namespace)) or any(
+                scaled.scales(view.key) for scaled in self.scaled_objects.views(namespace)
             ):
                 return  # the autoscaler's bounds hold the floor, not the replicas
             deployment: DeploymentView | None = view
@@ -487,13 +538,18 @@ class WorkloadCache:
                 return
             if not isinstance(previous, DeploymentView | None) and previous.level == view.level:
                 return
-            target = view.target or ""
-            if isinstance(view, ScaledObjectView) and not view.scales(target):
-                return  # it scales a workload of another kind
-            deployment = self.deployments.by_namespace.get(namespace, {}).get(target)
+            target = view.target_key if isinstance(view, ScaledObjectView) else view.target
+            deployment = self._workload_at(namespace, target or "")
             level = view.level
         if deployment is not None and deployment.claims and level < max(deployment.claims.values()):
             self._alarms.ring(deployment.claims)
+
+    def _workload_at(self, namespace: str, key: str) -> DeploymentView | None:
+        kind, group, name = split_key(key)
+        for workload, store in self.workloads.items():
+            if (workload.group, workload.kind) == (group, kind):
+                return store.by_namespace.get(namespace, {}).get(name)
+        return None
 
 
 def _where(scope: str | None) -> str:

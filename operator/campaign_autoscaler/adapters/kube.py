@@ -51,6 +51,9 @@ from campaign_autoscaler.planning.claims import (
 )
 from campaign_autoscaler.planning.instants import kube_time
 from campaign_autoscaler.planning.scaledobject import SCALED_OBJECT_KIND
+from campaign_autoscaler.planning.targets import split_key, workload_key
+
+from .workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class HpaView:
     name: str
     min_replicas: int
     max_replicas: int
-    target: str | None = None  # the Deployment its scaleTargetRef names
+    target: str | None = None  # the key of the workload its scaleTargetRef names
     created: str = ""
     owner: str | None = None  # the KEDA ScaledObject that owns it (and rewrites it): never touched
     kind: str = HPA_KIND
@@ -109,10 +112,25 @@ class DeploymentView:
     # what a write tests before it changes anything.
     campaign_texts: Mapping[str, str | None] = field(default_factory=dict)
     has_annotations: bool = True
+    workload: WorkloadKind = DEPLOYMENTS  # its kind: a Deployment, a StatefulSet, anything with /scale
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def kind(self) -> str:
+        return self.workload.kind
+
+    @property
+    def key(self) -> str:
+        """The workload's key in snapshots and memories (planning.workload_key)."""
+        return workload_key(self.workload.api_version, self.workload.kind, self.name)
+
+    @property
+    def described(self) -> str:
+        """`StatefulSet shop/db`, as log lines and Events name it."""
+        return f"{self.workload.kind} {self.ref}"
 
     @property
     def baseline_replicas(self) -> int:
@@ -125,7 +143,8 @@ class ClaimOutcome:
     """What a claim (or a release) left on one target."""
 
     deployment: DeploymentView
-    via: str  # "Deployment", "HorizontalPodAutoscaler/<name>", "ScaledObject/<name>[ (paused)]"
+    # "Deployment", "StatefulSet", "Scale", "HorizontalPodAutoscaler/<name>", "ScaledObject/<name>[ (paused)]"
+    via: str
     baseline: Baseline
     effective_replicas: int  # the floor the target holds now: max(baseline, all claims)
     replicas_before: int  # Deployment replicas or HPA minReplicas before the write
@@ -136,8 +155,15 @@ class ClaimOutcome:
     paused: bool = False  # scaled through a paused ScaledObject: left alone
 
 
-def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
-    """A Deployment as the API serves it (camelCase JSON, e.g. a watch event's body)."""
+def workload_view(workload: WorkloadKind) -> Callable[[Mapping[str, Any]], DeploymentView]:
+    """How objects of `workload`'s kind are read (see `deployment_view`)."""
+    return lambda body: deployment_view(body, workload)
+
+
+def deployment_view(body: Mapping[str, Any], workload: WorkloadKind = DEPLOYMENTS) -> DeploymentView:
+    """A workload (a Deployment unless `workload` says otherwise) as the API serves it (camelCase JSON, e.g.
+    a watch event's body). Every scalable kind keeps its replicas in `spec.replicas` and its ready ones in
+    `status.readyReplicas`, as Deployments, StatefulSets and Argo Rollouts do."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
     annotations = meta.get("annotations")
     has_annotations = annotations is not None
@@ -149,7 +175,7 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         claims = parse_claims(annotations.get(CLAIMS_ANNOTATION))
         owners = parse_owners(annotations.get(OWNERS_ANNOTATION))
     except ValueError as err:
-        problem = f"Deployment {meta.get('namespace')}/{meta.get('name')}: {err}"
+        problem = f"{workload.kind} {meta.get('namespace')}/{meta.get('name')}: {err}"
     return DeploymentView(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
@@ -163,6 +189,7 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         annotation_error=problem,
         campaign_texts={key: annotations.get(key) for key in CAMPAIGN_ANNOTATIONS},
         has_annotations=has_annotations,
+        workload=workload,
     )
 
 
@@ -170,9 +197,9 @@ def hpa_view(body: Mapping[str, Any]) -> HpaView:
     """An autoscaling/v1 HorizontalPodAutoscaler as the API serves it."""
     meta, spec = body.get("metadata") or {}, body.get("spec") or {}
     ref = spec.get("scaleTargetRef") or {}
-    scales_a_deployment = ref.get("kind") == "Deployment" and str(
-        ref.get("apiVersion", "apps/v1")
-    ).startswith("apps/")
+    target = None
+    if ref.get("kind") and ref.get("name"):
+        target = workload_key(str(ref.get("apiVersion") or "apps/v1"), str(ref["kind"]), str(ref["name"]))
     keda_owner = next(
         (
             owner.get("name")
@@ -185,7 +212,7 @@ def hpa_view(body: Mapping[str, Any]) -> HpaView:
         name=meta.get("name", ""),
         min_replicas=spec["minReplicas"] if spec.get("minReplicas") is not None else 1,
         max_replicas=spec.get("maxReplicas", 1),
-        target=ref.get("name") if scales_a_deployment else None,
+        target=target,
         created=str(meta.get("creationTimestamp", "")),
         owner=keda_owner,
     )
@@ -193,8 +220,8 @@ def hpa_view(body: Mapping[str, Any]) -> HpaView:
 
 @dataclass(frozen=True)
 class NamespaceSnapshot:
-    """The Deployments and autoscalers (HPAs, KEDA ScaledObjects) of one namespace as the operator's watches
-    last saw them.
+    """The workloads (by key, planning.workload_key) and autoscalers (HPAs, KEDA ScaledObjects) of one
+    namespace as the operator's watches last saw them.
 
     Reconciles read from here, not from LIST calls: the API server is asked only to write, and to re-read one
     object when a write was refused (which also says the snapshot was stale).
@@ -208,24 +235,37 @@ class NamespaceSnapshot:
     def of(
         cls, deployments: Iterable[DeploymentView], hpas: Iterable[ScalerView] = (), namespace: str = ""
     ) -> NamespaceSnapshot:
-        return cls({view.name: view for view in deployments}, tuple(hpas), namespace)
+        return cls({view.key: view for view in deployments}, tuple(hpas), namespace)
 
-    def deployment(self, name: str) -> DeploymentView | None:
-        return self.deployments.get(name)
+    def deployment(self, key: str) -> DeploymentView | None:
+        """The workload of that key (a Deployment's key is its name)."""
+        return self.deployments.get(key)
 
-    def matching(self, labels_match: Callable[[Mapping[str, str]], bool]) -> list[DeploymentView]:
-        return sorted((v for v in self.deployments.values() if labels_match(v.labels)), key=lambda v: v.name)
+    def matching(
+        self,
+        labels_match: Callable[[Mapping[str, str]], bool],
+        kind: tuple[str, str] | None = ("apps", "Deployment"),
+    ) -> list[DeploymentView]:
+        """The workloads of `kind` (group, kind; None: every kind) whose labels match, sorted by name."""
+        return sorted(
+            (
+                v
+                for v in self.deployments.values()
+                if labels_match(v.labels) and (kind is None or (v.workload.group, v.workload.kind) == kind)
+            ),
+            key=lambda v: (v.name, v.kind),
+        )
 
     def claimed_by(self, event_key: str) -> list[str]:
-        return sorted(name for name, view in self.deployments.items() if event_key in view.claims)
+        return sorted(key for key, view in self.deployments.items() if event_key in view.claims)
 
-    def hpa_for(self, deployment_name: str) -> ScalerView | None:
-        """The autoscaler whose scaleTargetRef is this Deployment, if any: a KEDA ScaledObject before any
-        HPA, and never the HPA a ScaledObject owns (KEDA rewrites it from the ScaledObject)."""
+    def hpa_for(self, key: str) -> ScalerView | None:
+        """The autoscaler whose scaleTargetRef is this workload, if any: a KEDA ScaledObject before any HPA,
+        and never the HPA a ScaledObject owns (KEDA rewrites it from the ScaledObject)."""
         keda_hpas = {s.hpa_name for s in self.hpas if isinstance(s, ScaledObjectView)}
-        # Two autoscalers on one Deployment already fight each other; follow the oldest, deterministically.
+        # Two autoscalers on one workload already fight each other; follow the oldest, deterministically.
         matches = sorted(
-            (scaler for scaler in self.hpas if _scales(scaler, deployment_name, keda_hpas)),
+            (scaler for scaler in self.hpas if _scales(scaler, key, keda_hpas)),
             key=lambda s: (s.kind != SCALED_OBJECT_KIND, s.created, s.name),
         )
         return matches[0] if matches else None
@@ -235,10 +275,11 @@ class NamespaceSnapshot:
         return next((s for s in self.hpas if (s.name, s.kind) == (name, kind)), None)
 
 
-def _scales(scaler: ScalerView, deployment_name: str, keda_hpas: set[str]) -> bool:
+def _scales(scaler: ScalerView, key: str, keda_hpas: set[str]) -> bool:
+    """Whether `scaler` scales the workload of that key (planning.workload_key); never the HPA KEDA owns."""
     if isinstance(scaler, ScaledObjectView):
-        return scaler.scales(deployment_name)
-    return scaler.target == deployment_name and scaler.owner is None and scaler.name not in keda_hpas
+        return scaler.scales(key)
+    return scaler.target == key and scaler.owner is None and scaler.name not in keda_hpas
 
 
 class EventPoster(Protocol):
@@ -269,6 +310,8 @@ class EventRecorder(EventPoster, Protocol):
 class KubeApi(EventPoster, Protocol):
     """The Kubernetes calls a pass makes (KubeAdapter; an in-memory one in the unit tests)."""
 
+    kinds: KindDirectory  # the workload kinds API discovery found
+
     def set_claim(
         self,
         snapshot: NamespaceSnapshot,
@@ -294,6 +337,7 @@ class KubeAdapter:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api_client = api_client
+        self.kinds = KindDirectory(self.api_resources, self.api_group)
 
     def _request(
         self,
@@ -330,23 +374,49 @@ class KubeAdapter:
         )
 
     # --- reading targets (fresh, for conflicts and for callers without a watch) ------------------------
-    def get_deployment(self, namespace: str, name: str) -> DeploymentView | None:
+    def api_resources(self, api_version: str) -> dict[str, Any] | None:
+        """The APIResourceList of a group version (API discovery); None when it is not served."""
+        prefix = "/apis" if "/" in api_version else "/api"
+        return self._get_if_found(f"{prefix}/{api_version}")
+
+    def api_group(self, group: str) -> dict[str, Any] | None:
+        """The APIGroup of a group (its versions, the preferred one); None when it is not served."""
+        return self._get_if_found(f"/apis/{group}")
+
+    def get_deployment(
+        self, namespace: str, key: str, workload: WorkloadKind | None = None
+    ) -> DeploymentView | None:
+        """The workload of that key (a Deployment's key is its name) read afresh; None when it does not
+        exist, or its kind is not one found so far."""
+        kind, group, name = split_key(key)
+        workload = workload or self.kinds.by_group_kind(group, kind)
+        if workload is None:
+            return None
+        found = self._get_if_found(workload.path(namespace, name))
+        return deployment_view(found, workload) if found is not None else None
+
+    def _get_if_found(self, path: str) -> dict[str, Any] | None:
+        """GET `path`; None when the API server answers 404."""
         try:
-            return deployment_view(self._request("GET", _deployment_path(namespace, name)))
+            return self._request("GET", path)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
 
-    def list_deployments(self, namespace: str, label_selector: str | None = None) -> list[DeploymentView]:
-        """The namespace's Deployments (those matching `label_selector`), read afresh, sorted by name."""
+    def list_deployments(
+        self, namespace: str, label_selector: str | None = None, workload: WorkloadKind = DEPLOYMENTS
+    ) -> list[DeploymentView]:
+        """The namespace's workloads of a kind (Deployments unless told; those matching `label_selector`),
+        read afresh, sorted by name."""
         query = [("labelSelector", label_selector)] if label_selector else None
-        listing = self._request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments", query=query)
-        return sorted((deployment_view(item) for item in listing.get("items") or ()), key=lambda v: v.name)
+        listing = self._request("GET", workload.collection(namespace), query=query)
+        items = listing.get("items") or ()
+        return sorted((deployment_view(item, workload) for item in items), key=lambda v: v.name)
 
-    def _list_hpas(self, namespace: str) -> NamespaceSnapshot:
+    def list_hpas(self, namespace: str) -> NamespaceSnapshot:
         """The namespace's autoscalers read afresh (HPAs, and ScaledObjects where KEDA's CRD is installed),
-        as a snapshot without Deployments."""
+        as a snapshot without workloads."""
         listing = self._request(
             "GET", f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
         )
@@ -394,13 +464,15 @@ class KubeAdapter:
         when the Deployment does not exist (any more) or `only_if` said no.
         """
         hpas: NamespaceSnapshot | None = None if fresh else snapshot
-        deployment = self.get_deployment(snapshot.namespace, name) if fresh else snapshot.deployment(name)
+        seen = snapshot.deployment(name)
+        workload = seen.workload if seen is not None else None
+        deployment = self.get_deployment(snapshot.namespace, name, workload) if fresh else seen
         for _attempt in range(MAX_CONFLICT_RETRIES):
             if deployment is None or (only_if is not None and not only_if(deployment)):
                 return None
             if deployment.annotation_error:
                 raise CorruptAnnotationError(deployment.annotation_error)
-            hpa = self._hpa_for(deployment, hpas)
+            hpa = self.hpa_for(deployment, hpas)
             plan = plan_claim(target_state(deployment, hpa), event_key, wanted, owner_uid)
             try:
                 written = False if dry_run else self._carry_out(deployment, plan)
@@ -411,13 +483,13 @@ class KubeAdapter:
                 log.debug(
                     "Write to %s refused (%s); deciding again on fresh data", deployment.ref, err.status
                 )
-            deployment = self.get_deployment(deployment.namespace, name)
+            deployment = self.get_deployment(deployment.namespace, name, deployment.workload)
             hpas = None
         raise TargetConflictError(
-            f"Deployment {name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
+            f"{name} changed on every one of {MAX_CONFLICT_RETRIES} attempts to claim it"
         )
 
-    def _hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> ScalerView | None:
+    def hpa_for(self, deployment: DeploymentView, snapshot: NamespaceSnapshot | None) -> ScalerView | None:
         """The autoscaler the target goes through: from the snapshot, or read afresh (snapshot None)."""
         baseline = deployment.baseline
         if baseline is not None:
@@ -428,12 +500,14 @@ class KubeAdapter:
                 return snapshot.hpa(baseline.hpa_name, baseline.scaler_kind)
             return self._get_hpa(deployment.namespace, baseline.hpa_name, baseline.scaler_kind)
         if snapshot is not None:
-            return snapshot.hpa_for(deployment.name)
-        return self._list_hpas(deployment.namespace).hpa_for(deployment.name)
+            return snapshot.hpa_for(deployment.key)
+        return self.list_hpas(deployment.namespace).hpa_for(deployment.key)
 
     def _carry_out(self, deployment: DeploymentView, plan: ClaimPlan) -> bool:
         """Make the writes `plan` asks for, each guarded by what it was decided on; whether any was made."""
-        path = _deployment_path(deployment.namespace, deployment.name)
+        path = deployment.workload.path(deployment.namespace, deployment.name)
+        if plan.hpa is None and not deployment.workload.native:
+            return self._carry_out_by_scale(deployment, plan)
         if plan.hpa is None:
             if not plan.writes:
                 return False
@@ -474,6 +548,30 @@ class KubeAdapter:
         if plan.annotations is not None and plan.released:
             self._patch(path, _annotation_operations(deployment, plan.annotations), JSON_PATCH)
         return plan.writes
+
+    def _carry_out_by_scale(self, deployment: DeploymentView, plan: ClaimPlan) -> bool:
+        """Annotations on the object and replicas through /scale: two writes, ordered so that a crash between
+        them converges. Up: state first, then the scale (the next pass raises what the annotations claim).
+        Down: the scale first, then the state (annotations still claiming more only wake a pass that lowers
+        nothing; annotations claiming less first would leave the replicas above them for good)."""
+        lowering = plan.replicas is not None and plan.replicas < deployment.replicas
+        if lowering:
+            self._scale(deployment, plan.replicas)
+        if plan.annotations is not None:
+            path = deployment.workload.path(deployment.namespace, deployment.name)
+            self._patch(path, _annotation_operations(deployment, plan.annotations), JSON_PATCH)
+        if plan.replicas is not None and not lowering:
+            self._scale(deployment, plan.replicas)
+        return plan.writes
+
+    def _scale(self, deployment: DeploymentView, replicas: int | None) -> None:
+        """Set the replicas through the /scale subresource, if they still are what the decision read."""
+        operations: list[dict[str, Any]] = [{"op": "add", "path": "/spec/replicas", "value": replicas}]
+        if deployment.replicas:  # a Scale serves no spec.replicas at all when they are 0: nothing to test
+            operations.insert(0, {"op": "test", "path": "/spec/replicas", "value": deployment.replicas})
+        self._patch(
+            deployment.workload.scale_path(deployment.namespace, deployment.name), operations, JSON_PATCH
+        )
 
     # --- the CampaignEvent itself ----------------------------------------------------------------------
     def get_event(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -574,10 +672,6 @@ def _event_path(namespace: str, name: str) -> str:
     return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
-def _deployment_path(namespace: str, name: str) -> str:
-    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
-
-
 def _hpa_path(namespace: str, name: str) -> str:
     return f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers/{name}"
 
@@ -613,7 +707,7 @@ def _annotation_operations(
 
 
 def target_state(deployment: DeploymentView, hpa: ScalerView | None) -> TargetState:
-    """The Deployment (and the HPA or ScaledObject it is scaled through) as `plan_claim` reads a target."""
+    """The workload (and the HPA or ScaledObject it is scaled through) as `plan_claim` reads a target."""
     bounds = None
     if hpa is not None:
         paused = isinstance(hpa, ScaledObjectView) and hpa.paused
@@ -628,7 +722,7 @@ def claim_outcome(
     hpa_after = hpa if plan.hpa is not None else None
     if hpa_after is not None and plan.hpa_bounds is not None:
         hpa_after = replace(hpa_after, min_replicas=plan.hpa_bounds[0], max_replicas=plan.hpa_bounds[1])
-    via = f"{hpa_after.kind}/{hpa_after.name}" if hpa_after is not None else "Deployment"
+    via = f"{hpa_after.kind}/{hpa_after.name}" if hpa_after is not None else deployment.workload.via
     return ClaimOutcome(
         deployment=deployment,
         via=f"{via} (paused)" if plan.paused else via,
@@ -643,9 +737,23 @@ def claim_outcome(
     )
 
 
+def planned_write(view: DeploymentView, hpa: HpaView | None) -> str:
+    """What a claim on the workload writes (`plan --kubeconfig`), `hpa` being the one it is scaled through."""
+    if hpa is not None:
+        return f"HorizontalPodAutoscaler/{hpa.name} minReplicas (maxReplicas when below the floor)"
+    if view.workload.native:
+        return f"{view.kind} spec.replicas"
+    return f"{view.kind} /scale ({view.workload.resource})"
+
+
 def event_object_ref(name: str, uid: str) -> dict[str, str]:
     return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": name, "uid": uid}
 
 
 def deployment_object_ref(view: DeploymentView) -> dict[str, str]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": view.name, "uid": view.uid}
+    return {
+        "apiVersion": view.workload.api_version,
+        "kind": view.workload.kind,
+        "name": view.name,
+        "uid": view.uid,
+    }

@@ -19,6 +19,7 @@ from campaign_autoscaler.planning.scaledobject import (
     SCALED_OBJECT_VERSION,
     min_replica_level,
 )
+from campaign_autoscaler.planning.targets import workload_key
 
 SCALED_OBJECTS_API = f"/apis/{SCALED_OBJECT_GROUP}/{SCALED_OBJECT_VERSION}"
 # Where the operator's bounds live on a ScaledObject, in the order (min, max).
@@ -43,9 +44,16 @@ class ScaledObjectView:
         """The minimum KEDA holds the workload at."""
         return min_replica_level(self.min_replicas)
 
-    def scales(self, name: str, kind: str = "Deployment", api_version: str = "apps/v1") -> bool:
-        """Whether its scaleTargetRef is this workload."""
-        return (self.target, self.target_kind, self.target_api_version) == (name, kind, api_version)
+    @property
+    def target_key(self) -> str | None:
+        """The key (planning.workload_key) of the workload its scaleTargetRef names."""
+        if self.target is None:
+            return None
+        return workload_key(self.target_api_version, self.target_kind, self.target)
+
+    def scales(self, key: str) -> bool:
+        """Whether its scaleTargetRef is the workload of that key."""
+        return self.target_key == key
 
 
 def scaled_object_view(body: Mapping[str, Any]) -> ScaledObjectView:

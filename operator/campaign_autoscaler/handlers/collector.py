@@ -21,6 +21,7 @@ from campaign_autoscaler.adapters.kube import (
     NamespaceSnapshot,
     deployment_object_ref,
 )
+from campaign_autoscaler.planning import split_key
 from campaign_autoscaler.planning.instants import parse_kube_time
 
 from .context import log
@@ -69,7 +70,7 @@ class EventDirectory:
 
 @dataclass(frozen=True)
 class Suspect:
-    deployment: str
+    deployment: str  # the workload's key (planning.workload_key): its name for a Deployment
     key: str  # the claim's event, "<namespace>/<name>"
     owner: str | None  # the uid the claim records; None for a claim written before uids were recorded
 
@@ -80,11 +81,11 @@ def suspects(snapshot: NamespaceSnapshot, directory: EventDirectory, now: dateti
     found = []
     for view in snapshot.deployments.values():
         if not view.claims and (view.baseline is not None or view.owners):
-            found.append(Suspect(view.name, LEFTOVER, None))
+            found.append(Suspect(view.key, LEFTOVER, None))
         for key in view.claims:
             owner = view.owners.get(key)
             if not directory.alive(key, owner, now):
-                found.append(Suspect(view.name, key, owner))
+                found.append(Suspect(view.key, key, owner))
     return sorted(found, key=lambda s: (s.deployment, s.key))
 
 
@@ -119,9 +120,9 @@ def finalizers_turn(
 def collect(
     runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot, remember: timedelta
 ) -> list[ClaimOutcome]:
-    """Release every orphan claim on the namespace's Deployments; the releases made. An event the API
-    server shows alive is remembered so for `remember` (one question per event, however many claims). A
-    deletion younger than half a resync is left to the event's finalizer."""
+    """Release every orphan claim on the namespace's workloads (of every kind watched); the releases made.
+    An event the API server shows alive is remembered so for `remember` (one question per event, however
+    many claims). A deletion younger than half a resync is left to the event's finalizer."""
     with runtime.gate.writing() as admitted:
         if not admitted:
             return []  # the operator is stopping
@@ -155,7 +156,8 @@ def _collect(
 def _finish(runtime: Runtime, snapshot: NamespaceSnapshot, suspect: Suspect, why: str) -> list[ClaimOutcome]:
     """Release the suspect's claim (a LEFTOVER: restore the baseline), if it still reads as judged."""
     what = "campaign annotations" if suspect.key == LEFTOVER else f"claim of CampaignEvent {suspect.key}"
-    where = f"Deployment {snapshot.namespace}/{suspect.deployment}"
+    kind, _, name = split_key(suspect.deployment)
+    where = f"{kind} {snapshot.namespace}/{name}"
     if runtime.config.dry_run:  # the operator's --dry-run patches nothing
         log.info("Would release the orphan %s on %s (%s; dry run)", what, where, why)
         return []

@@ -23,6 +23,7 @@ from campaign_autoscaler.planning import claim_key
 
 from .collector import EventDirectory
 from .context import log
+from .kinds import find_kinds, named_kinds, watch_kinds
 from .namespaces import in_selected_namespace
 from .passes import EventWorld, PassResult, release_event, run_pass, wanted_probes
 from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, OperatorStoppingError, Runtime
@@ -62,6 +63,15 @@ def _world(
         snapshot=workloads.snapshot(namespace),
         deleting=bool(meta.get("deletionTimestamp")),
     )
+
+
+async def _with_kinds(memo: kopf.Memo, runtime: Runtime, world: EventWorld) -> EventWorld:
+    """The world with its targets' kinds found, each kind that can be scaled watched (and listed)."""
+    kinds = await find_kinds(runtime.kube.kinds, named_kinds(world.raw_spec), runtime.clock())
+    workloads: WorkloadCache = memo["workloads"]
+    if await watch_kinds(workloads, kinds):
+        return dataclasses.replace(world, kinds=kinds, snapshot=workloads.snapshot(world.namespace))
+    return dataclasses.replace(world, kinds=kinds)
 
 
 def _sampled(memo: kopf.Memo, runtime: Runtime, memory: EventMemory, world: EventWorld) -> EventWorld:
@@ -155,6 +165,7 @@ async def _passes(
                     await let_go(runtime, memory, world, "it no longer exists")
                     return
                 _log_failed_status(runtime, namespace, name, failed)  # this pass writes it again
+            world = await _with_kinds(memo, runtime, world)
             urgent = memory.take_urgency(runtime.clock())
             result = await runtime.in_lane(urgent, run_pass, runtime, memory, world)
             if result is None:

@@ -20,7 +20,7 @@ def describe_change(outcome: ClaimOutcome, event_name: str, dry_run: bool) -> tu
         bound = "minReplicaCount" if outcome.hpa.kind == SCALED_OBJECT_KIND else "minReplicas"
         what = f"{outcome.hpa.kind} {outcome.deployment.namespace}/{outcome.hpa.name} {bound}"
     else:
-        what = f"Deployment {outcome.deployment.ref}"
+        what = outcome.deployment.described
     if dry_run:
         return "DryRun", f"Would scale {what} {before} -> {after} for CampaignEvent {event_name} (dry run)"
     if outcome.released:
@@ -39,7 +39,7 @@ def announce_changes(ctx: EventContext, outcomes: Iterable[ClaimOutcome], dry_ru
         reason, message = change
         if dry_run:
             # A dry run changes nothing, so the same plan would be announced again on every resync.
-            marker = ("dry-run", outcome.deployment.name, str(outcome.replicas_after))
+            marker = ("dry-run", outcome.deployment.key, str(outcome.replicas_after))
             if marker in ctx.memory.window.announced:
                 continue
             ctx.memory.window.announced.add(marker)
@@ -59,17 +59,17 @@ def announce_metrics(ctx: EventContext, reports: Iterable[TargetReport]) -> None
         before, after = report.metric_before, report.metric
         if before is None or after is None or report.wanted is None:
             continue
-        name = f"{ctx.namespace}/{report.outcome.deployment.name}"
+        name = report.outcome.deployment.described
         if after.failure is not None and before.failure is None:
             held = f"holding {after.held} replicas" if after.held is not None else "holding the planned floor"
             message = (
-                f"Metric of Deployment {name} for CampaignEvent {ctx.name} is unavailable "
+                f"Metric of {name} for CampaignEvent {ctx.name} is unavailable "
                 f"({after.failure.describe_failure()}); {held}"
             )
             log.warning(message)
             ctx.post(ctx.ref, "Warning", "MetricsUnavailable", message)
         elif after.failure is None and before.failure is not None and after.value is not None:
-            message = f"Metric of Deployment {name} answered again: {format_sample(after.value)}"
+            message = f"Metric of {name} answered again: {format_sample(after.value)}"
             ctx.post(ctx.ref, "Normal", "MetricsRecovered", message)
 
 
@@ -97,18 +97,18 @@ def warn_about_capacity(
         deployment = report.outcome.deployment
         if opening and report.wanted is not None and deployment.ready_replicas < report.wanted:
             ctx.warn_once(
-                ("shortfall", deployment.name),
+                ("shortfall", deployment.key),
                 "CapacityShortfall",
-                f"Deployment {deployment.ref} had {deployment.ready_replicas} of {report.wanted} replicas "
+                f"{deployment.described} had {deployment.ready_replicas} of {report.wanted} replicas "
                 f"Ready when the window of CampaignEvent {ctx.name} opened "
                 f"(short by {report.wanted - deployment.ready_replicas})",
             )
         seconds = entry.get("observedReadySeconds")
         if seconds is not None and seconds > spec.lead_time.total_seconds():
             ctx.warn_once(
-                ("lead-time", deployment.name),
+                ("lead-time", deployment.key),
                 "LeadTimeTooShort",
-                f"Deployment {deployment.ref} took {seconds:.0f}s to become Ready, more than the leadTime "
+                f"{deployment.described} took {seconds:.0f}s to become Ready, more than the leadTime "
                 f"of {spec.lead_time.total_seconds():.0f}s of CampaignEvent {ctx.name}",
             )
 

@@ -17,11 +17,14 @@ from typing import Any
 
 from campaign_autoscaler.adapters.kube import ClaimOutcome, NamespaceSnapshot
 from campaign_autoscaler.adapters.sampler import NO_DATA, Probe
+from campaign_autoscaler.adapters.workloads import WorkloadKind
 from campaign_autoscaler.planning import (
     CampaignSpec,
     SpecError,
     TargetSpec,
     Window,
+    api_group,
+    check_target_kinds,
     claim_fraction,
     forecast_replicas,
     lifecycle_end,
@@ -50,6 +53,7 @@ from .events import (
     warn_about_capacity,
     warn_about_paused,
 )
+from .kinds import kind_problem_in
 from .runtime import CurveResult, EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
@@ -73,6 +77,8 @@ class EventWorld:
     snapshot: NamespaceSnapshot  # the namespace's Deployments and HPAs as the watches last saw them
     deleting: bool = False
     samples: Mapping[Probe, MetricSample] = field(default_factory=dict)  # what the samplers hold
+    # Each target's (apiVersion, kind) as API discovery found it (None: not served); see handlers.kinds.
+    kinds: Mapping[tuple[str, str], WorkloadKind | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -285,9 +291,13 @@ def _forecast_from_status(
 
 # --- the pass ----------------------------------------------------------------------------------------------
 def targets_in(snapshot: NamespaceSnapshot, spec: CampaignSpec) -> list[tuple[TargetSpec, str]]:
-    """Each Deployment of the namespace the event targets, once (see planning.resolve_targets)."""
+    """The key of each workload of the namespace the event targets, once (see planning.resolve_targets)."""
     return resolve_targets(
-        spec.targets, lambda target: [view.name for view in snapshot.matching(target.matches)]
+        spec.targets,
+        lambda target: [
+            view.key
+            for view in snapshot.matching(target.matches, (api_group(target.api_version), target.kind))
+        ],
     )
 
 
@@ -305,6 +315,9 @@ def run_pass(runtime: Runtime, memory: EventMemory, world: EventWorld) -> PassRe
         previous = list(world.old_status.get("conditions") or [])
         try:
             spec = _spec(runtime, memory, world)
+            check_target_kinds(
+                spec.targets, lambda target: kind_problem_in(world.kinds, world.snapshot, target)
+            )
         except SpecError as err:
             return _invalid(ctx, err, previous)
         return _valid_pass(ctx, spec, world)
@@ -336,7 +349,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
         for target, name in targets
         if (report := _decide_and_write(ctx, spec, window, target, name, snapshot, dry_run)) is not None
     ]
-    memory.metrics = {r.outcome.deployment.name: r.metric for r in reports if r.metric is not None}
+    memory.metrics = {r.outcome.deployment.key: r.metric for r in reports if r.metric is not None}
     # Every target is scaled before any Event is posted: Events must not delay the next target's write.
     announce_changes(ctx, [*released, *(report.outcome for report in reports)], dry_run)
     announce_metrics(ctx, reports)

@@ -66,6 +66,9 @@ class OperatorConfig:
     # Empty: queries run as written, over every namespace's series. (`run` and the chart default to
     # `namespace`; this default is for the library and the tests of other concerns.)
     metrics_namespace_label: str = ""
+    # --target-kinds (`<plural>.<group>`): workload kinds watched from the start besides Deployments (so the
+    # collector sees their orphan claims after a restart); other kinds are watched once an event names them.
+    target_kinds: tuple[str, ...] = ()
 
     def metrics_scope(self, namespace: str) -> MetricsScope | None:
         """What an event's PromQL in `namespace` may see (None: everything)."""

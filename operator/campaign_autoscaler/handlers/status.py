@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from campaign_autoscaler.planning import CampaignSpec, Phase, SpecError, Window, lifecycle_start
+from campaign_autoscaler.planning import (
+    CampaignSpec,
+    Phase,
+    SpecError,
+    Window,
+    lifecycle_start,
+    split_key,
+    target_key,
+)
 from campaign_autoscaler.planning.numbers import format_sample
 
 from .context import EventContext, TargetReport, iso
@@ -46,8 +54,8 @@ def valid_status(
     old_status: Mapping[str, Any],
 ) -> dict[str, Any]:
     previous = list(old_status.get("conditions") or [])
-    found = {report.outcome.deployment.name for report in reports}
-    missing = [t.name for t in spec.targets if t.name and t.name not in found]
+    found = {report.outcome.deployment.key for report in reports}
+    missing = [t.display for t in spec.targets if t.name and target_key(t, t.name) not in found]
     conditions = [
         condition(
             ctx,
@@ -55,7 +63,7 @@ def valid_status(
             "Valid",
             "True",
             "TargetsMissing" if missing else "SpecValid",
-            f"Deployment(s) not found: {', '.join(missing)}" if missing else "Spec is valid",
+            f"Target(s) not found: {', '.join(missing)}" if missing else "Spec is valid",
         ),
         capacity_condition(ctx, phase, reports, previous),
         *metric_conditions(ctx, spec, reports, previous),
@@ -78,6 +86,7 @@ def target_status(
     outcome = report.outcome
     entry: dict[str, Any] = {
         "name": outcome.deployment.name,
+        "kind": outcome.deployment.kind,
         "via": outcome.via,
         "baselineReplicas": outcome.baseline.replicas,
         "desiredReplicas": report.wanted if report.wanted is not None else outcome.baseline.replicas,
@@ -99,19 +108,27 @@ def target_status(
     return entry
 
 
-def previous_entry(old_status: Mapping[str, Any], window_key: str, name: str) -> Mapping[str, Any]:
-    """The target's entry in the status written for the same window (after a restart, what the pass
-    before it found); empty when there is none."""
+def previous_entry(old_status: Mapping[str, Any], window_key: str, key: str) -> Mapping[str, Any]:
+    """The entry of the target of that key (planning.workload_key) in the status written for the same window
+    (after a restart, what the pass before it found); empty when there is none."""
     if (old_status.get("window") or {}).get("start") != window_key:
         return {}
-    return next((entry for entry in old_status.get("targets") or [] if entry.get("name") == name), {})
+    kind, _, name = split_key(key)
+    return next(
+        (
+            entry
+            for entry in old_status.get("targets") or []
+            if entry.get("name") == name and entry.get("kind", "Deployment") == kind
+        ),
+        {},
+    )
 
 
 def observed_ready_seconds(
     ctx: EventContext, spec: CampaignSpec, window: Window, report: TargetReport, old_status: Mapping[str, Any]
 ) -> float | None:
     """Seconds from the start of pre-scaling until the full floor was first seen Ready, in this window."""
-    name = report.outcome.deployment.name
+    name = report.outcome.deployment.key
     seen = ctx.memory.window.ready_seconds
     if name not in seen:
         previous = previous_entry(old_status, ctx.memory.window.key, name)

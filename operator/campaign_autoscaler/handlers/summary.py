@@ -52,7 +52,7 @@ def fold_tally(
     ctx: EventContext, window: Window, report: TargetReport, old_status: Mapping[str, Any]
 ) -> Tally:
     """The target's tally with this pass folded in, remembered for the next pass."""
-    name = report.outcome.deployment.name
+    name = report.outcome.deployment.key
     tallies = ctx.memory.window.tallies
     known = tallies.get(name)
     if known is None:

@@ -18,6 +18,7 @@ from .admission import WebhookConfig, register_webhook
 from .collector import EventDirectory, run_collector
 from .context import log
 from .daemon import campaign_daemon, on_event_deleted, on_event_seen
+from .kinds import watch_target_kinds
 from .namespaces import NamespaceGate, in_selected_namespace, on_namespace, start_gate
 from .runtime import RETRY_FIRST_SECONDS, Runtime
 
@@ -94,6 +95,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     memo["workloads_session"] = session
     memo["workloads_task"] = asyncio.create_task(workloads.run(), name="workloads")
     await workloads.wait_synced()
+    # After the first listings, so that a kind RBAC does not allow holds up nothing: it is only logged.
+    await watch_target_kinds(runtime, workloads)
     directory = EventDirectory()
     memo["directory"] = directory
     memo["collector_task"] = asyncio.create_task(

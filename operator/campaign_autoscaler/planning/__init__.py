@@ -34,7 +34,16 @@ from .spec import (
     parse_label_equalities,
     parse_spec,
 )
-from .targets import PlannedStep, planned_steps, resolve_targets
+from .targets import (
+    PlannedStep,
+    api_group,
+    check_target_kinds,
+    planned_steps,
+    resolve_targets,
+    split_key,
+    target_key,
+    workload_key,
+)
 from .timeline import (
     Phase,
     Transition,
@@ -68,6 +77,8 @@ __all__ = [
     "TargetSpec",
     "Transition",
     "Window",
+    "api_group",
+    "check_target_kinds",
     "claim_fraction",
     "claim_key",
     "clamp",
@@ -96,6 +107,9 @@ __all__ = [
     "resolve_targets",
     "resolve_window",
     "scope_query",
+    "split_key",
+    "target_key",
     "transitions",
     "windows_between",
+    "workload_key",
 ]

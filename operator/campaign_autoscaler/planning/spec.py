@@ -56,7 +56,17 @@ _SPEC_KEYS = (
     "targets",
     "dryRun",
 )
-_TARGET_KEYS = ("name", "selector", "multiplier", "replicas", "minReplicas", "maxReplicas", "metric")
+_TARGET_KEYS = (
+    "name",
+    "selector",
+    "kind",
+    "apiVersion",
+    "multiplier",
+    "replicas",
+    "minReplicas",
+    "maxReplicas",
+    "metric",
+)
 
 _RFC3339 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d+)?"
@@ -64,6 +74,10 @@ _RFC3339 = re.compile(
 )
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_KIND = re.compile(r"[A-Z][A-Za-z0-9]{0,62}")
+_API_VERSION = re.compile(rf"({_DNS_LABEL}(\.{_DNS_LABEL})*/)?v[0-9]+((alpha|beta)[0-9]+)?")
+DEFAULT_KIND = "Deployment"
+DEFAULT_API_VERSION = "apps/v1"
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
@@ -129,6 +143,9 @@ class TargetSpec:
     min_replicas: int | None = None
     max_replicas: int | None = None
     metric: MetricSpec | None = None
+    kind: str = DEFAULT_KIND
+    api_version: str = DEFAULT_API_VERSION
+    kind_given: bool = False  # `kind` was set in the spec (a selector without it may not match other kinds)
 
     def field(self, name: str = "") -> str:
         path = f"spec.targets[{self.index}]"
@@ -158,7 +175,8 @@ class TargetSpec:
 
     @property
     def display(self) -> str:
-        return self.name if self.name is not None else f"selector {self.label_selector()}"
+        what = self.name if self.name is not None else f"selector {self.label_selector()}"
+        return what if self.kind == DEFAULT_KIND else f"{self.kind} {what}"
 
 
 @dataclass(frozen=True)
@@ -419,16 +437,17 @@ def _parse_targets(value: object, metrics_scope: MetricsScope | None) -> tuple[T
     if len(value) > MAX_TARGETS:
         raise SpecError("spec.targets", f"must contain at most {MAX_TARGETS} targets, got {len(value)}")
     targets = tuple(_parse_target(index, raw, metrics_scope) for index, raw in enumerate(value))
-    first_index_of_name: dict[str, int] = {}
+    first_index_of_name: dict[tuple[str, str], int] = {}
     for target in targets:
         if target.name is None:
             continue
-        if target.name in first_index_of_name:
-            earlier = first_index_of_name[target.name]
+        named = (target.kind, target.name)
+        if named in first_index_of_name:
+            earlier = first_index_of_name[named]
             raise SpecError(
-                target.field("name"), f"Deployment {target.name!r} is already spec.targets[{earlier}]"
+                target.field("name"), f"{target.kind} {target.name!r} is already spec.targets[{earlier}]"
             )
-        first_index_of_name[target.name] = target.index
+        first_index_of_name[named] = target.index
     return targets
 
 
@@ -437,8 +456,12 @@ def _parse_target(index: int, value: object, metrics_scope: MetricsScope | None)
     raw = _mapping(value, path, _TARGET_KEYS)
     has_name, has_selector = "name" in raw, "selector" in raw
     if has_name == has_selector:
-        raise SpecError(path, "set exactly one of name (a Deployment) or selector (matching Deployments)")
+        raise SpecError(path, "set exactly one of name (a workload) or selector (matching workloads)")
     name = _deployment_name(raw["name"], f"{path}.name") if has_name else None
+    kind = _pattern_text(raw, "kind", path, _KIND, "a kind such as Deployment, StatefulSet or Rollout")
+    api_version = _pattern_text(
+        raw, "apiVersion", path, _API_VERSION, "an apiVersion such as apps/v1 or argoproj.io/v1alpha1"
+    )
     match_labels, match_expressions = (
         _parse_selector(raw["selector"], f"{path}.selector") if has_selector else (None, ())
     )
@@ -459,12 +482,27 @@ def _parse_target(index: int, value: object, metrics_scope: MetricsScope | None)
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         metric=_parse_metric(raw["metric"], f"{path}.metric", metrics_scope) if "metric" in raw else None,
+        kind=kind or DEFAULT_KIND,
+        api_version=api_version or DEFAULT_API_VERSION,
+        kind_given=kind is not None,
     )
+
+
+def _pattern_text(
+    raw: Mapping[str, Any], key: str, path: str, pattern: re.Pattern[str], what: str
+) -> str | None:
+    """An optional text field that must match `pattern` whole; None when it is not set."""
+    if key not in raw:
+        return None
+    value = raw[key]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise SpecError(f"{path}.{key}", f"must be {what}, got {value!r}")
+    return value
 
 
 def _deployment_name(value: object, path: str) -> str:
     if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
-        raise SpecError(path, f"must be a Deployment name (lowercase DNS-1123 subdomain), got {value!r}")
+        raise SpecError(path, f"must be a workload name (lowercase DNS-1123 subdomain), got {value!r}")
     return value
 
 
