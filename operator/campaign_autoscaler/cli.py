@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from campaign_autoscaler import __version__
 from campaign_autoscaler.planning import SpecError, parse_duration, parse_label_equalities
+from campaign_autoscaler.planning.headroom import DEFAULT_PLACEHOLDER_IMAGE, DEFAULT_PRIORITY_CLASS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -166,6 +167,16 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="Kopf peering priority (default with --peering: random, so replicas differ)",
+    )
+    run.add_argument(
+        "--placeholder-image",
+        default=DEFAULT_PLACEHOLDER_IMAGE,
+        help=f"image of the node headroom placeholders, a pause image (default {DEFAULT_PLACEHOLDER_IMAGE})",
+    )
+    run.add_argument(
+        "--placeholder-priority-class",
+        default=DEFAULT_PRIORITY_CLASS,
+        help=f"PriorityClass of the placeholder pods, from the chart (default {DEFAULT_PRIORITY_CLASS})",
     )
     _add_webhook_arguments(run)
     run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
@@ -921,6 +932,7 @@ def run_operator(args: argparse.Namespace) -> int:
         telemetry=telemetry,
         events=EventLane(kube, kept_apart=transition_record).start(),
         statuses=StatusLane(kube.replace_event_status).start(),
+        headroom=kube.placeholders(args.placeholder_image, args.placeholder_priority_class),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
 

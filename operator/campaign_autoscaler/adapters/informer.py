@@ -26,6 +26,7 @@ from campaign_autoscaler.adapters.kube import (
     deployment_view,
     hpa_view,
 )
+from campaign_autoscaler.adapters.placeholders import PLACEHOLDER_SELECTOR, PlaceholderView, placeholder_view
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ WATCH_SECONDS = 300  # the server ends a watch after this long; it is resumed fr
 BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a larger one is a broken stream, not an object
 
-View = TypeVar("View", DeploymentView, HpaView)
+View = TypeVar("View", DeploymentView, HpaView, PlaceholderView)
 
 
 class ExpiredError(Exception):
@@ -50,6 +51,7 @@ class Kind(Generic[View]):
     name: str
     path: str  # e.g. "/apis/apps/v1/{scope}deployments"
     view: Callable[[Mapping[str, Any]], View]
+    selector: str | None = None  # only the objects with these labels
 
     def url(self, namespace: str | None) -> str:
         return self.path.format(scope=f"namespaces/{namespace}/" if namespace else "")
@@ -59,6 +61,11 @@ DEPLOYMENTS: Kind[DeploymentView] = Kind("Deployments", "/apis/apps/v1/{scope}de
 HPAS: Kind[HpaView] = Kind(
     "HorizontalPodAutoscalers", "/apis/autoscaling/v1/{scope}horizontalpodautoscalers", hpa_view
 )
+# Node headroom's placeholder pods only (by their label), never the namespace's other pods.
+PLACEHOLDERS: Kind[PlaceholderView] = Kind(
+    "placeholder Pods", "/api/v1/{scope}pods", placeholder_view, PLACEHOLDER_SELECTOR
+)
+KINDS: tuple[Kind[Any], ...] = (DEPLOYMENTS, HPAS, PLACEHOLDERS)
 
 
 def namespace_filter(patterns: Sequence[str]) -> Callable[[str], bool]:
@@ -168,6 +175,7 @@ class WorkloadCache:
             self._wanted = self._allowed
         self.deployments: Store[DeploymentView] = Store(DEPLOYMENTS)
         self.hpas: Store[HpaView] = Store(HPAS)
+        self.placeholders: Store[PlaceholderView] = Store(PLACEHOLDERS)
         self._pending: set[tuple[str, str | None]] = set()
         self._listed_scopes: dict[str | None, asyncio.Event] = {}
         for scope in self._scopes:
@@ -179,11 +187,16 @@ class WorkloadCache:
         self.restarts = 0  # watches that had to start over with a LIST
 
     def snapshot(self, namespace: str) -> NamespaceSnapshot:
-        return NamespaceSnapshot.of(self.deployments.views(namespace), self.hpas.views(namespace), namespace)
+        return NamespaceSnapshot.of(
+            self.deployments.views(namespace),
+            self.hpas.views(namespace),
+            namespace,
+            self.placeholders.views(namespace),
+        )
 
     def namespaces(self) -> list[str]:
-        """Every namespace with a Deployment in the cache."""
-        return sorted(self.deployments.by_namespace)
+        """Every namespace with a Deployment or a placeholder pod in the cache."""
+        return sorted(set(self.deployments.by_namespace) | set(self.placeholders.by_namespace))
 
     def watched(self) -> list[str | None]:
         """The scopes listed and watched now, each a namespace (None: every namespace)."""
@@ -222,12 +235,12 @@ class WorkloadCache:
         self._scopes.remove(namespace)
         for task in self._tasks.pop(namespace, ()):
             task.cancel()  # a cancelled task runs no more of its code: nothing is stored after the drop
-        self._pending -= {(kind.name, namespace) for kind in (DEPLOYMENTS, HPAS)}
+        self._pending -= {(kind.name, namespace) for kind in KINDS}
         self._listed_scopes.pop(namespace, asyncio.Event()).set()  # nobody waits for it any longer
         if not self._pending and self._failure is not None:
             self._synced.set()
-        self.deployments.by_namespace.pop(namespace, None)
-        self.hpas.by_namespace.pop(namespace, None)
+        for store in self._stores():
+            store.by_namespace.pop(namespace, None)
         log.info("Stopped watching namespace %s; its Deployments and HPAs are forgotten", namespace)
         return True
 
@@ -248,14 +261,17 @@ class WorkloadCache:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _stores(self) -> tuple[Store[Any], ...]:
+        return (self.deployments, self.hpas, self.placeholders)
+
     def _expect(self, scope: str | None) -> None:
-        self._pending |= {(kind.name, scope) for kind in (DEPLOYMENTS, HPAS)}
+        self._pending |= {(kind.name, scope) for kind in KINDS}
         self._listed_scopes[scope] = asyncio.Event()
 
     def _spawn(self, scope: str | None) -> None:
         tasks = [
             asyncio.create_task(self._sync(store, scope), name=f"watch {store.kind.name} {_where(scope)}")
-            for store in (self.deployments, self.hpas)
+            for store in self._stores()
         ]
         for task in tasks:
             task.add_done_callback(self._ended)
@@ -305,7 +321,7 @@ class WorkloadCache:
     async def _list(self, store: Store[View], scope: str | None) -> str:
         """Every object of the scope, page by page; returns the listing's resourceVersion."""
         views: dict[str, dict[str, View]] = {}
-        params = {"limit": str(PAGE_SIZE)}
+        params = {"limit": str(PAGE_SIZE), **_selecting(store.kind)}
         while True:
             self.lists += 1
             url = self._server + store.kind.url(scope)
@@ -321,7 +337,7 @@ class WorkloadCache:
             if not metadata.get("continue"):
                 store.replace(scope, views)
                 return str(metadata.get("resourceVersion", ""))
-            params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"]}
+            params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"], **_selecting(store.kind)}
 
     def _keep(self, views: dict[str, dict[str, View]], kind: Kind[View], item: Mapping[str, Any]) -> None:
         meta = item.get("metadata") or {}
@@ -336,6 +352,7 @@ class WorkloadCache:
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_SECONDS),
+            **_selecting(store.kind),
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
         url = self._server + store.kind.url(scope)
@@ -363,12 +380,15 @@ class WorkloadCache:
                 yield str(meta.get("resourceVersion") or version)
 
     def _check_drift(
-        self, namespace: str, previous: DeploymentView | HpaView | None, view: DeploymentView | HpaView
+        self,
+        namespace: str,
+        previous: DeploymentView | HpaView | PlaceholderView | None,
+        view: DeploymentView | HpaView | PlaceholderView,
     ) -> None:
         """Ring the claims of a target whose level (its replicas, or its HPA's minReplicas when an HPA
         scales it) this change moved below the highest claim. A level above the claims is nobody's
         business: a person or an HPA may scale above the floor."""
-        if self._alarms is None:
+        if self._alarms is None or isinstance(view, PlaceholderView):
             return
         if isinstance(view, DeploymentView):
             if isinstance(previous, DeploymentView) and previous.replicas == view.replicas:
@@ -384,6 +404,10 @@ class WorkloadCache:
             level = view.min_replicas
         if deployment is not None and deployment.claims and level < max(deployment.claims.values()):
             self._alarms.ring(deployment.claims)
+
+
+def _selecting(kind: Kind[Any]) -> dict[str, str]:
+    return {"labelSelector": kind.selector} if kind.selector else {}
 
 
 def _where(scope: str | None) -> str:

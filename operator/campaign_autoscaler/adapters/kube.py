@@ -27,6 +27,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
+from campaign_autoscaler.adapters.placeholders import (
+    PlaceholderAdapter,
+    PlaceholderView,
+    PodTemplateFacts,
+    pod_template_facts,
+)
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
     CAMPAIGN_ANNOTATIONS,
@@ -90,6 +96,7 @@ class DeploymentView:
     # what a write tests before it changes anything.
     campaign_texts: Mapping[str, str | None] = field(default_factory=dict)
     has_annotations: bool = True
+    template: PodTemplateFacts = field(default_factory=PodTemplateFacts)  # what node headroom copies
 
     @property
     def ref(self) -> str:
@@ -143,6 +150,7 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         annotation_error=problem,
         campaign_texts={key: annotations.get(key) for key in CAMPAIGN_ANNOTATIONS},
         has_annotations=has_annotations,
+        template=pod_template_facts(spec.get("template") or {}),
     )
 
 
@@ -173,12 +181,20 @@ class NamespaceSnapshot:
     deployments: Mapping[str, DeploymentView]
     hpas: tuple[HpaView, ...] = ()
     namespace: str = ""
+    placeholders: tuple[PlaceholderView, ...] = ()  # node headroom's pods, of every event
 
     @classmethod
     def of(
-        cls, deployments: Iterable[DeploymentView], hpas: Iterable[HpaView] = (), namespace: str = ""
+        cls,
+        deployments: Iterable[DeploymentView],
+        hpas: Iterable[HpaView] = (),
+        namespace: str = "",
+        placeholders: Iterable[PlaceholderView] = (),
     ) -> NamespaceSnapshot:
-        return cls({view.name: view for view in deployments}, tuple(hpas), namespace)
+        return cls({view.name: view for view in deployments}, tuple(hpas), namespace, tuple(placeholders))
+
+    def placeholders_of(self, event_uid: str) -> list[PlaceholderView]:
+        return [pod for pod in self.placeholders if pod.event_uid == event_uid]
 
     def deployment(self, name: str) -> DeploymentView | None:
         return self.deployments.get(name)
@@ -283,6 +299,10 @@ class KubeAdapter:
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else {}
+
+    def placeholders(self, image: str, priority_class: str) -> PlaceholderAdapter:
+        """Node headroom's pods, created and deleted with this adapter's credentials."""
+        return PlaceholderAdapter(self._request, image, priority_class)
 
     def _patch(self, path: str, body: Any, content_type: str) -> dict[str, Any]:
         return self._request(

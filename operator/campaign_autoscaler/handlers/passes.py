@@ -24,7 +24,6 @@ from campaign_autoscaler.planning import (
     Window,
     claim_fraction,
     forecast_replicas,
-    next_transition,
     phase_at,
     resolve_targets,
     resolve_window,
@@ -37,9 +36,11 @@ from campaign_autoscaler.planning.decision import (
     current_reading,
     decide_target,
 )
+from campaign_autoscaler.planning.headroom import next_change
 
 from .context import EventContext, TargetReport, iso, log
 from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
+from .headroom import keep_headroom, release_headroom
 from .runtime import EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
@@ -258,7 +259,8 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     # Every target is scaled before any Event is posted: Events must not delay the next target's write.
     announce_changes(ctx, [*released, *(report.outcome for report in reports)], dry_run)
     announce_metrics(ctx, reports)
-    upcoming = next_transition(spec, window, ctx.now)
+    keep_headroom(ctx, spec, window, reports, snapshot, dry_run)
+    upcoming = next_change(spec, window, ctx.now)
     status = valid_status(ctx, spec, window, phase, upcoming, reports, world.old_status)
     record_window(ctx, spec, window, phase, reports, status, world.old_status)
     warn_about_capacity(ctx, spec, phase, reports, status["targets"])
@@ -366,5 +368,7 @@ def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> l
         dry_run = runtime.config.dry_run
         released = _release(ctx, world.snapshot, sorted(names), fresh=names, dry_run=dry_run)
         announce_changes(ctx, released, dry_run=dry_run)
+        if not dry_run:
+            release_headroom(ctx)
     runtime.telemetry.forget_event(world.namespace, world.name)
     return released
