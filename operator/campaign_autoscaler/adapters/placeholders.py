@@ -158,7 +158,12 @@ class HeadroomApi(Protocol):
     def list_of_event(self, namespace: str, event_uid: str | None = None) -> list[PlaceholderView]: ...
 
 
-class QuotaExceededError(RuntimeError):
+class PlaceholderRefusedError(RuntimeError):
+    """The API server refused a placeholder: admission (a missing PriorityClass, a LimitRange, a policy) or
+    the namespace's ResourceQuota (QuotaExceededError)."""
+
+
+class QuotaExceededError(PlaceholderRefusedError):
     """The namespace's ResourceQuota refused a placeholder."""
 
 
@@ -254,16 +259,21 @@ class PlaceholderAdapter:
         placeholder: NewPlaceholder,
         template: PodTemplateFacts,
     ) -> bool:
-        """Create one placeholder; False when it exists already. QuotaExceededError when the namespace's
-        ResourceQuota refuses it."""
+        """Create one placeholder; False when it exists already (or its namespace is being deleted).
+        QuotaExceededError when the namespace's ResourceQuota refuses it, PlaceholderRefusedError when
+        admission does."""
         body = self.body(namespace, event_name, event_uid, placeholder, template)
         try:
             self._request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body, content_type=JSON)
         except ApiException as err:
             if err.status == 409:
                 return False
+            if err.status == 403 and "being terminated" in str(err.body):
+                return False  # nothing new may be created in a namespace on its way out: nothing to hold
             if err.status == 403 and "exceeded quota" in str(err.body):
                 raise QuotaExceededError(_message(err)) from err
+            if err.status in (400, 403, 422):
+                raise PlaceholderRefusedError(_message(err)) from err
             raise
         return True
 

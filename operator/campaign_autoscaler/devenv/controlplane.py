@@ -47,7 +47,14 @@ RESTRICTED_GROUPS = (
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-CONTROLLERS = ("deployment", "replicaset", "horizontalpodautoscaling", "garbagecollector", "namespace")
+CONTROLLERS = (
+    "deployment",
+    "replicaset",
+    "horizontalpodautoscaling",
+    "garbagecollector",
+    "namespace",
+    "resourcequota",  # keeps quotas' status, without which the API server enforces none
+)
 
 MISSING_ASSETS_HELP = (
     "The local control plane binaries (etcd, kube-apiserver, kube-controller-manager "

@@ -1,8 +1,9 @@
 """Node headroom in a pass: the placeholder pods the decision wants, created and deleted; and their release.
 
 The pass reads the placeholders from the watch (never a LIST), asks `planning.headroom` which pods to create
-and delete, and makes those writes; each is one short request. A ResourceQuota that refuses a placeholder is
-a Warning, not a failed pass: the placeholders count against the namespace's quota like any pod.
+and delete, and makes those writes; each is one short request. A placeholder the namespace's ResourceQuota
+(or admission: a missing PriorityClass) refuses is a Warning, not a failed pass: the placeholders count
+against the namespace's quota like any pod.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from campaign_autoscaler.adapters.kube import NamespaceSnapshot
-from campaign_autoscaler.adapters.placeholders import PodTemplateFacts, QuotaExceededError
+from campaign_autoscaler.adapters.placeholders import (
+    PlaceholderRefusedError,
+    PodTemplateFacts,
+    QuotaExceededError,
+)
 from campaign_autoscaler.planning import CampaignSpec, Window
 from campaign_autoscaler.planning.headroom import (
     HeadroomPlan,
@@ -87,6 +92,14 @@ def _carry_out(
                 f"{ctx.namespace}/{placeholder.deployment} of CampaignEvent {ctx.name}: {err}",
             )
             break  # the next ones would be refused as well; the next pass tries again
+        except PlaceholderRefusedError as err:
+            ctx.warn_once(
+                ("headroom-refused", placeholder.deployment),
+                "HeadroomRefused",
+                f"A placeholder pod for Deployment {ctx.namespace}/{placeholder.deployment} of CampaignEvent "
+                f"{ctx.name} was refused: {err}",
+            )
+            break
     removed: dict[str, int] = {}
     for pod in changes.delete:
         removed[pod.deployment] = removed.get(pod.deployment, 0) + 1
