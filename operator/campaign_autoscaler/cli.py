@@ -10,9 +10,10 @@ import re
 import secrets
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -452,10 +453,14 @@ def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> 
     The baseline is the one the operator recorded on the Deployment if it already claims it, else
     `spec.replicas`.
     """
+    from kubernetes.client.exceptions import ApiException
+
     from campaign_autoscaler.planview import ClusterView
 
     replicas: dict[str, int] = {}
     selected: dict[int, tuple[str, ...]] = {}
+    requests: dict[str, Mapping[str, Decimal]] = {}
+    limits: dict[str, Mapping[str, Decimal]] = {}
     for target in spec.targets:
         if target.name is not None:
             found = kube.get_deployment(namespace, target.name)
@@ -467,7 +472,25 @@ def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> 
             if view.annotation_error is not None:
                 raise ClusterReadError(view.annotation_error)
             replicas[view.name] = view.baseline_replicas
-    return ClusterView(namespace=namespace, replicas=replicas, selected=selected)
+            requests[view.name], limits[view.name] = view.template.requests, view.template.limits
+    capacity, problem = None, None
+    try:
+        capacity = kube.read_capacity(namespace)
+    except ApiException as err:
+        if err.status != 403:
+            raise
+        problem = (
+            f"preflight skipped: these credentials may not list Nodes, Pods and ResourceQuotas ({err.reason})"
+        )
+    return ClusterView(
+        namespace=namespace,
+        replicas=replicas,
+        selected=selected,
+        requests=requests,
+        limits=limits,
+        capacity=capacity,
+        capacity_problem=problem,
+    )
 
 
 class ClusterReadError(RuntimeError):
@@ -531,7 +554,7 @@ def run_plan(args: argparse.Namespace) -> int:
         plans = []
         for event, spec, cluster in zip(events, specs, clusters, strict=True):
             workloads, notes = planview.plan_workloads(spec, baselines, cluster, args.max_scale_factor)
-            plans.append(planview.build_plan(event, spec, workloads, notes, now))
+            plans.append(planview.build_plan(event, spec, workloads, notes, now, cluster))
     except (OSError, InputFileError, planview.PlanInputError, SpecError) as err:
         return _fail(err)
     except ClusterReadError as err:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,13 @@ from campaign_autoscaler.planning import (
     resolve_window,
 )
 from campaign_autoscaler.planning.instants import human_utc, iso_utc, local_time
+from campaign_autoscaler.planning.preflight import (
+    ClusterCapacity,
+    Preflight,
+    WorkloadNeed,
+    format_quantity,
+    preflight,
+)
 
 API_VERSION = "autoscaling.campaigns.dev/v1alpha1"
 KIND = "CampaignEvent"
@@ -144,6 +152,10 @@ class ClusterView:
     namespace: str
     replicas: Mapping[str, int]
     selected: Mapping[int, tuple[str, ...]]  # target index -> the matching Deployments' names, sorted
+    requests: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)  # one pod's, by Deployment
+    limits: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    capacity: ClusterCapacity | None = None  # nodes, their pods' requests and the namespace's quotas
+    capacity_problem: str | None = None  # why the capacity could not be read
 
 
 @dataclass(frozen=True)
@@ -245,6 +257,8 @@ def _baseline(
 def _cluster_notes(spec: CampaignSpec, cluster: ClusterView | None) -> Iterator[str]:
     if cluster is None:
         return
+    if cluster.capacity_problem is not None:
+        yield cluster.capacity_problem[0].upper() + cluster.capacity_problem[1:] + "."
     for target in spec.targets:
         if target.name is not None and target.name not in cluster.replicas:
             yield f"Deployment {cluster.namespace}/{target.name} was not found in the cluster."
@@ -265,6 +279,7 @@ class Plan:
     steps: tuple[PlannedStep, ...]
     upcoming: tuple[Window, ...]  # for a recurring event, the windows after `window`
     notes: tuple[str, ...]
+    preflight: Preflight | None = None  # with --kubeconfig: is the capacity the floors need there?
 
 
 def build_plan(
@@ -273,9 +288,15 @@ def build_plan(
     workloads: Sequence[Workload],
     notes: Sequence[str],
     now: datetime,
+    cluster: ClusterView | None = None,
 ) -> Plan:
-    """The current or next window at `now` and every transition of it, with each workload's replicas."""
+    """The current or next window at `now` and every transition of it, with each workload's replicas; with
+    the capacity read from a cluster, its preflight."""
     window = resolve_window(spec, now)
+    checked = None
+    if cluster is not None and cluster.capacity is not None:
+        checked, missing = _preflight(spec, window, workloads, cluster, cluster.capacity)
+        notes = [*notes, *missing]
     steps = planned_steps(
         spec,
         window,
@@ -293,7 +314,32 @@ def build_plan(
         steps=steps,
         upcoming=_upcoming_windows(spec, window),
         notes=(*notes, *_spec_notes(spec, workloads)),
+        preflight=checked,
     )
+
+
+def _preflight(
+    spec: CampaignSpec,
+    window: Window,
+    workloads: Sequence[Workload],
+    cluster: ClusterView,
+    capacity: ClusterCapacity,
+) -> tuple[Preflight, list[str]]:
+    needs = [
+        WorkloadNeed(
+            w.label,
+            max(0, w.floor.replicas - w.baseline),
+            cluster.requests.get(w.label, {}),
+            cluster.limits.get(w.label, {}),
+        )
+        for w in workloads
+    ]
+    unknown = [need.label for need in needs if need.extra_pods and not need.requests]
+    notes = [
+        f"{label}: its pods request no resources, so preflight counts them as pods only." for label in unknown
+    ]
+    checked = preflight(spec, window, needs, capacity, lambda moment: local_time(moment, spec.timezone))
+    return checked, notes
 
 
 def _upcoming_windows(spec: CampaignSpec, window: Window) -> tuple[Window, ...]:
@@ -349,8 +395,47 @@ def render_plan(plan: Plan, console: Console) -> None:
             f"Following window: {local_time(window.start, zone)} -> {local_time(window.end, zone)}",
             highlight=False,
         )
+    if plan.preflight is not None:
+        render_preflight(plan.preflight, console)
     for note in plan.notes:
         console.print(f"Note: {note}", highlight=False, markup=False)
+
+
+def render_preflight(checked: Preflight, console: Console) -> None:
+    """What the floors add against what the nodes and the quotas have free, and the verdict."""
+    table = Table(title="Preflight: nodes (Ready, schedulable)")
+    for header in ("Resource", "Floors add", "Allocatable", "Requested", "Free", "Short"):
+        table.add_column(header, justify="left" if header == "Resource" else "right")
+    for row in checked.resources:
+        table.add_row(
+            row.resource,
+            *(format_quantity(row.resource, value) for value in (row.needed, row.allocatable, row.requested)),
+            format_quantity(row.resource, row.free),
+            _short_cell(row.resource, row.short),
+        )
+    console.print(table)
+    if checked.quotas:
+        quotas = Table(title="Preflight: ResourceQuotas of the namespace")
+        for header in ("Quota", "Resource", "Hard", "Used", "Free", "Floors add", "Short"):
+            quotas.add_column(header, justify="left" if header in ("Quota", "Resource") else "right")
+        for row in checked.quotas:
+            quotas.add_row(
+                row.quota,
+                row.resource,
+                *(
+                    format_quantity(row.resource, value)
+                    for value in (row.hard, row.used, row.free, row.needed)
+                ),
+                _short_cell(row.resource, row.short),
+            )
+        console.print(quotas)
+    style = "green" if checked.ok else "bold red"
+    for verdict in checked.verdicts:
+        console.print(f"[{style}]Verdict:[/{style}] {verdict}", highlight=False)
+
+
+def _short_cell(resource: str, short: Decimal) -> str:
+    return f"[bold red]{format_quantity(resource, short)}[/bold red]" if short > 0 else "-"
 
 
 def _floors_table(plan: Plan) -> Table:
@@ -427,6 +512,37 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             for step in plan.steps
         ],
         "notes": list(plan.notes),
+        **({"preflight": _preflight_json(plan.preflight)} if plan.preflight is not None else {}),
+    }
+
+
+def _preflight_json(checked: Preflight) -> dict[str, Any]:
+    return {
+        "ok": checked.ok,
+        "verdicts": list(checked.verdicts),
+        "nodes": [
+            {
+                "resource": row.resource,
+                "floorsAdd": str(row.needed),
+                "allocatable": str(row.allocatable),
+                "requested": str(row.requested),
+                "free": str(row.free),
+                "short": str(row.short),
+            }
+            for row in checked.resources
+        ],
+        "quotas": [
+            {
+                "quota": row.quota,
+                "resource": row.resource,
+                "hard": str(row.hard),
+                "used": str(row.used),
+                "free": str(row.free),
+                "floorsAdd": str(row.needed),
+                "short": str(row.short),
+            }
+            for row in checked.quotas
+        ],
     }
 
 

@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
+from campaign_autoscaler.adapters.capacity import read_capacity
 from campaign_autoscaler.adapters.placeholders import (
     PlaceholderAdapter,
     PlaceholderView,
@@ -48,6 +49,7 @@ from campaign_autoscaler.planning.claims import (
     plan_claim,
 )
 from campaign_autoscaler.planning.instants import kube_time
+from campaign_autoscaler.planning.preflight import ClusterCapacity
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +301,10 @@ class KubeAdapter:
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else {}
+
+    def read_capacity(self, namespace: str) -> ClusterCapacity:
+        """Nodes, what their pods request, and the namespace's ResourceQuotas, for preflight."""
+        return read_capacity(self._request, namespace)
 
     def placeholders(self, image: str, priority_class: str) -> PlaceholderAdapter:
         """Node headroom's pods, created and deleted with this adapter's credentials."""

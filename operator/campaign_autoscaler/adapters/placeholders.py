@@ -60,18 +60,19 @@ def pod_requests(pod_spec: Mapping[str, Any], key: str = "requests") -> dict[str
         for name, quantity in _resources(init, key).items():
             containers[name] = max(containers.get(name, Decimal(0)), quantity)
     if key == "requests":
-        containers = sum_requests([containers, _quantities(pod_spec.get("overhead") or {})])
+        containers = sum_requests([containers, quantities(pod_spec.get("overhead") or {})])
     return containers
 
 
 def _resources(container: Mapping[str, Any], key: str) -> dict[str, Decimal]:
     resources = container.get("resources") or {}
     if key == "requests":  # a limit without a request is the request too (the API server defaults it so)
-        return _quantities({**(resources.get("limits") or {}), **(resources.get("requests") or {})})
-    return _quantities(resources.get(key) or {})
+        return quantities({**(resources.get("limits") or {}), **(resources.get("requests") or {})})
+    return quantities(resources.get(key) or {})
 
 
-def _quantities(raw: Mapping[str, Any]) -> dict[str, Decimal]:
+def quantities(raw: Mapping[str, Any]) -> dict[str, Decimal]:
+    """Kubernetes quantities (`500m`, `1Gi`) as exact numbers, by resource; unreadable ones are left out."""
     parsed = {}
     for name, text in raw.items():
         try:
