@@ -385,6 +385,13 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         help="from scale-up to Ready (default 90s)",
     )
     simulate.add_argument(
+        "--node-startup",
+        type=_non_negative_duration,
+        default=None,
+        help="a new node is Ready this long after pods need it; the nodes start with room for the baseline "
+        "only (default: nodes always have room)",
+    )
+    simulate.add_argument(
         "--capacity-per-pod",
         type=_positive_number,
         help="requests/s one pod serves (default: normal peak demand / baseline replicas)",
@@ -655,6 +662,7 @@ def _simulation_inputs(
         capacity_per_pod=capacity,
         pod_startup=args.pod_startup,
         max_scale_factor=args.max_scale_factor,
+        node_startup=args.node_startup,
     )
     return setup, curve, notes
 

@@ -1,9 +1,10 @@
-"""Replay a traffic curve, 15 s at a time, against each policy; pods become Ready after a start-up delay."""
+"""Replay a traffic curve, 15 s at a time, against each policy; pods become Ready after a start-up delay, and
+with a node start-up time only once a node has room for them (`nodes.py`)."""
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from campaign_autoscaler.planning import (
@@ -12,11 +13,14 @@ from campaign_autoscaler.planning import (
     TargetSpec,
     Window,
     compute_floor,
+    format_duration,
     lifecycle_end,
     lifecycle_start,
     windows_between,
 )
+from campaign_autoscaler.planning.spec import NodeHeadroom
 
+from .nodes import NodeRoom
 from .policies import (
     TICK,
     CampaignAutoscaler,
@@ -45,11 +49,17 @@ class PodPool:
     def ready(self, now: datetime) -> int:
         return bisect.bisect_right(self.ready_at, now)
 
-    def scaled(self, replicas: int, now: datetime, startup: timedelta) -> PodPool:
-        """Add pods Ready after `startup`, or remove pods as a ReplicaSet does: not Ready, newest first."""
-        if replicas >= self.replicas:
-            return PodPool(self.ready_at + (now + startup,) * (replicas - self.replicas))
-        return PodPool(self.ready_at[:replicas])
+    def scaled(
+        self, replicas: int, now: datetime, startup: timedelta, room: tuple[datetime, ...] | None = None
+    ) -> PodPool:
+        """Add pods Ready after `startup` (and after their slot in `room` is, pod i taking slot i), or remove
+        pods as a ReplicaSet does: not Ready, newest first."""
+        if replicas < self.replicas:
+            return PodPool(self.ready_at[:replicas])
+        added = range(self.replicas, replicas)
+        if room is None:
+            return PodPool(self.ready_at + tuple(now + startup for _ in added))
+        return PodPool(tuple(sorted(self.ready_at + tuple(max(now, room[i]) + startup for i in added))))
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class Slot:
     needed: int  # pods an oracle has Ready
     replicas: int  # pods running or starting (they all cost)
     ready: int
+    placeholders: int = 0  # node headroom's placeholder pods (they cost too)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class SimulationSetup:
     capacity_per_pod: float
     pod_startup: timedelta
     max_scale_factor: float = 10.0
+    node_startup: timedelta | None = None  # None: the nodes always have room
 
 
 @dataclass(frozen=True)
@@ -96,14 +108,9 @@ def campaign_windows(spec: CampaignSpec, start: datetime, end: datetime) -> tupl
 
 
 def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ...]) -> tuple[Policy, ...]:
-    return (
-        StaticBaseline(replicas=setup.baseline),
-        ReactiveHpa(
-            capacity_per_pod=setup.capacity_per_pod,
-            min_replicas=setup.baseline,
-            max_replicas=max(setup.baseline, floor.max_replicas),
-        ),
-        CronAtStart(windows=windows, baseline=setup.baseline, floor=floor.replicas),
+    """The policies compared; with a node start-up time, this operator both with and without node headroom
+    (the spec's own nodeHeadroom, or one as long as the node start-up)."""
+    ours = (
         CampaignAutoscaler(
             spec=setup.spec,
             windows=windows,
@@ -112,14 +119,32 @@ def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ..
             max_scale_factor=setup.max_scale_factor,
         ),
     )
+    if setup.node_startup is not None:
+        if setup.spec.node_headroom is None:
+            headroom = NodeHeadroom(setup.node_startup)
+            name = f"campaign-autoscaler + nodeHeadroom {format_duration(setup.node_startup)}"
+            ours += (replace(ours[0], spec=replace(setup.spec, node_headroom=headroom), name=name),)
+        else:
+            spec = replace(setup.spec, node_headroom=None)
+            ours += (replace(ours[0], spec=spec, name="campaign-autoscaler without nodeHeadroom"),)
+    return (
+        StaticBaseline(replicas=setup.baseline),
+        ReactiveHpa(
+            capacity_per_pod=setup.capacity_per_pod,
+            min_replicas=setup.baseline,
+            max_replicas=max(setup.baseline, floor.max_replicas),
+        ),
+        CronAtStart(windows=windows, baseline=setup.baseline, floor=floor.replicas),
+        *ours,
+    )
 
 
 def simulate(setup: SimulationSetup, curve: TrafficCurve) -> Simulation:
-    """Replay `curve` against the four policies; every policy starts at the baseline, all pods Ready."""
+    """Replay `curve` against the policies; every policy starts at the baseline, all pods Ready."""
     floor = compute_floor(setup.target, setup.baseline, setup.spec.traffic_multiplier, setup.max_scale_factor)
     windows = campaign_windows(setup.spec, curve.start, curve.end)
     traces = tuple(
-        replay(policy, curve, setup.capacity_per_pod, setup.baseline, setup.pod_startup)
+        replay(policy, curve, setup.capacity_per_pod, setup.baseline, setup.pod_startup, setup.node_startup)
         for policy in policies_for(setup, floor, windows)
     )
     return Simulation(
@@ -133,18 +158,28 @@ def simulate(setup: SimulationSetup, curve: TrafficCurve) -> Simulation:
 
 
 def replay(
-    policy: Policy, curve: TrafficCurve, capacity_per_pod: float, initial_replicas: int, startup: timedelta
+    policy: Policy,
+    curve: TrafficCurve,
+    capacity_per_pod: float,
+    initial_replicas: int,
+    startup: timedelta,
+    node_startup: timedelta | None = None,
 ) -> Trace:
-    """Ask `policy` every TICK, scale the pool to its answer, record what was Ready."""
+    """Ask `policy` every TICK, scale the pool to its answer (and its placeholders, which only take room on
+    nodes), record what was Ready. With `node_startup`, the nodes start with room for `initial_replicas`."""
     pool = PodPool((curve.start,) * initial_replicas)
+    room = NodeRoom.of(initial_replicas, curve.start) if node_startup is not None else None
     state = policy.initial_state()
     slots: list[Slot] = []
     for at, demand_rps in _ticks(curve):
         seen = Observation(at=at, demand_rps=demand_rps, replicas=pool.replicas, ready=pool.ready(at))
         state, wanted = policy.decide(state, seen)
-        pool = pool.scaled(wanted, at, startup)
+        placeholders = policy.placeholders(seen, wanted)
+        if room is not None and node_startup is not None:
+            room = room.fit(wanted + placeholders, at, node_startup)
+        pool = pool.scaled(wanted, at, startup, room.ready_at if room is not None else None)
         needed = pods_needed(demand_rps, capacity_per_pod)
-        slots.append(Slot(at, demand_rps, needed, replicas=pool.replicas, ready=pool.ready(at)))
+        slots.append(Slot(at, demand_rps, needed, pool.replicas, pool.ready(at), placeholders))
     return Trace(policy=policy.name, slots=tuple(slots))
 
 
