@@ -88,6 +88,19 @@ def placeholders(cluster: Cluster) -> list[client.V1Pod]:
     return [pod for pod in pods if pod.metadata.deletion_timestamp is None]
 
 
+def held_now(replicas: int) -> dict[str, Any]:
+    """An event on checkout whose placeholders are wanted at once and for two minutes (headroom 5m, lead 10s,
+    the window opening in two minutes)."""
+    start = seconds_from_now(120)
+    return campaign_spec(
+        start=start,
+        end=start + timedelta(minutes=1),
+        targets=[{"name": "checkout", "replicas": replicas}],
+        lead_time="10s",
+        nodeHeadroom={"leadTime": "5m"},
+    )
+
+
 def count_over_time(cluster: Cluster, until: float, every: float = 0.2) -> list[tuple[float, int]]:
     """(wall time, placeholder count) at every change of the count until `until`."""
     seen: list[tuple[float, int]] = []
@@ -144,15 +157,7 @@ def test_a_placeholder_requests_what_a_target_pod_does_at_the_headroom_priority(
     cluster: Cluster, operator: OperatorProcess
 ):
     create_deployment(cluster, "checkout", 1, REQUESTS)
-    start = seconds_from_now(60)
-    spec = campaign_spec(
-        start=start,
-        end=start + timedelta(minutes=1),
-        targets=[{"name": "checkout", "replicas": 3}],
-        lead_time="10s",
-        nodeHeadroom={"leadTime": "5m"},
-    )
-    cluster.create_event("sale", spec)
+    cluster.create_event("sale", held_now(replicas=3))
     wait_until(lambda: len(placeholders(cluster)) == 2, timeout=10, message="2 placeholders")
     event = cluster.event("sale")
     assert event is not None
@@ -205,14 +210,7 @@ def test_no_placeholder_outlives_a_sigkill_the_deletion_meanwhile_or_a_ghost_eve
     create_deployment(cluster, "checkout", 1, REQUESTS)
     args = ["--namespace", cluster.namespace, "--resync-interval", RESYNC]
     first = OperatorProcess(kubeconfig, tmp_path / "first.log", args).start()
-    start = seconds_from_now(120)
-    spec = campaign_spec(
-        start=start,
-        end=start + timedelta(minutes=1),
-        targets=[{"name": "checkout", "replicas": 4}],
-        lead_time="10s",
-        nodeHeadroom={"leadTime": "5m"},
-    )
+    spec = held_now(replicas=4)
     cluster.create_event("sale", spec)
     cluster.create_event("other", {**spec, "targets": [{"name": "checkout", "replicas": 2}]})
     try:
@@ -249,17 +247,7 @@ def test_a_quota_that_refuses_placeholders_is_a_warning_not_a_failed_pass(
         return used.get("pods") == "1"
 
     wait_until(quota_counts_checkout, timeout=30, message="the quota controller counting checkout's pod")
-    start = seconds_from_now(60)
-    cluster.create_event(
-        "sale",
-        campaign_spec(
-            start=start,
-            end=start + timedelta(minutes=1),
-            targets=[{"name": "checkout", "replicas": 5}],
-            lead_time="10s",
-            nodeHeadroom={"leadTime": "5m"},
-        ),
-    )
+    cluster.create_event("sale", held_now(replicas=5))
     wait_until(
         lambda: cluster.k8s_events(reason="HeadroomQuotaExceeded"), timeout=15, message="quota Warning"
     )

@@ -84,22 +84,20 @@ def _carry_out(
         try:
             if api.create(ctx.namespace, ctx.name, ctx.uid, placeholder, template):
                 created[placeholder.deployment] = created.get(placeholder.deployment, 0) + 1
-        except QuotaExceededError as err:
+        except PlaceholderRefusedError as err:
+            reason = "HeadroomQuotaExceeded" if isinstance(err, QuotaExceededError) else "HeadroomRefused"
+            by = (
+                f"the ResourceQuota of namespace {ctx.namespace}"
+                if reason == "HeadroomQuotaExceeded"
+                else "admission"
+            )
             ctx.warn_once(
-                ("headroom-quota", placeholder.deployment),
-                "HeadroomQuotaExceeded",
-                f"The ResourceQuota of namespace {ctx.namespace} refused a placeholder pod for Deployment "
-                f"{ctx.namespace}/{placeholder.deployment} of CampaignEvent {ctx.name}: {err}",
+                (reason, placeholder.deployment),
+                reason,
+                f"A placeholder pod for Deployment {ctx.namespace}/{placeholder.deployment} of CampaignEvent "
+                f"{ctx.name} was refused by {by}: {err}",
             )
             break  # the next ones would be refused as well; the next pass tries again
-        except PlaceholderRefusedError as err:
-            ctx.warn_once(
-                ("headroom-refused", placeholder.deployment),
-                "HeadroomRefused",
-                f"A placeholder pod for Deployment {ctx.namespace}/{placeholder.deployment} of CampaignEvent "
-                f"{ctx.name} was refused: {err}",
-            )
-            break
     removed: dict[str, int] = {}
     for pod in changes.delete:
         removed[pod.deployment] = removed.get(pod.deployment, 0) + 1
