@@ -96,7 +96,11 @@ def test_placeholders_from_headroom_start_until_the_window_opens() -> None:
     assert [(s.deployment, s.count) for s in plan.sets] == [("checkout", 6)]  # floor 10 - 4 replicas
     assert plan.without_requests == ("search",)  # nothing to hold for it: skipped, and said so
     assert plan.total() == {"cpu": Decimal("3.0"), "memory": Decimal(6 * 256 * 2**20)}
-    assert not plan_headroom(spec, window, START, targets()).active
+    # At the opening the ramp-up has raised the replicas to the floor: nothing left to hold.
+    assert plan_headroom(spec, window, START, targets(replicas=10)).sets[0].count == 0
+    # Raised above what is there (the floor edited mid-window), room is held again until the window ends.
+    assert plan_headroom(spec, window, START + timedelta(hours=1), targets(replicas=8)).sets[0].count == 2
+    assert not plan_headroom(spec, window, window.end, targets()).active
     assert not plan_headroom(spec_of(nodeHeadroom=None), window, begin, targets()).active
 
 
@@ -171,7 +175,7 @@ def test_a_terminating_placeholder_counts_as_gone_and_keeps_its_name() -> None:
 def test_outside_the_headroom_every_placeholder_goes() -> None:
     spec = spec_of()
     window = resolve_window(spec, START)
-    plan = plan_headroom(spec, window, START, targets())
+    plan = plan_headroom(spec, window, window.end, targets())
     pods = [existing(0), existing(1), ExistingPlaceholder("gone", "old-target", 0, CPU)]
     changes = placeholder_changes("sale", "uid-1", plan, pods)
     assert {p.name for p in changes.delete} == {"p0", "p1", "gone"} and changes.create == ()

@@ -1,6 +1,6 @@
 """Node headroom: the placeholder pods an event keeps so that nodes exist before its pre-scale.
 
-From `start - leadTime - nodeHeadroom.leadTime` until the window opens, each target that is not yet Ready at
+From `start - leadTime - nodeHeadroom.leadTime` until the window ends, each target that is not yet Ready at
 its floor gets `floor - current replicas` placeholder pods, each requesting what one of its pods requests:
 room for exactly the pods the ramp-up will add. The scheduler preempts a placeholder (lowest priority) for
 each real pod that needs its room, and as the ramp raises the replicas fewer placeholders are wanted, so a
@@ -52,7 +52,7 @@ class PlaceholderSet:
 
 @dataclass(frozen=True)
 class HeadroomPlan:
-    active: bool  # within [headroom start, window start)
+    active: bool  # within [headroom start, window end)
     sets: tuple[PlaceholderSet, ...] = ()
     without_requests: tuple[str, ...] = ()  # targets skipped: their pods request nothing
 
@@ -92,9 +92,10 @@ def next_change(spec: CampaignSpec, window: Window, now: datetime) -> datetime |
 def plan_headroom(
     spec: CampaignSpec, window: Window, now: datetime, targets: Sequence[HeadroomTarget]
 ) -> HeadroomPlan:
-    """The placeholders wanted at `now`: none outside `[headroom start, window start)`."""
+    """The placeholders wanted at `now`: none outside `[headroom start, window end)`. Once the ramp-up has
+    raised a target to its floor it wants none either: the window's own pods hold the nodes then."""
     begin = headroom_start(spec, window)
-    if begin is None or not begin <= now < window.start:
+    if begin is None or not begin <= now < window.end:
         return HeadroomPlan(active=False)
     sets, without = [], []
     for target in targets:

@@ -240,11 +240,7 @@ class CampaignAutoscaler:
     def placeholders(self, seen: Observation, replicas: int) -> int:
         """What the operator's pass keeps (`plan_headroom`) once it has asked for `replicas`."""
         window = next(
-            (
-                w
-                for w in self.windows
-                if (begin := headroom_start(self.spec, w)) and begin <= seen.at < w.start
-            ),
+            (w for w in self.windows if (begin := headroom_start(self.spec, w)) and begin <= seen.at < w.end),
             None,
         )
         if window is None:
