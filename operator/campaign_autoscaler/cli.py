@@ -10,14 +10,16 @@ import re
 import secrets
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from campaign_autoscaler import __version__
 from campaign_autoscaler.planning import SpecError, parse_duration, parse_label_equalities, target_key
+from campaign_autoscaler.planning.headroom import DEFAULT_PLACEHOLDER_IMAGE, DEFAULT_PRIORITY_CLASS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -199,6 +201,16 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="Kopf peering priority (default with --peering: random, so replicas differ)",
+    )
+    run.add_argument(
+        "--placeholder-image",
+        default=DEFAULT_PLACEHOLDER_IMAGE,
+        help=f"image of the node headroom placeholders, a pause image (default {DEFAULT_PLACEHOLDER_IMAGE})",
+    )
+    run.add_argument(
+        "--placeholder-priority-class",
+        default=DEFAULT_PRIORITY_CLASS,
+        help=f"PriorityClass of the placeholder pods, from the chart (default {DEFAULT_PRIORITY_CLASS})",
     )
     _add_webhook_arguments(run)
     run.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
@@ -420,6 +432,13 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         help="from scale-up to Ready (default 90s)",
     )
     simulate.add_argument(
+        "--node-startup",
+        type=_non_negative_duration,
+        default=None,
+        help="a new node is Ready this long after pods need it; the nodes start with room for the baseline "
+        "only (default: nodes always have room)",
+    )
+    simulate.add_argument(
         "--capacity-per-pod",
         type=_positive_number,
         help="requests/s one pod serves (default: normal peak demand / baseline replicas)",
@@ -489,6 +508,8 @@ def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> 
     The baseline is the one the operator recorded on the workload if it already claims it, else
     `spec.replicas`. A kind the cluster cannot scale is a SpecError naming `spec.targets[i].kind`.
     """
+    from kubernetes.client.exceptions import ApiException
+
     from campaign_autoscaler.adapters.kube import planned_write
     from campaign_autoscaler.adapters.workloads import kind_problem
     from campaign_autoscaler.planview import ClusterView
@@ -497,6 +518,8 @@ def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> 
     writes: dict[str, str] = {}
     selected: dict[int, tuple[str, ...]] = {}
     hpas = kube.list_hpas(namespace)
+    requests: dict[str, Mapping[str, Decimal]] = {}
+    limits: dict[str, Mapping[str, Decimal]] = {}
     for target in spec.targets:
         workload = kube.kinds.lookup(target.api_version, target.kind, datetime.now(UTC))
         problem = kind_problem(workload, target.api_version, target.kind)
@@ -513,7 +536,26 @@ def read_cluster_view(kube: KubeAdapter, namespace: str, spec: CampaignSpec) -> 
                 raise ClusterReadError(view.annotation_error)
             replicas[view.key] = view.baseline_replicas
             writes[view.key] = planned_write(view, kube.hpa_for(view, hpas))
-    return ClusterView(namespace=namespace, replicas=replicas, selected=selected, writes=writes)
+            requests[view.key], limits[view.key] = view.template.requests, view.template.limits
+    capacity, problem = None, None
+    try:
+        capacity = kube.read_capacity(namespace)
+    except ApiException as err:
+        if err.status != 403:
+            raise
+        problem = (
+            f"preflight skipped: these credentials may not list Nodes, Pods and ResourceQuotas ({err.reason})"
+        )
+    return ClusterView(
+        namespace=namespace,
+        replicas=replicas,
+        selected=selected,
+        writes=writes,
+        requests=requests,
+        limits=limits,
+        capacity=capacity,
+        capacity_problem=problem,
+    )
 
 
 class ClusterReadError(RuntimeError):
@@ -578,7 +620,6 @@ def run_plan(args: argparse.Namespace) -> int:
         for event, spec, cluster in zip(events, specs, clusters, strict=True):
             workloads, notes = planview.plan_workloads(spec, baselines, cluster, args.max_scale_factor)
             histories, read_notes = _read_histories(args.prometheus_url, spec, workloads, now)
-            writes = cluster.writes if cluster is not None else None
             plans.append(
                 planview.build_plan(
                     event,
@@ -588,7 +629,7 @@ def run_plan(args: argparse.Namespace) -> int:
                     now,
                     histories,
                     args.max_scale_factor,
-                    writes=writes,
+                    cluster=cluster,
                 )
             )
     except (OSError, InputFileError, planview.PlanInputError, SpecError) as err:
@@ -754,6 +795,7 @@ def _simulation_inputs(
         pod_startup=args.pod_startup,
         max_scale_factor=args.max_scale_factor,
         history=history,
+        node_startup=args.node_startup,
     )
     return setup, curve, notes
 
@@ -1058,6 +1100,7 @@ def run_operator(args: argparse.Namespace) -> int:
         events=EventLane(kube, kept_apart=transition_record).start(),
         statuses=StatusLane(kube.replace_event_status).start(),
         lanes=PassLanes(),
+        headroom=kube.placeholders(args.placeholder_image, args.placeholder_priority_class),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,13 @@ from campaign_autoscaler.planning import (
 from campaign_autoscaler.planning.curve import History
 from campaign_autoscaler.planning.decision import TargetInputs, planned_changes
 from campaign_autoscaler.planning.instants import human_utc, iso_utc, local_time
+from campaign_autoscaler.planning.preflight import (
+    ClusterCapacity,
+    Preflight,
+    WorkloadNeed,
+    format_quantity,
+    preflight,
+)
 
 API_VERSION = "autoscaling.campaigns.dev/v1alpha1"
 KIND = "CampaignEvent"
@@ -152,6 +160,10 @@ class ClusterView:
     replicas: Mapping[str, int]
     selected: Mapping[int, tuple[str, ...]]  # target index -> the matching workloads' keys, sorted
     writes: Mapping[str, str] = field(default_factory=dict)  # e.g. "StatefulSet spec.replicas"
+    requests: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)  # one pod's, by workload key
+    limits: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    capacity: ClusterCapacity | None = None  # nodes, their pods' requests and the namespace's quotas
+    capacity_problem: str | None = None  # why the capacity could not be read
 
 
 @dataclass(frozen=True)
@@ -253,6 +265,8 @@ def _baseline(
 def _cluster_notes(spec: CampaignSpec, cluster: ClusterView | None) -> Iterator[str]:
     if cluster is None:
         return
+    if cluster.capacity_problem is not None:
+        yield cluster.capacity_problem[0].upper() + cluster.capacity_problem[1:] + "."
     for target in spec.targets:
         if target.name is not None and target_key(target, target.name) not in cluster.replicas:
             yield f"{target.kind} {cluster.namespace}/{target.name} was not found in the cluster."
@@ -276,6 +290,7 @@ class Plan:
     # Per workload following its last campaign's curve (read from Prometheus): each planned change.
     curves: tuple[tuple[str, tuple[tuple[datetime, int], ...]], ...] = ()
     writes: Mapping[str, str] = field(default_factory=dict)  # by workload label, when a cluster was read
+    preflight: Preflight | None = None  # with --kubeconfig: is the capacity the floors need there?
 
 
 def build_plan(
@@ -286,11 +301,16 @@ def build_plan(
     now: datetime,
     histories: Mapping[str, History] | None = None,
     max_scale_factor: float = DEFAULT_MAX_SCALE_FACTOR,
-    writes: Mapping[str, str] | None = None,
+    cluster: ClusterView | None = None,
 ) -> Plan:
-    """The current or next window at `now` and every transition of it, with each workload's replicas; and
-    for each workload with a history (by label), the changes its curve plans."""
+    """The current or next window at `now` and every transition of it, with each workload's replicas; for
+    each workload with a history (by label), the changes its curve plans; with a cluster read, what each
+    claim writes and the preflight of the capacity."""
     window = resolve_window(spec, now)
+    checked = None
+    if cluster is not None and cluster.capacity is not None:
+        checked, missing = _preflight(spec, window, workloads, cluster, cluster.capacity)
+        notes = [*notes, *missing]
     steps = planned_steps(
         spec,
         window,
@@ -309,7 +329,8 @@ def build_plan(
         upcoming=_upcoming_windows(spec, window),
         notes=(*notes, *_spec_notes(spec, workloads, histories or {})),
         curves=_curves(spec, window, workloads, histories or {}, max_scale_factor),
-        writes=dict(writes or {}),
+        writes=dict(cluster.writes) if cluster is not None else {},
+        preflight=checked,
     )
 
 
@@ -337,6 +358,30 @@ def _curves(
         )
         curves.append((workload.label, tuple(planned_changes(inputs))))
     return tuple(curves)
+
+
+def _preflight(
+    spec: CampaignSpec,
+    window: Window,
+    workloads: Sequence[Workload],
+    cluster: ClusterView,
+    capacity: ClusterCapacity,
+) -> tuple[Preflight, list[str]]:
+    needs = [
+        WorkloadNeed(
+            w.label,
+            max(0, w.floor.replicas - w.baseline),
+            cluster.requests.get(w.label, {}),
+            cluster.limits.get(w.label, {}),
+        )
+        for w in workloads
+    ]
+    unknown = [need.label for need in needs if need.extra_pods and not need.requests]
+    notes = [
+        f"{label}: its pods request no resources, so preflight counts them as pods only." for label in unknown
+    ]
+    checked = preflight(spec, window, needs, capacity, lambda moment: local_time(moment, spec.timezone))
+    return checked, notes
 
 
 def _upcoming_windows(spec: CampaignSpec, window: Window) -> tuple[Window, ...]:
@@ -405,8 +450,47 @@ def render_plan(plan: Plan, console: Console) -> None:
             f"Following window: {local_time(window.start, zone)} -> {local_time(window.end, zone)}",
             highlight=False,
         )
+    if plan.preflight is not None:
+        render_preflight(plan.preflight, console)
     for note in plan.notes:
         console.print(f"Note: {note}", highlight=False, markup=False)
+
+
+def render_preflight(checked: Preflight, console: Console) -> None:
+    """What the floors add against what the nodes and the quotas have free, and the verdict."""
+    table = Table(title="Preflight: nodes (Ready, schedulable)")
+    for header in ("Resource", "Floors add", "Allocatable", "Requested", "Free", "Short"):
+        table.add_column(header, justify="left" if header == "Resource" else "right")
+    for row in checked.resources:
+        table.add_row(
+            row.resource,
+            *(format_quantity(row.resource, value) for value in (row.needed, row.allocatable, row.requested)),
+            format_quantity(row.resource, row.free),
+            _short_cell(row.resource, row.short),
+        )
+    console.print(table)
+    if checked.quotas:
+        quotas = Table(title="Preflight: ResourceQuotas of the namespace")
+        for header in ("Quota", "Resource", "Hard", "Used", "Free", "Floors add", "Short"):
+            quotas.add_column(header, justify="left" if header in ("Quota", "Resource") else "right")
+        for row in checked.quotas:
+            quotas.add_row(
+                row.quota,
+                row.resource,
+                *(
+                    format_quantity(row.resource, value)
+                    for value in (row.hard, row.used, row.free, row.needed)
+                ),
+                _short_cell(row.resource, row.short),
+            )
+        console.print(quotas)
+    style = "green" if checked.ok else "bold red"
+    for verdict in checked.verdicts:
+        console.print(f"[{style}]Verdict:[/{style}] {verdict}", highlight=False)
+
+
+def _short_cell(resource: str, short: Decimal) -> str:
+    return f"[bold red]{format_quantity(resource, short)}[/bold red]" if short > 0 else "-"
 
 
 def _floors_table(plan: Plan) -> Table:
@@ -502,6 +586,37 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             for label, changes in plan.curves
         },
         "notes": list(plan.notes),
+        **({"preflight": _preflight_json(plan.preflight)} if plan.preflight is not None else {}),
+    }
+
+
+def _preflight_json(checked: Preflight) -> dict[str, Any]:
+    return {
+        "ok": checked.ok,
+        "verdicts": list(checked.verdicts),
+        "nodes": [
+            {
+                "resource": row.resource,
+                "floorsAdd": str(row.needed),
+                "allocatable": str(row.allocatable),
+                "requested": str(row.requested),
+                "free": str(row.free),
+                "short": str(row.short),
+            }
+            for row in checked.resources
+        ],
+        "quotas": [
+            {
+                "quota": row.quota,
+                "resource": row.resource,
+                "hard": str(row.hard),
+                "used": str(row.used),
+                "free": str(row.free),
+                "floorsAdd": str(row.needed),
+                "short": str(row.short),
+            }
+            for row in checked.quotas
+        ],
     }
 
 

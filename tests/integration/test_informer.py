@@ -64,7 +64,7 @@ async def test_lists_in_pages_then_follows_every_change(
     snapshot = cache.snapshot(cluster.namespace)
     assert set(snapshot.deployments) == {"cart", "checkout", "search"}
     assert snapshot.hpa_for("search") is not None and snapshot.hpa_for("search").max_replicas == 3
-    assert cache.lists == 3  # two pages of Deployments, one of HPAs
+    assert cache.lists == 4  # two pages of Deployments, one of HPAs, one of (no) placeholder pods
 
     cluster.scale("cart", 4)
     await eventually(lambda: cache.snapshot(cluster.namespace).deployment("cart").replicas == 4)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 RESYNC_SECONDS = 2.0
 SLACK_SECONDS = 3.0  # the operator's start-up when the label comes early, the watch, the test's own poll
 LABEL = "campaigns.dev/enabled"
-WORKLOAD_RESOURCES = ("deployments", "horizontalpodautoscalers")
+WORKLOAD_RESOURCES = ("deployments", "horizontalpodautoscalers", "pods")  # pods: the placeholders
 
 
 @pytest.fixture
@@ -40,7 +40,8 @@ def labelled_namespace(api_client: client.ApiClient, namespace: str) -> Iterator
 
 
 def workload_reads(proxy: FaultProxy, since: float = 0.0) -> list[tuple[str, str, str | None]]:
-    """(verb, resource, namespace) of every LIST and WATCH of Deployments and HPAs from `since` on."""
+    """(verb, resource, namespace) of every LIST and WATCH of Deployments, HPAs and placeholder pods from
+    `since` on."""
     return [
         (kind.verb, kind.resource, kind.namespace)
         for at, kind in proxy.log()

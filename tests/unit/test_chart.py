@@ -53,7 +53,7 @@ SCENARIOS = MappingProxyType(
 )
 
 CLUSTER_SCOPED_KINDS = frozenset(
-    {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass"}
 )
 
 # (apiGroup, resource, resourceName or None, verb): what the operator does on the API, nothing more.
@@ -69,6 +69,8 @@ WORKLOAD_GRANTS = frozenset(
     + [("keda.sh", "scaledobjects", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("", "events", None, verb) for verb in ("create", "patch")]
     + [("keda.sh", "scaledobjects", None, verb) for verb in ("get", "list", "watch", "patch")]
+    # Node headroom's placeholder pods: nothing else on pods (no get, update, patch or deletecollection).
+    + [("", "pods", None, verb) for verb in ("create", "delete", "list", "watch")]
 )
 CRD_OBSERVER_GRANTS = frozenset(
     ("apiextensions.k8s.io", "customresourcedefinitions", None, verb) for verb in ("list", "watch")
@@ -389,6 +391,31 @@ def test_target_kinds_keep_what_the_operator_always_watches(chart: helm.Chart, m
         chart.render({"targetKinds": kinds}, name="campaign-autoscaler", namespace=RELEASE_NAMESPACE)
 
 
+def test_the_headroom_priority_class_is_the_one_the_operator_uses(
+    renders: Mapping[str, list[dict[str, Any]]], render_script: ModuleType
+) -> None:
+    def rendered(values: dict[str, Any]) -> list[dict[str, Any]]:
+        objects = render_script.rendered_objects(render_script.render_chart(values))
+        return [yaml.safe_load(obj.text) for obj in objects]
+
+    for objects in renders.values():
+        priority_class = only(objects, "PriorityClass")
+        assert priority_class["metadata"]["name"] == "campaign-autoscaler-headroom"
+        assert priority_class["value"] == -10  # the lowest that still makes the cluster autoscaler add nodes
+        assert priority_class["preemptionPolicy"] == "Never"  # a placeholder never evicts anything
+        assert priority_class["globalDefault"] is False
+        args = parsed_args(objects)
+        assert args.placeholder_priority_class == "campaign-autoscaler-headroom"
+        assert args.placeholder_image == "registry.k8s.io/pause:3.9"
+    values = {"nodeHeadroom": {"priorityClass": {"name": "sale-headroom", "value": -5}, "image": "pause:x"}}
+    objects = rendered(values)
+    assert only(objects, "PriorityClass")["value"] == -5
+    assert parsed_args(objects).placeholder_priority_class == "sale-headroom"
+    assert parsed_args(objects).placeholder_image == "pause:x"
+    values = {"nodeHeadroom": {"priorityClass": {"create": False}}}
+    assert of_kind(rendered(values), "PriorityClass") == []
+
+
 def test_standalone_mode_has_no_peering(renders: Mapping[str, list[dict[str, Any]]]) -> None:
     objects = renders["standalone"]
     assert not [rule for rule in all_rules(objects) if "kopf.dev" in rule["apiGroups"]]
@@ -509,6 +536,8 @@ def test_prometheus_auth_from_a_secret_and_a_config_map(renders: Mapping[str, li
         {"maxScaleFactor": 0.5},
         {"dryRun": "yes"},
         {"prometheus": {"url": "prometheus:9090"}},
+        {"nodeHeadroom": {"priorityClass": {"value": "low"}}},
+        {"nodeHeadroom": {"priorityClass": {"name": "Not_A_Name"}}},
     ],
 )
 def test_schema_rejects_bad_values(chart: helm.Chart, bad_values: dict[str, Any]) -> None:

@@ -51,6 +51,7 @@ FULL_SPEC: dict[str, Any] = {
             },
         },
     ],
+    "nodeHeadroom": {"leadTime": "10m"},
     "dryRun": False,
 }
 SCHEDULED_SPEC: dict[str, Any] = {

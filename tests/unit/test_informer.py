@@ -120,6 +120,8 @@ async def test_synced_only_when_every_first_listing_is_in() -> None:
     cache._listed(informer.DEPLOYMENTS, "shop")
     assert not cache.synced
     cache._listed(informer.HPAS, "shop")
+    assert not cache.synced
+    cache._listed(informer.PLACEHOLDERS, "shop")
     assert cache.synced
 
 
@@ -231,7 +233,7 @@ async def test_a_kind_watched_later_is_listed_in_every_scope_and_then_waited_for
     await asyncio.wait_for(cache.wait_kind_listed(rollouts), 5)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert cache.calls.count(("list", None)) == 3  # Deployments, HPAs, then Rollouts
+    assert cache.calls.count(("list", None)) == 4  # Deployments, HPAs, placeholder Pods, then Rollouts
 
 
 # --- per-namespace watches (`--namespace-selector`): started and stopped as namespaces are selected ---------
@@ -294,7 +296,7 @@ async def test_with_a_selector_only_the_selected_namespaces_are_listed_and_watch
         assert sorted(cache.requests) == sorted(
             (verb, kind, "shop")
             for verb in ("list", "watch")
-            for kind in ("Deployments", "HorizontalPodAutoscalers")
+            for kind in ("Deployments", "HorizontalPodAutoscalers", "placeholder Pods")
         )
         assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
 
@@ -318,6 +320,7 @@ async def test_a_namespace_started_is_listed_then_watched_and_one_stopped_is_for
         assert all(t.cancelled() for t in watches)
         assert "payments" not in cache.deployments.by_namespace
         assert "payments" not in cache.hpas.by_namespace
+        assert "payments" not in cache.placeholders.by_namespace
         assert cache.watched() == ["shop"] and cache.namespaces() == ["shop"]
         assert not task.done()  # stopping one namespace is not a failure of the cache
         shop = list(cache._tasks["shop"])

@@ -6,6 +6,7 @@ import io
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from campaign_autoscaler.adapters.kube import (
 )
 from campaign_autoscaler.adapters.workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
 from campaign_autoscaler.planning import parse_spec, resolve_window, transitions
+from campaign_autoscaler.planning.preflight import ClusterCapacity, NodeFacts
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -352,6 +354,13 @@ class FakeKube:
         self.kinds = KindDirectory(
             lambda api_version: ARGO if api_version == "argoproj.io/v1alpha1" else None
         )
+        self.capacity_refused = False  # these credentials may not list Nodes
+
+    def read_capacity(self, namespace: str) -> ClusterCapacity:
+        if self.capacity_refused:
+            raise ApiException(status=403, reason="Forbidden")
+        node = NodeFacts("node-1", {"cpu": Decimal(8), "memory": Decimal(2**34), "pods": Decimal(110)})
+        return ClusterCapacity((node,), {"cpu": Decimal(1), "pods": Decimal(4)})
 
     def get_deployment(
         self, namespace: str, key: str, workload: WorkloadKind | None = None
@@ -381,6 +390,34 @@ class FakeKube:
 
     def _in(self, namespace: str) -> list[DeploymentView]:
         return self.deployments if namespace == "shop" else []
+
+
+def test_kubeconfig_preflight_of_pods_without_requests(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeKube
+) -> None:
+    path = write(tmp_path, SELECTOR_EVENT)
+    (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)["events"]
+    # 4 + 5 + 3 more pods (and 1 of the assumed "gone"), requesting nothing: counted as pods only.
+    assert {row["resource"]: row["floorsAdd"] for row in event["preflight"]["nodes"]} == {
+        "cpu": "0",
+        "memory": "0",
+        "pods": "13",
+    }
+    assert event["preflight"]["ok"] is True
+    assert (
+        "checkout-api: its pods request no resources, so preflight counts them as pods only."
+        in event["notes"]
+    )
+
+
+def test_kubeconfig_without_the_right_to_list_nodes_skips_the_preflight_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cluster: FakeKube
+) -> None:
+    cluster.capacity_refused = True
+    path = write(tmp_path, SELECTOR_EVENT)
+    (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)["events"]
+    assert "preflight" not in event
+    assert event["notes"][0].startswith("Preflight skipped: these credentials may not list Nodes")
 
 
 @pytest.fixture

@@ -137,6 +137,11 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Node headroom: placeholder pods (labelled autoscaling.campaigns.dev/headroom=true) are listed and watched by
+# that label, created before a pre-scale and deleted after it; no other pod is read or touched.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["create", "delete", "list", "watch"]
 {{- end }}
 
 {{/*

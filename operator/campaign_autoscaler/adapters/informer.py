@@ -31,6 +31,7 @@ from campaign_autoscaler.adapters.kube import (
     hpa_view,
     workload_view,
 )
+from campaign_autoscaler.adapters.placeholders import PLACEHOLDER_SELECTOR, PlaceholderView, placeholder_view
 from campaign_autoscaler.adapters.scaledobjects import (
     SCALED_OBJECTS_API,
     ScaledObjectView,
@@ -50,7 +51,7 @@ LINE_LIMIT = 16 * 1024 * 1024  # one watch event; a larger one is a broken strea
 # How often the cluster is asked whether it serves KEDA's ScaledObjects (installed or removed meanwhile).
 KEDA_DISCOVERY_SECONDS = 60.0
 
-View = TypeVar("View", DeploymentView, HpaView, ScaledObjectView)
+View = TypeVar("View", DeploymentView, HpaView, ScaledObjectView, PlaceholderView)
 
 
 class ExpiredError(Exception):
@@ -70,6 +71,7 @@ class Kind(Generic[View]):
     name: str
     path: str  # e.g. "/apis/apps/v1/{scope}deployments"
     view: Callable[[Mapping[str, Any]], View]
+    selector: str | None = None  # only the objects with these labels
 
     def url(self, namespace: str | None) -> str:
         return self.path.format(scope=f"namespaces/{namespace}/" if namespace else "")
@@ -90,6 +92,10 @@ HPAS: Kind[HpaView] = Kind(
 )
 SCALED_OBJECTS: Kind[ScaledObjectView] = Kind(
     "ScaledObjects", SCALED_OBJECTS_API + "/{scope}scaledobjects", scaled_object_view
+)
+# Node headroom's placeholder pods only (by their label), never the namespace's other pods.
+PLACEHOLDERS: Kind[PlaceholderView] = Kind(
+    "placeholder Pods", "/api/v1/{scope}pods", placeholder_view, PLACEHOLDER_SELECTOR
 )
 
 
@@ -215,6 +221,7 @@ class WorkloadCache:
         # Every workload kind watched (Deployments first), and when each had its first listings.
         self.workloads: dict[WorkloadKind, Store[DeploymentView]] = {DEPLOYMENT_KIND: self.deployments}
         self._kind_listed: dict[str, asyncio.Event] = {}
+        self.placeholders: Store[PlaceholderView] = Store(PLACEHOLDERS)
         self._pending: set[tuple[str, str | None]] = set()
         self._listed_scopes: dict[str | None, asyncio.Event] = {}
         for scope in self._scopes:
@@ -228,14 +235,17 @@ class WorkloadCache:
     def snapshot(self, namespace: str) -> NamespaceSnapshot:
         scalers: list[ScalerView] = [*self.hpas.views(namespace), *self.scaled_objects.views(namespace)]
         views = [view for store in self.workloads.values() for view in store.views(namespace)]
-        return NamespaceSnapshot.of(views, scalers, namespace)
+        return NamespaceSnapshot.of(views, scalers, namespace, self.placeholders.views(namespace))
 
     def namespaces(self) -> list[str]:
-        """Every namespace with a workload in the cache."""
-        return sorted({ns for store in self.workloads.values() for ns in store.by_namespace})
+        """Every namespace with a workload or a placeholder pod in the cache."""
+        stores = [*self.workloads.values(), self.placeholders]
+        return sorted({ns for store in stores for ns in store.by_namespace})
 
     def _stores(self) -> list[Store[Any]]:
-        return [*self.workloads.values(), self.hpas]
+        """Every store watched from the start or since a target named its kind; ScaledObjects aside (they
+        follow discovery)."""
+        return [*self.workloads.values(), self.hpas, self.placeholders]
 
     def watch_kind(self, workload: WorkloadKind) -> bool:
         """Watch a workload kind too, in every scope, from now on; False when it is watched already."""
@@ -453,7 +463,7 @@ class WorkloadCache:
     async def _list(self, store: Store[View], scope: str | None) -> str:
         """Every object of the scope, page by page; returns the listing's resourceVersion."""
         views: dict[str, dict[str, View]] = {}
-        params = {"limit": str(PAGE_SIZE)}
+        params = {"limit": str(PAGE_SIZE), **_selecting(store.kind)}
         while True:
             self.lists += 1
             url = self._server + store.kind.url(scope)
@@ -468,7 +478,7 @@ class WorkloadCache:
             if not metadata.get("continue"):
                 store.replace(scope, views)
                 return str(metadata.get("resourceVersion", ""))
-            params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"]}
+            params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"], **_selecting(store.kind)}
 
     def _keep(self, views: dict[str, dict[str, View]], kind: Kind[View], item: Mapping[str, Any]) -> None:
         meta = item.get("metadata") or {}
@@ -483,6 +493,7 @@ class WorkloadCache:
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_SECONDS),
+            **_selecting(store.kind),
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
         url = self._server + store.kind.url(scope)
@@ -512,15 +523,15 @@ class WorkloadCache:
     def _wake_claims(
         self,
         namespace: str,
-        previous: DeploymentView | ScalerView | None,
-        view: DeploymentView | ScalerView,
+        previous: DeploymentView | ScalerView | PlaceholderView | None,
+        view: DeploymentView | ScalerView | PlaceholderView,
     ) -> None:
         """Ring the claims of a target whose level (its replicas, or the minimum of the HPA or ScaledObject
         that scales it) this change moved below the highest claim, urgently. A level above the claims is
         nobody's business: a person or an HPA may scale above the floor. The HPA KEDA owns is KEDA's
         business. A change of a claimed Deployment's Ready replicas rings its claims without urgency: their
-        capacity report follows it."""
-        if self._alarms is None:
+        capacity report follows it. Placeholder pods ring nobody."""
+        if self._alarms is None or isinstance(view, PlaceholderView):
             return
         if isinstance(view, DeploymentView):
             if isinstance(previous, DeploymentView) and previous.ready_replicas != view.ready_replicas:
@@ -550,6 +561,10 @@ class WorkloadCache:
             if (workload.group, workload.kind) == (group, kind):
                 return store.by_namespace.get(namespace, {}).get(name)
         return None
+
+
+def _selecting(kind: Kind[Any]) -> dict[str, str]:
+    return {"labelSelector": kind.selector} if kind.selector else {}
 
 
 def _where(scope: str | None) -> str:

@@ -28,6 +28,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
+from campaign_autoscaler.adapters.capacity import read_capacity
+from campaign_autoscaler.adapters.placeholders import (
+    PlaceholderAdapter,
+    PlaceholderView,
+    PodTemplateFacts,
+    pod_template_facts,
+)
 from campaign_autoscaler.adapters.scaledobjects import (
     ScaledObjectView,
     bounds_operations,
@@ -50,6 +57,7 @@ from campaign_autoscaler.planning.claims import (
     plan_claim,
 )
 from campaign_autoscaler.planning.instants import kube_time
+from campaign_autoscaler.planning.preflight import ClusterCapacity
 from campaign_autoscaler.planning.scaledobject import SCALED_OBJECT_KIND
 from campaign_autoscaler.planning.targets import split_key, workload_key
 
@@ -113,6 +121,7 @@ class DeploymentView:
     campaign_texts: Mapping[str, str | None] = field(default_factory=dict)
     has_annotations: bool = True
     workload: WorkloadKind = DEPLOYMENTS  # its kind: a Deployment, a StatefulSet, anything with /scale
+    template: PodTemplateFacts = field(default_factory=PodTemplateFacts)  # what node headroom copies
 
     @property
     def ref(self) -> str:
@@ -190,6 +199,7 @@ def deployment_view(body: Mapping[str, Any], workload: WorkloadKind = DEPLOYMENT
         campaign_texts={key: annotations.get(key) for key in CAMPAIGN_ANNOTATIONS},
         has_annotations=has_annotations,
         workload=workload,
+        template=pod_template_facts(spec.get("template") or {}),
     )
 
 
@@ -230,12 +240,20 @@ class NamespaceSnapshot:
     deployments: Mapping[str, DeploymentView]
     hpas: tuple[ScalerView, ...] = ()
     namespace: str = ""
+    placeholders: tuple[PlaceholderView, ...] = ()  # node headroom's pods, of every event
 
     @classmethod
     def of(
-        cls, deployments: Iterable[DeploymentView], hpas: Iterable[ScalerView] = (), namespace: str = ""
+        cls,
+        deployments: Iterable[DeploymentView],
+        hpas: Iterable[ScalerView] = (),
+        namespace: str = "",
+        placeholders: Iterable[PlaceholderView] = (),
     ) -> NamespaceSnapshot:
-        return cls({view.key: view for view in deployments}, tuple(hpas), namespace)
+        return cls({view.key: view for view in deployments}, tuple(hpas), namespace, tuple(placeholders))
+
+    def placeholders_of(self, event_uid: str) -> list[PlaceholderView]:
+        return [pod for pod in self.placeholders if pod.event_uid == event_uid]
 
     def deployment(self, key: str) -> DeploymentView | None:
         """The workload of that key (a Deployment's key is its name)."""
@@ -367,6 +385,14 @@ class KubeAdapter:
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else {}
+
+    def read_capacity(self, namespace: str) -> ClusterCapacity:
+        """Nodes, what their pods request, and the namespace's ResourceQuotas, for preflight."""
+        return read_capacity(self._request, namespace)
+
+    def placeholders(self, image: str, priority_class: str) -> PlaceholderAdapter:
+        """Node headroom's pods, created and deleted with this adapter's credentials."""
+        return PlaceholderAdapter(self._request, image, priority_class)
 
     def _patch(self, path: str, body: Any, content_type: str) -> dict[str, Any]:
         return self._request(

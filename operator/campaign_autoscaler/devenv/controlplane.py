@@ -54,6 +54,7 @@ CONTROLLERS = (
     "horizontalpodautoscaling",
     "garbagecollector",
     "namespace",
+    "resourcequota",  # keeps quotas' status, without which the API server enforces none
 )
 
 MISSING_ASSETS_HELP = (

@@ -1,10 +1,12 @@
-"""The orphan-claims collector: a claim whose CampaignEvent is gone (or going) is released.
+"""The orphan collector: a claim whose CampaignEvent is gone (or going) is released, and a placeholder pod of
+node headroom whose CampaignEvent is gone (or going) is deleted.
 
 Such a claim can be left by a crash between two writes, a race with a deletion, or an event deleted while
 the operator was down and its finalizer removed by hand. The collector is a pass like any other: it looks
 at the claims the watches show, asks the API server (not a cache) about each event it does not know alive,
 and releases the claims of events that do not exist, are being deleted, or are another event of the same
-name (another uid). Each release is made only if the claim still reads as judged.
+name (another uid). Each release is made only if the claim still reads as judged. Placeholders are judged
+the same way, by the event and uid they record.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from campaign_autoscaler.adapters.kube import (
     NamespaceSnapshot,
     deployment_object_ref,
 )
+from campaign_autoscaler.adapters.placeholders import PlaceholderView
 from campaign_autoscaler.planning import split_key
 from campaign_autoscaler.planning.instants import parse_kube_time
 
@@ -89,6 +92,22 @@ def suspects(snapshot: NamespaceSnapshot, directory: EventDirectory, now: dateti
     return sorted(found, key=lambda s: (s.deployment, s.key))
 
 
+def placeholder_suspects(
+    snapshot: NamespaceSnapshot, directory: EventDirectory, now: datetime
+) -> list[PlaceholderView]:
+    """Placeholder pods whose event the directory does not know alive under the uid they record (pods that
+    do not say whose they are are none of ours, and left alone)."""
+    return sorted(
+        (
+            pod
+            for pod in snapshot.placeholders
+            if pod.event_key and pod.event_uid and not pod.terminating
+            if not directory.alive(pod.event_key, pod.event_uid, now)
+        ),
+        key=lambda pod: pod.name,
+    )
+
+
 def orphaned(event: Mapping[str, Any] | None, owner: str | None) -> str | None:
     """Why a claim recording `owner` is an orphan, given its event as the API server has it (None: not)."""
     if event is None:
@@ -120,9 +139,10 @@ def finalizers_turn(
 def collect(
     runtime: Runtime, directory: EventDirectory, snapshot: NamespaceSnapshot, remember: timedelta
 ) -> list[ClaimOutcome]:
-    """Release every orphan claim on the namespace's workloads (of every kind watched); the releases made.
-    An event the API server shows alive is remembered so for `remember` (one question per event, however
-    many claims). A deletion younger than half a resync is left to the event's finalizer."""
+    """Release every orphan claim on the namespace's workloads (of every kind watched) and delete every
+    orphan placeholder pod; the releases made. An event the API server shows alive is remembered so for
+    `remember` (one question per event, however many claims). A deletion younger than half a resync is left
+    to the event's finalizer."""
     with runtime.gate.writing() as admitted:
         if not admitted:
             return []  # the operator is stopping
@@ -135,22 +155,50 @@ def _collect(
     grace = timedelta(seconds=runtime.config.resync_interval / 2)
     released = []
     events: dict[str, Mapping[str, Any] | None] = {}
+
+    def event_of(key: str) -> Mapping[str, Any] | None:
+        """The event as the API server has it, asked once per round."""
+        if key not in events:
+            namespace, _, name = key.partition("/")
+            events[key] = event = runtime.kube.get_event(namespace, name)
+            if orphaned(event, None) is None and event is not None:
+                uid = str((event.get("metadata") or {}).get("uid", ""))
+                directory.confirm(key, uid, runtime.clock() + remember)
+        return events[key]
+
+    def why_orphaned(key: str, owner: str | None) -> str | None:
+        event = event_of(key)
+        why = orphaned(event, owner)
+        return None if why is None or finalizers_turn(event, owner, runtime.clock(), grace) else why
+
     for suspect in suspects(snapshot, directory, runtime.clock()):
         if suspect.key == LEFTOVER:
             released += _finish(runtime, snapshot, suspect, "no claim holds it any more")
             continue
-        if suspect.key not in events:
-            namespace, _, name = suspect.key.partition("/")
-            events[suspect.key] = event = runtime.kube.get_event(namespace, name)
-            if orphaned(event, None) is None and event is not None:
-                uid = str((event.get("metadata") or {}).get("uid", ""))
-                directory.confirm(suspect.key, uid, runtime.clock() + remember)
-        why = orphaned(events[suspect.key], suspect.owner)
-        if why is not None and not finalizers_turn(
-            events[suspect.key], suspect.owner, runtime.clock(), grace
-        ):
+        why = why_orphaned(suspect.key, suspect.owner)
+        if why is not None:
             released += _finish(runtime, snapshot, suspect, why)
+    if runtime.headroom is not None:
+        for pod in placeholder_suspects(snapshot, directory, runtime.clock()):
+            why = why_orphaned(pod.event_key, pod.event_uid)
+            if why is not None:
+                _delete_placeholder(runtime, pod, why)
     return released
+
+
+def _delete_placeholder(runtime: Runtime, pod: PlaceholderView, why: str) -> None:
+    if runtime.config.dry_run:
+        log.info("Would delete the orphan placeholder pod %s/%s (%s; dry run)", pod.namespace, pod.name, why)
+        return
+    assert runtime.headroom is not None
+    runtime.headroom.delete(pod.namespace, pod.name)
+    log.warning(
+        "Deleted the orphan placeholder pod %s/%s of CampaignEvent %s (%s)",
+        pod.namespace,
+        pod.name,
+        pod.event_key,
+        why,
+    )
 
 
 def _finish(runtime: Runtime, snapshot: NamespaceSnapshot, suspect: Suspect, why: str) -> list[ClaimOutcome]:
@@ -203,7 +251,7 @@ async def run_collector(
     while True:
         await asyncio.sleep(interval)
         for snapshot in snapshots():
-            if not any(view.claims for view in snapshot.deployments.values()):
+            if not snapshot.placeholders and not any(view.claims for view in snapshot.deployments.values()):
                 continue
             try:
                 await asyncio.to_thread(collect, runtime, directory, snapshot, remember)

@@ -29,7 +29,6 @@ from campaign_autoscaler.planning import (
     forecast_replicas,
     lifecycle_end,
     lifecycle_start,
-    next_transition,
     phase_at,
     resolve_targets,
     resolve_window,
@@ -44,6 +43,7 @@ from campaign_autoscaler.planning.decision import (
     decide_target,
     next_planned_change,
 )
+from campaign_autoscaler.planning.headroom import next_change
 
 from .context import EventContext, TargetReport, iso, log
 from .events import (
@@ -53,6 +53,7 @@ from .events import (
     warn_about_capacity,
     warn_about_paused,
 )
+from .headroom import keep_headroom, release_headroom
 from .kinds import kind_problem_in
 from .runtime import CurveResult, EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
@@ -354,8 +355,9 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     announce_changes(ctx, [*released, *(report.outcome for report in reports)], dry_run)
     announce_metrics(ctx, reports)
     warn_about_paused(ctx, reports)
+    keep_headroom(ctx, spec, window, reports, snapshot, dry_run)
     upcoming = _earliest(
-        next_transition(spec, window, ctx.now), *(r.next_change[0] for r in reports if r.next_change)
+        next_change(spec, window, ctx.now), *(r.next_change[0] for r in reports if r.next_change)
     )
     status = valid_status(ctx, spec, window, phase, upcoming, reports, world.old_status)
     record_window(ctx, spec, window, phase, reports, status, world.old_status)
@@ -487,5 +489,7 @@ def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> l
         dry_run = runtime.config.dry_run
         released = _release(ctx, world.snapshot, sorted(names), fresh=names, dry_run=dry_run)
         announce_changes(ctx, released, dry_run=dry_run)
+        if not dry_run:
+            release_headroom(ctx)
     runtime.telemetry.forget_event(world.namespace, world.name)
     return released

@@ -21,6 +21,7 @@ from campaign_autoscaler.adapters.kube import (
     KubeApi,
     TargetConflictError,
 )
+from campaign_autoscaler.adapters.placeholders import HeadroomApi
 from campaign_autoscaler.adapters.prometheus import MetricsSource
 from campaign_autoscaler.adapters.sampler import DEFAULT_CONCURRENCY, NO_DATA
 from campaign_autoscaler.adapters.statuslane import StatusLane
@@ -134,6 +135,7 @@ class Runtime:
     gate: WriteGate = field(default_factory=WriteGate)
     events: EventPoster | None = None  # where Events go; None: posted by `kube` in the caller's thread
     statuses: StatusLane | None = None  # where status writes go; None: written by the daemon's own thread
+    headroom: HeadroomApi | None = None  # node headroom's placeholder pods; None: no placeholders at all
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     lanes: PassLanes | None = None  # where passes run; None: the event loop's default executor
 

@@ -54,6 +54,7 @@ _SPEC_KEYS = (
     "rampDown",
     "trafficMultiplier",
     "targets",
+    "nodeHeadroom",
     "dryRun",
 )
 _TARGET_KEYS = (
@@ -85,6 +86,11 @@ _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 class Schedule:
     cron: str
     duration: timedelta
+
+
+@dataclass(frozen=True)
+class NodeHeadroom:
+    lead_time: timedelta  # placeholders from start - leadTime - this
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,7 @@ class CampaignSpec:
     traffic_multiplier: float = DEFAULT_TRAFFIC_MULTIPLIER
     targets: tuple[TargetSpec, ...] = ()
     dry_run: bool = False
+    node_headroom: NodeHeadroom | None = None
 
     @property
     def recurring(self) -> bool:
@@ -212,8 +219,14 @@ def parse_spec(raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None
     ramp_down = _mapping(spec.get("rampDown", {}), "spec.rampDown", ("duration", "steps"))
     ramp_down_duration = _duration(ramp_down, "duration", "spec.rampDown", DEFAULT_RAMP_DOWN_DURATION)
     start, end, schedule = _parse_window(spec, zone)
+    node_headroom = _parse_node_headroom(spec["nodeHeadroom"]) if "nodeHeadroom" in spec else None
     if schedule is not None:
-        _check_windows_do_not_overlap(schedule, zone, lead_time + schedule.duration + ramp_down_duration)
+        # Placeholders come before the lead time: they must not overlap the previous window either.
+        lifecycle = lead_time + schedule.duration + ramp_down_duration
+        terms = "leadTime + duration + rampDown.duration"
+        if node_headroom is not None:
+            lifecycle, terms = lifecycle + node_headroom.lead_time, f"nodeHeadroom.leadTime + {terms}"
+        _check_windows_do_not_overlap(schedule, zone, lifecycle, terms)
     targets = _parse_targets(spec.get("targets"), metrics_scope)
     if schedule is not None:
         _check_lookaheads(targets, schedule.duration)
@@ -232,7 +245,18 @@ def parse_spec(raw: Mapping[str, Any], metrics_scope: MetricsScope | None = None
         traffic_multiplier=_positive_number(spec, "trafficMultiplier", "spec", DEFAULT_TRAFFIC_MULTIPLIER),
         targets=targets,
         dry_run=_boolean(spec, "dryRun", "spec", False),
+        node_headroom=node_headroom,
     )
+
+
+def _parse_node_headroom(value: object) -> NodeHeadroom:
+    raw = _mapping(value, "spec.nodeHeadroom", ("leadTime",))
+    if "leadTime" not in raw:
+        raise SpecError("spec.nodeHeadroom.leadTime", "required (how long nodes take to come, e.g. 10m)")
+    lead_time = parse_duration(raw["leadTime"], "spec.nodeHeadroom.leadTime")
+    if lead_time <= timedelta(0):
+        raise SpecError("spec.nodeHeadroom.leadTime", f"must be > 0, got {raw['leadTime']!r}")
+    return NodeHeadroom(lead_time=lead_time)
 
 
 # -- generic field readers ---------------------------------------------------------------------------
@@ -357,8 +381,11 @@ def _parse_schedule(value: object, zone: ZoneInfo) -> Schedule:
     return Schedule(cron=cron, duration=duration)
 
 
-def _check_windows_do_not_overlap(schedule: Schedule, zone: ZoneInfo, lifecycle: timedelta) -> None:
-    """Reject a schedule whose windows' lifecycles (leadTime + duration + rampDown) would overlap.
+def _check_windows_do_not_overlap(
+    schedule: Schedule, zone: ZoneInfo, lifecycle: timedelta, terms: str
+) -> None:
+    """Reject a schedule whose windows' lifecycles (`terms`: [nodeHeadroom.leadTime +] leadTime + duration +
+    rampDown) would overlap.
 
     Looks at the gaps between the matches following a fixed instant: at least the first gap, then up to
     two years or 400 matches (a year of a daily schedule, so both daylight-saving changes are seen).
@@ -369,7 +396,7 @@ def _check_windows_do_not_overlap(schedule: Schedule, zone: ZoneInfo, lifecycle:
         if match - previous < lifecycle:
             raise SpecError(
                 "spec.schedule.duration",
-                f"windows overlap: leadTime + duration + rampDown.duration = {format_duration(lifecycle)} "
+                f"windows overlap: {terms} = {format_duration(lifecycle)} "
                 f"is longer than the {format_duration(match - previous)} between the windows opening at "
                 f"{iso_utc(previous)} and {iso_utc(match)}",
             )

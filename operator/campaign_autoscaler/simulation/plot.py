@@ -18,6 +18,8 @@ _POLICY_STYLES = {
     "campaign-autoscaler": {"color": "tab:green", "linewidth": 2.0},
     "campaign-autoscaler curve": {"color": "tab:blue", "linewidth": 2.0},
 }
+# This operator's other run (with or without node headroom), when nodes take time to come.
+_VARIANT_STYLE = {"color": "tab:olive", "linewidth": 1.5, "linestyle": "--"}
 
 
 class PlotUnavailableError(RuntimeError):
@@ -47,9 +49,15 @@ def write_plot(simulation: Simulation, path: str) -> None:
     setup = simulation.setup
     handles, labels = whole.get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=4, fontsize="small")
+    nodes = (
+        f"\nnew nodes Ready {format_duration(setup.node_startup)} after pods need them; the nodes hold the "
+        "baseline's pods at first"
+        if setup.node_startup is not None
+        else ""
+    )
     figure.suptitle(
         f"{setup.target_label}: demand vs Ready capacity ({simulation.floor.reason}, "
-        f"pods Ready {format_duration(setup.pod_startup)} after the scale-up)"
+        f"pods Ready {format_duration(setup.pod_startup)} after the scale-up{nodes})"
     )
     figure.savefig(path, format="png", dpi=100, metadata={"Software": None})
 
@@ -63,7 +71,8 @@ def _draw(axes: Any, simulation: Simulation, span: tuple[datetime, datetime] | N
     demand = [slot.demand_rps for slot in simulation.oracle.slots]
     axes.step(times, demand, where="post", color="black", linewidth=1.5, label="demand")
     for trace in simulation.traces:
-        style = _POLICY_STYLES.get(trace.policy, {})
+        variant = trace.policy.startswith("campaign-autoscaler ")
+        style = _VARIANT_STYLE if variant else _POLICY_STYLES.get(trace.policy, {})
         axes.step(times, _ready_rps(trace, capacity), where="post", label=f"Ready: {trace.policy}", **style)
     _mark_windows(axes, simulation)
     if span is not None:

@@ -10,21 +10,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from campaign_autoscaler.planning import (
     CampaignSpec,
     TargetSpec,
     Window,
+    compute_floor,
     effective_replicas,
     lifecycle_end,
     lifecycle_start,
 )
 from campaign_autoscaler.planning.curve import History
 from campaign_autoscaler.planning.decision import MetricMemory, MetricReading, TargetInputs, decide_target
+from campaign_autoscaler.planning.headroom import HeadroomTarget, headroom_start, plan_headroom
 
 TICK = timedelta(seconds=15)
 SIMULATED_EVENT = "simulated/campaign"  # the claim key of the one event a replay plays
+# What one pod requests, as the replay counts room: one pod slot.
+ONE_POD = {"pods": Decimal(1)}
 # Above this much relative float noise a ratio is not "exactly" an integer (4 x 2.5 / 2.5 must be 4, not 5).
 _RATIO_NOISE = 1e-9
 
@@ -61,10 +66,21 @@ class Policy(Protocol):
         """The new state and the replicas wanted from now on."""
         ...
 
+    def placeholders(self, seen: Observation, replicas: int) -> int:
+        """Node headroom's placeholder pods wanted beside `replicas` (they hold room on nodes only)."""
+        ...
+
+
+class NoPlaceholders:
+    """A policy that keeps no node headroom."""
+
+    def placeholders(self, seen: Observation, replicas: int) -> int:
+        return 0
+
 
 # --- 1. static baseline -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class StaticBaseline:
+class StaticBaseline(NoPlaceholders):
     """No autoscaling at all: the baseline replicas, whatever the traffic."""
 
     replicas: int
@@ -84,7 +100,7 @@ class HpaState:
 
 
 @dataclass(frozen=True)
-class ReactiveHpa:
+class ReactiveHpa(NoPlaceholders):
     """A HorizontalPodAutoscaler (autoscaling/v2) with the defaults documented by Kubernetes.
 
     From https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/ :
@@ -158,7 +174,7 @@ class CronState:
 
 
 @dataclass(frozen=True)
-class CronAtStart:
+class CronAtStart(NoPlaceholders):
     """The KEDA cron-scaler pattern: the floor from `start` to `end` of each window, no lead time.
 
     KEDA polls its triggers every 30 s (`pollingInterval`, default 30). Optimistic for this policy: the rate
@@ -226,6 +242,18 @@ class CampaignAutoscaler:
         )
         claims = {} if decision.wanted is None else {SIMULATED_EVENT: decision.wanted}
         return decision.memory, effective_replicas(self.baseline, claims)
+
+    def placeholders(self, seen: Observation, replicas: int) -> int:
+        """What the operator's pass keeps (`plan_headroom`) once it has asked for `replicas`."""
+        window = next(
+            (w for w in self.windows if (begin := headroom_start(self.spec, w)) and begin <= seen.at < w.end),
+            None,
+        )
+        if window is None:
+            return 0
+        floor = compute_floor(self.target, self.baseline, self.spec.traffic_multiplier, self.max_scale_factor)
+        target = HeadroomTarget("target", floor.replicas, max(replicas, seen.replicas), seen.ready, ONE_POD)
+        return sum(held.count for held in plan_headroom(self.spec, window, seen.at, [target]).sets)
 
     def _window_at(self, at: datetime) -> Window | None:
         for window in self.windows:

@@ -1,4 +1,5 @@
-"""Replay a traffic curve, 15 s at a time, against each policy; pods become Ready after a start-up delay."""
+"""Replay a traffic curve, 15 s at a time, against each policy; pods become Ready after a start-up delay, and
+with a node start-up time only once a node has room for them (`nodes.py`)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from campaign_autoscaler.planning import (
     TargetSpec,
     Window,
     compute_floor,
+    format_duration,
     lifecycle_end,
     lifecycle_start,
     windows_between,
 )
 from campaign_autoscaler.planning.curve import History
+from campaign_autoscaler.planning.spec import NodeHeadroom
 
+from .nodes import NodeRoom
 from .policies import (
     TICK,
     CampaignAutoscaler,
@@ -48,11 +52,17 @@ class PodPool:
     def ready(self, now: datetime) -> int:
         return bisect.bisect_right(self.ready_at, now)
 
-    def scaled(self, replicas: int, now: datetime, startup: timedelta) -> PodPool:
-        """Add pods Ready after `startup`, or remove pods as a ReplicaSet does: not Ready, newest first."""
-        if replicas >= self.replicas:
-            return PodPool(self.ready_at + (now + startup,) * (replicas - self.replicas))
-        return PodPool(self.ready_at[:replicas])
+    def scaled(
+        self, replicas: int, now: datetime, startup: timedelta, room: tuple[datetime, ...] | None = None
+    ) -> PodPool:
+        """Add pods Ready after `startup` (and after their slot in `room` is, pod i taking slot i), or remove
+        pods as a ReplicaSet does: not Ready, newest first."""
+        if replicas < self.replicas:
+            return PodPool(self.ready_at[:replicas])
+        added = range(self.replicas, replicas)
+        if room is None:
+            return PodPool(self.ready_at + tuple(now + startup for _ in added))
+        return PodPool(tuple(sorted(self.ready_at + tuple(max(now, room[i]) + startup for i in added))))
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class Slot:
     needed: int  # pods an oracle has Ready
     replicas: int  # pods running or starting (they all cost)
     ready: int
+    placeholders: int = 0  # node headroom's placeholder pods (they cost too)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class SimulationSetup:
     # The last campaign's traffic, moved into this curve's time (its minutes `offset` later): with it the
     # replay adds this operator following that curve (metric.forecast.mode curve).
     history: TrafficCurve | None = None
+    node_startup: timedelta | None = None  # None: the nodes always have room
 
 
 @dataclass(frozen=True)
@@ -131,9 +143,28 @@ def replay_history(history: TrafficCurve) -> History:
 
 
 def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ...]) -> tuple[Policy, ...]:
-    curve: tuple[Policy, ...] = ()
+    """The policies compared: static, a reactive HPA, cron at the start and this operator; with a node
+    start-up time, this operator both with and without node headroom (the spec's own nodeHeadroom, or one as
+    long as the node start-up); with a history, this operator following the last campaign's curve too."""
+    ours: tuple[CampaignAutoscaler, ...] = (
+        CampaignAutoscaler(
+            spec=setup.spec,
+            windows=windows,
+            baseline=setup.baseline,
+            target=setup.target,
+            max_scale_factor=setup.max_scale_factor,
+        ),
+    )
+    if setup.node_startup is not None:
+        if setup.spec.node_headroom is None:
+            headroom = NodeHeadroom(setup.node_startup)
+            name = f"campaign-autoscaler + nodeHeadroom {format_duration(setup.node_startup)}"
+            ours += (replace(ours[0], spec=replace(setup.spec, node_headroom=headroom), name=name),)
+        else:
+            spec = replace(setup.spec, node_headroom=None)
+            ours += (replace(ours[0], spec=spec, name="campaign-autoscaler without nodeHeadroom"),)
     if setup.history is not None:
-        curve = (
+        ours += (
             CampaignAutoscaler(
                 spec=setup.spec,
                 windows=windows,
@@ -152,24 +183,17 @@ def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ..
             max_replicas=max(setup.baseline, floor.max_replicas),
         ),
         CronAtStart(windows=windows, baseline=setup.baseline, floor=floor.replicas),
-        CampaignAutoscaler(
-            spec=setup.spec,
-            windows=windows,
-            baseline=setup.baseline,
-            target=setup.target,
-            max_scale_factor=setup.max_scale_factor,
-        ),
-        *curve,
+        *ours,
     )
 
 
 def simulate(setup: SimulationSetup, curve: TrafficCurve) -> Simulation:
-    """Replay `curve` against the policies (four, five with a history); every policy starts at the
-    baseline, all pods Ready."""
+    """Replay `curve` against the policies (see `policies_for`); every policy starts at the baseline, all pods
+    Ready."""
     floor = compute_floor(setup.target, setup.baseline, setup.spec.traffic_multiplier, setup.max_scale_factor)
     windows = campaign_windows(setup.spec, curve.start, curve.end)
     traces = tuple(
-        replay(policy, curve, setup.capacity_per_pod, setup.baseline, setup.pod_startup)
+        replay(policy, curve, setup.capacity_per_pod, setup.baseline, setup.pod_startup, setup.node_startup)
         for policy in policies_for(setup, floor, windows)
     )
     return Simulation(
@@ -183,18 +207,28 @@ def simulate(setup: SimulationSetup, curve: TrafficCurve) -> Simulation:
 
 
 def replay(
-    policy: Policy, curve: TrafficCurve, capacity_per_pod: float, initial_replicas: int, startup: timedelta
+    policy: Policy,
+    curve: TrafficCurve,
+    capacity_per_pod: float,
+    initial_replicas: int,
+    startup: timedelta,
+    node_startup: timedelta | None = None,
 ) -> Trace:
-    """Ask `policy` every TICK, scale the pool to its answer, record what was Ready."""
+    """Ask `policy` every TICK, scale the pool to its answer (and its placeholders, which only take room on
+    nodes), record what was Ready. With `node_startup`, the nodes start with room for `initial_replicas`."""
     pool = PodPool((curve.start,) * initial_replicas)
+    room = NodeRoom.of(initial_replicas, curve.start) if node_startup is not None else None
     state = policy.initial_state()
     slots: list[Slot] = []
     for at, demand_rps in _ticks(curve):
         seen = Observation(at=at, demand_rps=demand_rps, replicas=pool.replicas, ready=pool.ready(at))
         state, wanted = policy.decide(state, seen)
-        pool = pool.scaled(wanted, at, startup)
+        placeholders = policy.placeholders(seen, wanted)
+        if room is not None and node_startup is not None:
+            room = room.fit(wanted + placeholders, at, node_startup)
+        pool = pool.scaled(wanted, at, startup, room.ready_at if room is not None else None)
         needed = pods_needed(demand_rps, capacity_per_pod)
-        slots.append(Slot(at, demand_rps, needed, replicas=pool.replicas, ready=pool.ready(at)))
+        slots.append(Slot(at, demand_rps, needed, pool.replicas, pool.ready(at), placeholders))
     return Trace(policy=policy.name, slots=tuple(slots))
 
 

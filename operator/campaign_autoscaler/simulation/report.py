@@ -27,14 +27,16 @@ class PolicySummary:
     under_provisioned_minutes: Fraction  # time with fewer Ready pods than the demand needs
     missing_pod_minutes: Fraction  # the capacity missing over that time, in pod-minutes
     worst_shortfall_pods: int
-    pod_hours: Fraction  # every pod asked for, Ready or starting
+    pod_hours: Fraction  # every pod asked for, Ready or starting, node headroom's placeholders included
     cost_vs_oracle: Fraction | None  # pod_hours / the oracle's; None when the oracle needs no pod at all
     replica_changes: int = 0  # how often the replicas asked for changed: the writes a policy makes
+    placeholder_hours: Fraction = Fraction(0)  # the placeholders' share of pod_hours
 
 
 def summarize(trace: Trace, oracle: Trace) -> PolicySummary:
     short_slots = [slot.needed - slot.ready for slot in trace.slots if slot.ready < slot.needed]
-    pod_ticks = sum(slot.replicas for slot in trace.slots)
+    placeholder_ticks = sum(slot.placeholders for slot in trace.slots)
+    pod_ticks = sum(slot.replicas for slot in trace.slots) + placeholder_ticks
     oracle_pod_ticks = sum(slot.replicas for slot in oracle.slots)
     return PolicySummary(
         policy=trace.policy,
@@ -46,6 +48,7 @@ def summarize(trace: Trace, oracle: Trace) -> PolicySummary:
         replica_changes=sum(
             1 for before, after in itertools.pairwise(trace.slots) if before.replicas != after.replicas
         ),
+        placeholder_hours=Fraction(placeholder_ticks, _TICKS_PER_HOUR),
     )
 
 
@@ -67,6 +70,11 @@ def render_table(simulation: Simulation, console: Console) -> None:
         f"Capacity {setup.capacity_per_pod:g} rps per pod, pods Ready {format_duration(setup.pod_startup)} "
         f"after they are asked for, lead time {format_duration(setup.spec.lead_time)}"
     )
+    if setup.node_startup is not None:
+        console.print(
+            f"Nodes: room for the baseline's pods at first; a new node is Ready "
+            f"{format_duration(setup.node_startup)} after pods need it (placeholders included)"
+        )
     for window in simulation.windows:
         console.print(f"Window: {local_time(window.start, zone)} -> {local_time(window.end, zone)}")
     table = Table(title="Replay, 15 s resolution")
@@ -78,6 +86,9 @@ def render_table(simulation: Simulation, console: Console) -> None:
         "Pod-hours",
     ):
         table.add_column(header, justify="left" if header == "Policy" else "right")
+    headroom = any(summary.placeholder_hours for summary in summaries(simulation))
+    if headroom:
+        table.add_column("of them placeholders", justify="right")
     table.add_column("Cost vs oracle", justify="right")
     table.add_column("Replica changes", justify="right")
     for summary in summaries(simulation):
@@ -87,6 +98,7 @@ def render_table(simulation: Simulation, console: Console) -> None:
             minutes_text(summary.missing_pod_minutes),
             str(summary.worst_shortfall_pods),
             _decimal(summary.pod_hours, 1),
+            *([_decimal(summary.placeholder_hours, 1)] if headroom else []),
             "n/a" if summary.cost_vs_oracle is None else f"{_decimal(summary.cost_vs_oracle, 2)}x",
             str(summary.replica_changes),
         )
@@ -107,6 +119,7 @@ def to_json(simulation: Simulation) -> dict[str, Any]:
         "traffic": {"source": curve.source, "start": iso_utc(curve.start), "minutes": len(curve.rps)},
         "capacityPerPod": setup.capacity_per_pod,
         "podStartup": format_duration(setup.pod_startup),
+        "nodeStartup": format_duration(setup.node_startup) if setup.node_startup is not None else None,
         "windows": [{"start": iso_utc(w.start), "end": iso_utc(w.end)} for w in simulation.windows],
         "policies": [
             {
@@ -115,6 +128,7 @@ def to_json(simulation: Simulation) -> dict[str, Any]:
                 "missingPodMinutes": float(summary.missing_pod_minutes),
                 "worstShortfallPods": summary.worst_shortfall_pods,
                 "podHours": round(float(summary.pod_hours), 4),
+                "placeholderPodHours": round(float(summary.placeholder_hours), 4),
                 "costVsOracle": None
                 if summary.cost_vs_oracle is None
                 else round(float(summary.cost_vs_oracle), 4),
