@@ -66,6 +66,8 @@ WORKLOAD_GRANTS = frozenset(
     + [("apps", "deployments", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("autoscaling", "horizontalpodautoscalers", None, verb) for verb in ("get", "list", "watch", "patch")]
     + [("", "events", None, verb) for verb in ("create", "patch")]
+    # Why capacity is missing: the Pods of claimed targets, from a watch; never a GET, never a write.
+    + [("", "pods", None, verb) for verb in ("list", "watch")]
 )
 CRD_OBSERVER_GRANTS = frozenset(
     ("apiextensions.k8s.io", "customresourcedefinitions", None, verb) for verb in ("list", "watch")

@@ -113,6 +113,11 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "patch"]
+# Pods of claimed targets, read from one watch per namespace with a claim, to say why capacity is missing
+# (Unschedulable, ImagePullBackOff, CrashLoopBackOff): never a GET, and nothing written.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 # Events on CampaignEvents and targets (core v1; never events.k8s.io): created, and patched to count a
 # repeat on the Event it repeats (count, message, lastTimestamp), as Kubernetes' event recorder does.
 - apiGroups: [""]

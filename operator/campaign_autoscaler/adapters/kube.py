@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
+from campaign_autoscaler.planning.capacity import CreationFailure
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
     CAMPAIGN_ANNOTATIONS,
@@ -90,6 +91,7 @@ class DeploymentView:
     # what a write tests before it changes anything.
     campaign_texts: Mapping[str, str | None] = field(default_factory=dict)
     has_annotations: bool = True
+    creation_failure: CreationFailure | None = None  # Pods its ReplicaSet could not create (e.g. quota)
 
     @property
     def ref(self) -> str:
@@ -143,7 +145,16 @@ def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
         annotation_error=problem,
         campaign_texts={key: annotations.get(key) for key in CAMPAIGN_ANNOTATIONS},
         has_annotations=has_annotations,
+        creation_failure=creation_failure(status),
     )
+
+
+def creation_failure(status: Mapping[str, Any]) -> CreationFailure | None:
+    """The `ReplicaFailure` condition the Deployment controller copies from its new ReplicaSet, if set."""
+    for item in status.get("conditions") or ():
+        if item.get("type") == "ReplicaFailure" and item.get("status") == "True":
+            return CreationFailure(str(item.get("reason") or ""), str(item.get("message") or ""))
+    return None
 
 
 def hpa_view(body: Mapping[str, Any]) -> HpaView:

@@ -29,6 +29,7 @@ from campaign_autoscaler.planning import (
     resolve_targets,
     resolve_window,
 )
+from campaign_autoscaler.planning.capacity import PodState, judge_capacity
 from campaign_autoscaler.planning.decision import (
     MetricMemory,
     MetricReading,
@@ -39,7 +40,13 @@ from campaign_autoscaler.planning.decision import (
 )
 
 from .context import EventContext, TargetReport, iso, log
-from .events import announce_changes, announce_metrics, record_phase, warn_about_capacity
+from .events import (
+    announce_changes,
+    announce_metrics,
+    record_phase,
+    warn_about_capacity,
+    warn_about_unready,
+)
 from .runtime import EventMemory, ForecastResult, OperatorStoppingError, Runtime
 from .status import invalid_status, previous_entry, valid_status
 from .summary import record_window
@@ -61,6 +68,8 @@ class EventWorld:
     snapshot: NamespaceSnapshot  # the namespace's Deployments and HPAs as the watches last saw them
     deleting: bool = False
     samples: Mapping[Probe, MetricSample] = field(default_factory=dict)  # what the samplers hold
+    # The not-Ready Pods of each Deployment as the Pod watch last saw them (None: not watched or not listed).
+    pods: Mapping[str, tuple[PodState, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +261,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     reports = [
         report
         for target, name in targets
-        if (report := _decide_and_write(ctx, spec, window, target, name, snapshot, dry_run)) is not None
+        if (report := _decide_and_write(ctx, spec, window, target, name, world, dry_run)) is not None
     ]
     memory.metrics = {r.outcome.deployment.name: r.metric for r in reports if r.metric is not None}
     # Every target is scaled before any Event is posted: Events must not delay the next target's write.
@@ -262,10 +271,14 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     status = valid_status(ctx, spec, window, phase, upcoming, reports, world.old_status)
     record_window(ctx, spec, window, phase, reports, status, world.old_status)
     warn_about_capacity(ctx, spec, phase, reports, status["targets"])
+    warn_about_unready(ctx, reports, world.old_status)
     record_phase(ctx, phase)
     memory.reconciled_generation = ctx.generation
     runtime.telemetry.observe_event(
         ctx.namespace, ctx.name, str(phase), status["targets"], spec.lead_time.total_seconds()
+    )
+    runtime.telemetry.observe_unready(
+        ctx.namespace, ctx.name, {r.outcome.deployment.name: r.capacity.unready for r in reports}
     )
     capacity = next(c for c in status["conditions"] if c["type"] == "CapacityReady")
     return PassResult(status, upcoming, capacity["status"] == "False")
@@ -277,9 +290,10 @@ def _decide_and_write(
     window: Window,
     target: TargetSpec,
     deployment_name: str,
-    snapshot: NamespaceSnapshot,
+    world: EventWorld,
     dry_run: bool,
 ) -> TargetReport | None:
+    snapshot = world.snapshot
     view = snapshot.deployment(deployment_name)
     if view is None:
         return None
@@ -314,7 +328,14 @@ def _decide_and_write(
         return None
     if outcome.released:
         ctx.memory.touched.discard(deployment_name)
-    return TargetReport(outcome, decision, forecast, metric_before, target)
+    deployment = outcome.deployment
+    capacity = judge_capacity(
+        decision.wanted if decision.wanted is not None else outcome.baseline.replicas,
+        deployment.ready_replicas,
+        world.pods.get(deployment_name, ()) if world.pods is not None else None,
+        deployment.creation_failure,
+    )
+    return TargetReport(outcome, decision, forecast, metric_before, target, capacity)
 
 
 def _release_dropped(
