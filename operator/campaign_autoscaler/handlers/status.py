@@ -84,9 +84,10 @@ def target_status(
         "desiredReplicas": report.wanted if report.wanted is not None else outcome.baseline.replicas,
         "readyReplicas": outcome.deployment.ready_replicas,
         "pendingReplicas": report.capacity.pending,
-        "notReadyReason": str(report.capacity.reason or ""),
         "reason": report.decision.reason,
     }
+    if report.capacity.reason is not None:  # absent when nothing is pending: the API server refuses ""
+        entry["notReadyReason"] = str(report.capacity.reason)
     if report.forecast is not None and report.forecast.replicas is not None:
         entry["forecastReplicas"] = report.forecast.replicas
         if report.forecast.peak is not None:
