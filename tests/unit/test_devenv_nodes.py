@@ -9,6 +9,7 @@ from typing import Any
 from campaign_autoscaler.devenv.nodes import NodeShape, node_manifest
 from campaign_autoscaler.devenv.podsim import awaits_kubelet_deletion, needs_readiness
 from campaign_autoscaler.devenv.provisioner import (
+    free_room,
     is_unschedulable,
     nodes_needed,
     occupies_node,
@@ -81,3 +82,22 @@ def test_a_deleted_pod_on_a_node_waits_for_its_kubelet() -> None:
     unbound = pod()
     unbound["metadata"]["deletionTimestamp"] = "2026-09-09T00:00:00Z"
     assert not awaits_kubelet_deletion(unbound)
+
+
+def test_room_left_on_the_nodes_there_are_is_used_before_new_ones() -> None:
+    node = {
+        "metadata": {"name": "node-1"},
+        "spec": {},
+        "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "3"}},
+    }
+    tainted = {
+        **node,
+        "metadata": {"name": "node-2"},
+        "spec": {"taints": [{"key": "x", "effect": "NoSchedule"}]},
+    }
+    free = free_room([node, tainted], [pod("1500m", node="node-1")])
+    assert free == [
+        {"cpu": Decimal("0.5"), "memory": Decimal(4 * 1024**3 - 256 * 1024**2), "pods": Decimal(2)}
+    ]
+    assert nodes_needed([pod_requests(pod("500m"))], SHAPE, free) == 0  # fits beside the bound Pod
+    assert nodes_needed([pod_requests(pod("1000m"))], SHAPE, free) == 1

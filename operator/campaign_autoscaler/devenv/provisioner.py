@@ -69,18 +69,40 @@ def fits(request: Resources, room: Resources) -> bool:
     return all(request[resource] <= room[resource] for resource in RESOURCES)
 
 
-def nodes_needed(requests: list[Resources], shape: NodeShape) -> int:
-    """How many empty Nodes of `shape` the requests take, packed first fit, largest first (each must fit
-    one empty Node on its own)."""
-    rooms: list[Resources] = []
+def nodes_needed(requests: list[Resources], shape: NodeShape, free: list[Resources] | None = None) -> int:
+    """How many new Nodes of `shape` the requests take beyond the room `free` on the Nodes there are (the
+    scheduler may not have tried a Pod again on a Node that just came), packed first fit, largest first
+    (each must fit an empty Node on its own)."""
+    rooms = [dict(room) for room in free or ()]
+    added = 0
     for request in sorted(requests, key=lambda r: (r["cpu"], r["memory"]), reverse=True):
         room = next((room for room in rooms if fits(request, room)), None)
         if room is None:
             room = shape_resources(shape)
             rooms.append(room)
+            added += 1
         for resource in RESOURCES:
             room[resource] -= request[resource]
-    return len(rooms)
+    return added
+
+
+def free_room(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[Resources]:
+    """What is left on each Node the scheduler may use (no NoSchedule taint) after the Pods bound to it."""
+    used: dict[str, list[Resources]] = {}
+    for pod in pods:
+        if (node := occupies_node(pod)) is not None:
+            used.setdefault(node, []).append(pod_requests(pod))
+    rooms = []
+    for node in nodes:
+        if any(taint.get("effect") == "NoSchedule" for taint in (node.get("spec") or {}).get("taints") or ()):
+            continue
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        room = {resource: parse_quantity(allocatable.get(resource, "0")) for resource in RESOURCES}
+        for request in used.get(node["metadata"]["name"], ()):
+            for resource in RESOURCES:
+                room[resource] -= request[resource]
+        rooms.append(room)
+    return rooms
 
 
 def is_unschedulable(pod: dict[str, Any]) -> bool:
@@ -162,14 +184,15 @@ class NodeProvisioner:
 
     def _scan(self, now: float) -> None:
         self._register_due(now)
-        nodes = [
+        nodes = self._list("nodes")
+        provisioned = [
             node["metadata"]["name"]
-            for node in self._list("nodes")
+            for node in nodes
             if (node["metadata"].get("labels") or {}).get(NODE_GROUP_LABEL) == PROVISIONED_GROUP
         ]
         pods = self._list("pods")
-        self._scale_up(now, pods, len(nodes))
-        self._scale_down(now, pods, nodes)
+        self._scale_up(now, pods, free_room(nodes, pods), len(provisioned))
+        self._scale_down(now, pods, provisioned)
 
     def _register_due(self, now: float) -> None:
         due = sorted(at for at in self._on_the_way if at <= now)
@@ -184,7 +207,9 @@ class NodeProvisioner:
             # cannot be placed a while after that.
             self._waiting_since.clear()
 
-    def _scale_up(self, now: float, pods: list[dict[str, Any]], provisioned: int) -> None:
+    def _scale_up(
+        self, now: float, pods: list[dict[str, Any]], free: list[Resources], provisioned: int
+    ) -> None:
         room = shape_resources(self.config.shape)
         waiting = {pod["metadata"]["uid"]: pod for pod in pods if is_unschedulable(pod)}
         self._waiting_since = {uid: self._waiting_since.get(uid, now) for uid in waiting}
@@ -196,7 +221,7 @@ class NodeProvisioner:
         ]
         if not asking:
             return
-        wanted = nodes_needed(asking, self.config.shape) - len(self._on_the_way)
+        wanted = nodes_needed(asking, self.config.shape, free) - len(self._on_the_way)
         allowed = self.config.max_nodes - len(self._on_the_way) - provisioned
         for _ in range(max(0, min(wanted, allowed))):
             self._on_the_way.append(now + self.config.provisioning_delay)
