@@ -12,20 +12,18 @@ Pod's `pod-template-hash`), so no ReplicaSet needs to be read.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
 
 from campaign_autoscaler.adapters.informer import (
     BACKOFF_SECONDS,
-    PAGE_SIZE,
-    WATCH_SECONDS,
     ExpiredError,
     WatchError,
-    _lines,
+    list_pages,
+    watch_events,
 )
 from campaign_autoscaler.planning.capacity import PodState
 
@@ -161,23 +159,13 @@ class PodCache:
 
     async def _list(self, namespace: str) -> str:
         pods: DeploymentPods = {}
-        params = {"limit": str(PAGE_SIZE)}
-        while True:
+        async for page in list_pages(self._session, self._url(namespace), self._headers, "Pods"):
             self.lists += 1
-            async with self._session.get(
-                self._url(namespace), params=params, headers=self._headers()
-            ) as answer:
-                if answer.status != 200:
-                    raise WatchError(f"LIST Pods: HTTP {answer.status} {await answer.text()}")
-                page = await answer.json()
             for item in page.get("items") or ():
                 self._keep(pods, item)
-            metadata = page.get("metadata") or {}
-            if not metadata.get("continue"):
-                self._pods[namespace] = pods
-                self._listed.add(namespace)
-                return str(metadata.get("resourceVersion", ""))
-            params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"]}
+        self._pods[namespace] = pods
+        self._listed.add(namespace)
+        return str((page.get("metadata") or {}).get("resourceVersion", ""))
 
     @staticmethod
     def _keep(pods: DeploymentPods, item: Mapping[str, Any]) -> None:
@@ -192,33 +180,15 @@ class PodCache:
         else:
             pods.setdefault(deployment, {})[name] = state
 
-    async def _watch(self, namespace: str, version: str) -> Any:
-        params = {
-            "watch": "true",
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-        }
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
-        async with self._session.get(
-            self._url(namespace), params=params, headers=self._headers(), timeout=timeout
-        ) as response:
-            if response.status == 410:
-                raise ExpiredError()
-            if response.status != 200:
-                raise WatchError(f"WATCH Pods: HTTP {response.status} {await response.text()}")
-            async for line in _lines(response.content):
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise ExpiredError()
-                    raise WatchError(f"WATCH Pods: {obj.get('message') or obj}")
-                pods = self._pods.setdefault(namespace, {})
-                if kind == "DELETED":
-                    deployment = owning_deployment(obj)
-                    if deployment is not None:
-                        pods.get(deployment, {}).pop(str((obj.get("metadata") or {}).get("name", "")), None)
-                elif kind in ("ADDED", "MODIFIED"):
-                    self._keep(pods, obj)
-                yield str((obj.get("metadata") or {}).get("resourceVersion") or version)
+    async def _watch(self, namespace: str, version: str) -> AsyncIterator[str]:
+        """Apply every change from `version` on; yields the version after each one, until the server ends."""
+        url = self._url(namespace)
+        async for kind, obj in watch_events(self._session, url, version, self._headers, "Pods"):
+            pods = self._pods.setdefault(namespace, {})
+            if kind == "DELETED":
+                deployment = owning_deployment(obj)
+                if deployment is not None:
+                    pods.get(deployment, {}).pop(str((obj.get("metadata") or {}).get("name", "")), None)
+            elif kind in ("ADDED", "MODIFIED"):
+                self._keep(pods, obj)
+            yield str((obj.get("metadata") or {}).get("resourceVersion") or version)
