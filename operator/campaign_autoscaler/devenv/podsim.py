@@ -308,8 +308,8 @@ class PodReadinessSimulator:
             self._core().delete_namespaced_pod(
                 name,
                 namespace,
-                grace_period_seconds=0,
-                body={"preconditions": {"uid": uid}},
+                # In the body, with the uid: a body's options replace the query's gracePeriodSeconds.
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
                 _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
         except kubernetes.client.ApiException as error:

@@ -7,8 +7,8 @@ on an empty Node of the configured shape, asks for room: the Pods waiting are pa
 first) onto as many new Nodes as they need, less those already on their way, and each new Node is registered
 `provisioning_delay` seconds later (what a cloud takes to boot one: 45 s to 4 minutes in practice). A Pod
 that would not fit even on an empty Node never asks for one, as with the real autoscaler. A Node it added
-that has no Pod for `empty_after` seconds is tainted `NoSchedule`, and deleted on the next scan if it is
-still empty (untainted if a Pod landed on it meanwhile).
+that has no Pod for `empty_after` seconds while no Pod waits for room is tainted `NoSchedule`, and deleted on
+the next scan if it is still empty (untainted if a Pod landed on it meanwhile).
 """
 
 from __future__ import annotations
@@ -191,8 +191,9 @@ class NodeProvisioner:
             if (node["metadata"].get("labels") or {}).get(NODE_GROUP_LABEL) == PROVISIONED_GROUP
         ]
         pods = self._list("pods")
-        self._scale_up(now, pods, free_room(nodes, pods), len(provisioned))
-        self._scale_down(now, pods, provisioned)
+        waiting_for_room = self._scale_up(now, pods, free_room(nodes, pods), len(provisioned))
+        if not waiting_for_room:  # a Node that just came is empty only until the scheduler tries it
+            self._scale_down(now, pods, provisioned)
 
     def _register_due(self, now: float) -> None:
         due = sorted(at for at in self._on_the_way if at <= now)
@@ -209,18 +210,22 @@ class NodeProvisioner:
 
     def _scale_up(
         self, now: float, pods: list[dict[str, Any]], free: list[Resources], provisioned: int
-    ) -> None:
+    ) -> bool:
+        """Decide the Nodes to add; True when Pods that a Node of the shape would take are waiting."""
         room = shape_resources(self.config.shape)
-        waiting = {pod["metadata"]["uid"]: pod for pod in pods if is_unschedulable(pod)}
+        waiting = {
+            pod["metadata"]["uid"]: request
+            for pod in pods
+            if is_unschedulable(pod) and fits(request := pod_requests(pod), room)
+        }
         self._waiting_since = {uid: self._waiting_since.get(uid, now) for uid in waiting}
         asking = [
             request
-            for uid, pod in waiting.items()
+            for uid, request in waiting.items()
             if now - self._waiting_since[uid] >= self.config.unschedulable_after
-            and fits(request := pod_requests(pod), room)
         ]
         if not asking:
-            return
+            return bool(waiting)
         wanted = nodes_needed(asking, self.config.shape, free) - len(self._on_the_way)
         allowed = self.config.max_nodes - len(self._on_the_way) - provisioned
         for _ in range(max(0, min(wanted, allowed))):
@@ -230,6 +235,7 @@ class NodeProvisioner:
                 len(asking),
                 self.config.provisioning_delay,
             )
+        return True
 
     def _scale_down(self, now: float, pods: list[dict[str, Any]], nodes: list[str]) -> None:
         occupied = {node for pod in pods if (node := occupies_node(pod))}
