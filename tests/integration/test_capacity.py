@@ -122,20 +122,25 @@ def unready_series(operator: OperatorProcess, namespace: str) -> dict[str, float
     return found
 
 
+def held_back(cluster: Cluster, cpu: str, reason: str) -> dict[str, Any]:
+    """Deployment web, 2 Pods of `cpu` each, Ready; then an event whose window opens at once raises it to
+    its floor of 2 x 2.5 = 5. Returns CapacityReady once its reason is `reason`."""
+    cluster.apps.create_namespaced_deployment(cluster.namespace, requesting("web", 2, cpu))
+    wait_until(lambda: cluster.ready("web") == 2, timeout=30, message="the baseline Ready")
+    cluster.create_event("sale", active_soon([{"name": "web"}]))
+    wait_until(
+        lambda: capacity(cluster).get("reason") == reason,
+        timeout=45,
+        message=f"CapacityReady=False/{reason}",
+    )
+    return capacity(cluster)
+
+
 def test_too_few_nodes_read_as_unschedulable_with_the_schedulers_message(
     cluster: Cluster, operator: OperatorProcess
 ) -> None:
-    # 1.5 CPU a Pod on Nodes of 2 CPU: one Pod a Node, three in all; the floor is 2 x 2.5 = 5.
-    cluster.apps.create_namespaced_deployment(cluster.namespace, requesting("web", 2, "1500m"))
-    wait_until(lambda: cluster.ready("web") == 2, timeout=30, message="the baseline Ready")
-    cluster.create_event("sale", active_soon([{"name": "web"}]))
-
-    wait_until(
-        lambda: capacity(cluster).get("reason") == "Unschedulable",
-        timeout=45,
-        message="CapacityReady=False/Unschedulable",
-    )
-    condition = capacity(cluster)
+    # 1.5 CPU a Pod on Nodes of 2 CPU: one Pod a Node, three in all.
+    condition = held_back(cluster, "1500m", "Unschedulable")
     assert condition["status"] == "False"
     assert condition["message"] == f"web: 3/5 Ready; 2 unschedulable: {SCHEDULER_MESSAGE}"
     entry = target_entry(cluster)
@@ -165,16 +170,7 @@ def test_a_quota_that_refuses_the_floor_reads_as_quota_exceeded(
         timeout=30,
         message="the quota's usage computed",
     )
-    cluster.apps.create_namespaced_deployment(cluster.namespace, requesting("web", 2, "100m"))
-    wait_until(lambda: cluster.ready("web") == 2, timeout=30, message="the baseline Ready")
-    cluster.create_event("sale", active_soon([{"name": "web"}]))
-
-    wait_until(
-        lambda: capacity(cluster).get("reason") == "QuotaExceeded",
-        timeout=45,
-        message="CapacityReady=False/QuotaExceeded",
-    )
-    condition = capacity(cluster)
+    condition = held_back(cluster, "100m", "QuotaExceeded")
     assert condition["status"] == "False"
     assert condition["message"].startswith("web: 3/5 Ready; 2 not created: pods ")
     assert "exceeded quota: floor-quota" in condition["message"]

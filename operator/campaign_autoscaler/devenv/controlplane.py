@@ -495,14 +495,16 @@ class ControlPlane:
             "--v=1",
         ]
 
-    def _scheduler_argv(self, healthz_port: int) -> list[str]:
+    def _client_component_flags(self, healthz_port: int) -> list[str]:
+        """What the controller manager and the scheduler both take: the admin kubeconfig, no leader election,
+        a client limit that does not pace a big scale, and a loopback-only health endpoint."""
         return [
-            self._binary("kube-scheduler"),
             f"--kubeconfig={self.kubeconfig_path}",
             "--leader-elect=false",
-            # As for the controller manager: the default 50 requests/s would pace the binding of a big scale.
+            # The default client limits (20 and 50 requests/s) make a scale to a few hundred Pods take ~20 s.
             "--kube-api-qps=200",
             "--kube-api-burst=400",
+            # The secure port would need its own delegated authn round trips.
             "--address=127.0.0.1",
             f"--port={healthz_port}",
             "--secure-port=0",
@@ -510,20 +512,13 @@ class ControlPlane:
             "--v=1",
         ]
 
+    def _scheduler_argv(self, healthz_port: int) -> list[str]:
+        return [self._binary("kube-scheduler"), *self._client_component_flags(healthz_port)]
+
     def _controller_manager_argv(self, healthz_port: int) -> list[str]:
         return [
             self._binary("kube-controller-manager"),
-            f"--kubeconfig={self.kubeconfig_path}",
             f"--controllers={','.join(CONTROLLERS)}",
-            "--leader-elect=false",
             "--horizontal-pod-autoscaler-sync-period=1s",
-            # The default client limit (20 requests/s) makes a scale to a few hundred Pods take ~20 s.
-            "--kube-api-qps=200",
-            "--kube-api-burst=400",
-            # Loopback-only health endpoint; the secure port would need its own delegated authn round trips.
-            "--address=127.0.0.1",
-            f"--port={healthz_port}",
-            "--secure-port=0",
-            "--profiling=false",
-            "--v=1",
+            *self._client_component_flags(healthz_port),
         ]
