@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Provision the local Kubernetes control plane used by the integration tests and the demo:
-# etcd, kube-apiserver and kube-controller-manager (v1.20.2), built from Debian bookworm's source package.
+# etcd, kube-apiserver, kube-controller-manager and kube-scheduler (v1.20.2), built from Debian bookworm's
+# source package.
 #
 # The result is cached outside the repository (default ~/.cache/campaign-autoscaler/testenv) and reused;
-# a second run is a no-op. Point $CAMPAIGN_TESTENV_ASSETS at a folder holding the three binaries (for
-# example controller-runtime's envtest assets) to skip the build entirely.
+# a second run is a no-op. A cache made before kube-scheduler was part of it keeps its three binaries: only
+# the scheduler is built and added beside them (one file, moved in whole). Point $CAMPAIGN_TESTENV_ASSETS at a
+# folder holding the four binaries to skip the build entirely.
 set -euo pipefail
 
 CACHE_ROOT="${CAMPAIGN_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/campaign-autoscaler/testenv}"
 K8S_VERSION="1.20.2"
 ASSETS="$CACHE_ROOT/k8s-$K8S_VERSION"
-BINARIES=(etcd kube-apiserver kube-controller-manager)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+# What a cache made before the scheduler joined holds; such a cache is completed, never rebuilt.
+CORE_BINARIES=(etcd kube-apiserver kube-controller-manager)
 
 # One line per stage on stderr, with the time since the script started (stdout carries only the result).
 SECONDS=0
@@ -19,6 +23,11 @@ log() { printf '[testenv %2dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$
 have_assets() {
   local dir=$1 bin
   for bin in "${BINARIES[@]}"; do [ -x "$dir/$bin" ] || return 1; done
+}
+
+have_core_assets() {
+  local dir=$1 bin
+  for bin in "${CORE_BINARIES[@]}"; do [ -x "$dir/$bin" ] || return 1; done
 }
 
 if [ -n "${CAMPAIGN_TESTENV_ASSETS:-}" ]; then
@@ -66,11 +75,18 @@ enable_deb_src() {
   fi
 }
 
-log "First run: building the control plane once (about 10 minutes on 2 cores; cached in $CACHE_ROOT)."
-log "Stage 1/5: adding deb-src entries derived from the apt sources, then apt-get update..."
+# Only the scheduler is missing: keep the cached binaries (other checkouts use them meanwhile) and add it.
+ONLY_SCHEDULER=""
+if have_core_assets "$ASSETS"; then
+  ONLY_SCHEDULER=1
+  log "Adding kube-scheduler to the cached control plane in $ASSETS (the other binaries stay as they are)."
+else
+  log "First run: building the control plane once (about 10 minutes on 2 cores; cached in $CACHE_ROOT)."
+fi
+log "Stage 1/6: adding deb-src entries derived from the apt sources, then apt-get update..."
 enable_deb_src
 $SUDO apt-get update -qq
-log "Stage 2/5: installing etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make..."
+log "Stage 2/6: installing etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make..."
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
   etcd-server golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make >/dev/null
 
@@ -79,7 +95,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 trap 'rm -rf "$WORK" "$CACHE_ROOT/gocache" "$ASSETS.tmp"' EXIT
 cd "$WORK"
-log "Stage 3/5: fetching the kubernetes $K8S_VERSION source package (apt-get source)..."
+log "Stage 3/6: fetching the kubernetes $K8S_VERSION source package (apt-get source)..."
 # Debian versions it 1.20.5+really1.20.2 (a revert to 1.20.2 after a 1.20.5 upload); take the newest
 # revision of that (security updates add +deb12uN).
 SRC_VERSION=$(apt-cache showsrc kubernetes | awk -v want="really$K8S_VERSION" '/^Version:/ && index($2, want) {print $2}' |
@@ -91,7 +107,7 @@ SRC=$(find "$WORK" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -
 [ -n "$SRC" ] || { log "Source tree not found after apt-get source"; exit 1; }
 
 # The vendored reflect2 predates Go 1.18 and makes the apiserver crash at start; use Debian's 1.0.2.
-log "Stage 4/5: replacing vendor/github.com/modern-go/reflect2 with Debian's 1.0.2..."
+log "Stage 4/6: replacing vendor/github.com/modern-go/reflect2 with Debian's 1.0.2..."
 rm -rf "$SRC/vendor/github.com/modern-go/reflect2"
 mkdir -p "$SRC/vendor/github.com/modern-go/reflect2"
 rsync -a /usr/share/gocode/src/github.com/modern-go/reflect2/ "$SRC/vendor/github.com/modern-go/reflect2/"
@@ -99,25 +115,41 @@ rsync -a /usr/share/gocode/src/github.com/modern-go/reflect2/ "$SRC/vendor/githu
 mkdir -p "$WORK/.go/src/k8s.io"
 ln -sfn "$SRC" "$WORK/.go/src/k8s.io/kubernetes"
 cd "$WORK/.go/src/k8s.io/kubernetes"
-log "Stage 5/5: building kube-apiserver and kube-controller-manager (the long part, several minutes)..."
-export GOPATH="$WORK/.go" PATH="/usr/lib/go-1.19/bin:$PATH" GO111MODULE=off GOFLAGS="" GOCACHE="$CACHE_ROOT/gocache"
-make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$WORK/build.log" 2>&1 &
-BUILD_PID=$!
 # A heartbeat a minute while Go compiles, so a long first run is never silent.
-while kill -0 "$BUILD_PID" 2>/dev/null; do
-  for _ in $(seq 30); do kill -0 "$BUILD_PID" 2>/dev/null || break; sleep 2; done
-  if kill -0 "$BUILD_PID" 2>/dev/null; then
-    log "  still building ($(du -sh "$CACHE_ROOT/gocache" 2>/dev/null | cut -f1 || echo 0) of Go build cache so far)"
-  fi
-done
-wait "$BUILD_PID" || {
-  tail -n 40 "$WORK/build.log" >&2; log "Build failed; full log in $WORK/build.log"; exit 1; }
+go_make() {
+  make WHAT="$1" >>"$WORK/build.log" 2>&1 &
+  local build_pid=$!
+  while kill -0 "$build_pid" 2>/dev/null; do
+    for _ in $(seq 30); do kill -0 "$build_pid" 2>/dev/null || break; sleep 2; done
+    if kill -0 "$build_pid" 2>/dev/null; then
+      log "  still building ($(du -sh "$CACHE_ROOT/gocache" 2>/dev/null | cut -f1 || echo 0) of Go build cache so far)"
+    fi
+  done
+  wait "$build_pid" || {
+    tail -n 40 "$WORK/build.log" >&2; log "Build failed; full log in $WORK/build.log"; exit 1; }
+}
 
-mkdir -p "$ASSETS.tmp"
-cp "_output/bin/kube-apiserver" "_output/bin/kube-controller-manager" "$ASSETS.tmp/"
-cp "$(command -v etcd || echo /usr/bin/etcd)" "$ASSETS.tmp/etcd"
-rm -rf "$ASSETS"
-mv "$ASSETS.tmp" "$ASSETS"
+export GOPATH="$WORK/.go" PATH="/usr/lib/go-1.19/bin:$PATH" GO111MODULE=off GOFLAGS="" GOCACHE="$CACHE_ROOT/gocache"
+if [ -z "$ONLY_SCHEDULER" ]; then
+  log "Stage 5/6: building kube-apiserver and kube-controller-manager (the long part, several minutes)..."
+  go_make "cmd/kube-apiserver cmd/kube-controller-manager"
+fi
+# A stage of its own (sharing the Go build cache with stage 5), so the log shows what the scheduler adds.
+STAGE6_AT=$SECONDS
+log "Stage 6/6: building kube-scheduler..."
+go_make "cmd/kube-scheduler"
+log "  kube-scheduler built in $((SECONDS - STAGE6_AT)) s"
+
+if [ -n "$ONLY_SCHEDULER" ]; then
+  cp "_output/bin/kube-scheduler" "$ASSETS/.kube-scheduler.tmp"
+  mv "$ASSETS/.kube-scheduler.tmp" "$ASSETS/kube-scheduler"
+else
+  mkdir -p "$ASSETS.tmp"
+  cp "_output/bin/kube-apiserver" "_output/bin/kube-controller-manager" "_output/bin/kube-scheduler" "$ASSETS.tmp/"
+  cp "$(command -v etcd || echo /usr/bin/etcd)" "$ASSETS.tmp/etcd"
+  rm -rf "$ASSETS"
+  mv "$ASSETS.tmp" "$ASSETS"
+fi
 cd /
 log "Control plane assets ready in $ASSETS ($(du -sh "$CACHE_ROOT" | cut -f1) cached)"
 echo "$ASSETS"

@@ -49,6 +49,7 @@ from campaign_autoscaler.handlers.passes import (
     wanted_probes,
 )
 from campaign_autoscaler.handlers.runtime import EventMemory, Runtime
+from campaign_autoscaler.planning.capacity import PodState
 from campaign_autoscaler.planning.claims import CAMPAIGN_ANNOTATIONS, ClaimPlan, plan_claim
 
 NAMESPACE = "shop"
@@ -581,6 +582,7 @@ class EventDriver:
     status: dict[str, Any] = field(default_factory=dict)
     deleting: bool = False
     sampler: MetricSampler | None = None
+    pods: dict[str, tuple[PodState, ...]] | None = None  # what the Pod watch holds (None: not listed)
 
     def __post_init__(self) -> None:
         if self.sampler is None:
@@ -603,6 +605,7 @@ class EventDriver:
             old_status=copy.deepcopy(self.status),
             snapshot=snapshot if snapshot is not None else self.kube.snapshot(self.namespace),
             deleting=self.deleting,
+            pods=copy.deepcopy(self.pods),
         )
 
     def edit(self, spec: dict[str, Any]) -> None:

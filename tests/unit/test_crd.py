@@ -71,6 +71,8 @@ FULL_STATUS: dict[str, Any] = {
             "baselineReplicas": 4,
             "desiredReplicas": 20,
             "readyReplicas": 18,
+            "pendingReplicas": 2,
+            "notReadyReason": "Unschedulable",
             "forecastReplicas": 12,
             "forecastPeak": "812.5",
             "metricValue": "NaN",

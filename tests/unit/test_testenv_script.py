@@ -24,7 +24,7 @@ def run_script(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_given_assets_one_timed_line_on_stderr_and_the_folder_on_stdout(tmp_path: Path) -> None:
-    for binary in ("etcd", "kube-apiserver", "kube-controller-manager"):
+    for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         (tmp_path / binary).write_text("#!/bin/sh\n")
         (tmp_path / binary).chmod(0o755)
     result = run_script({"CAMPAIGN_TESTENV_ASSETS": str(tmp_path)})
@@ -42,4 +42,7 @@ def test_incomplete_assets_say_what_is_missing_and_fail(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert STAGE_LINE.match(line) and "lacks one of: etcd kube-apiserver kube-controller-manager" in line
+    assert (
+        STAGE_LINE.match(line)
+        and "lacks one of: etcd kube-apiserver kube-controller-manager kube-scheduler" in line
+    )

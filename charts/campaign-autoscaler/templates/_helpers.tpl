@@ -137,8 +137,10 @@ Rules on the namespaced resources the operator reads and patches. The same list 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
-# Node headroom: placeholder pods (labelled autoscaling.campaigns.dev/headroom=true) are listed and watched by
-# that label, created before a pre-scale and deleted after it; no other pod is read or touched.
+# Pods: those of claimed targets are listed and watched (one watch per namespace with a claim) to say why
+# capacity is missing (Unschedulable, ImagePullBackOff, CrashLoopBackOff), never read by GET nor written; node
+# headroom's placeholder pods (labelled autoscaling.campaigns.dev/headroom=true) are created before a pre-scale
+# and deleted after it. No other pod is created or deleted.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["create", "delete", "list", "watch"]

@@ -463,22 +463,14 @@ class WorkloadCache:
     async def _list(self, store: Store[View], scope: str | None) -> str:
         """Every object of the scope, page by page; returns the listing's resourceVersion."""
         views: dict[str, dict[str, View]] = {}
-        params = {"limit": str(PAGE_SIZE), **_selecting(store.kind)}
-        while True:
+        url = self._server + store.kind.url(scope)
+        pages = list_pages(self._session, url, self._headers, store.kind.name, _selecting(store.kind))
+        async for page in pages:
             self.lists += 1
-            url = self._server + store.kind.url(scope)
-            async with self._session.get(url, params=params, headers=self._headers()) as response:
-                if response.status != 200:
-                    error = ForbiddenError if response.status == 403 else WatchError
-                    raise error(f"LIST {store.kind.name}: HTTP {response.status} {await response.text()}")
-                page = await response.json()
             for item in page.get("items") or ():
                 self._keep(views, store.kind, item)
-            metadata = page.get("metadata") or {}
-            if not metadata.get("continue"):
-                store.replace(scope, views)
-                return str(metadata.get("resourceVersion", ""))
-            params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"], **_selecting(store.kind)}
+        store.replace(scope, views)
+        return str((page.get("metadata") or {}).get("resourceVersion", ""))
 
     def _keep(self, views: dict[str, dict[str, View]], kind: Kind[View], item: Mapping[str, Any]) -> None:
         meta = item.get("metadata") or {}
@@ -488,37 +480,19 @@ class WorkloadCache:
 
     async def _watch(self, store: Store[View], scope: str | None, version: str) -> AsyncIterator[str]:
         """Apply every change from `version` on; yields the version after each one, until the server ends."""
-        params = {
-            "watch": "true",
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-            **_selecting(store.kind),
-        }
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
         url = self._server + store.kind.url(scope)
-        async with self._session.get(
-            url, params=params, headers=self._headers(), timeout=timeout
-        ) as response:
-            if response.status == 410:
-                raise ExpiredError()
-            if response.status != 200:
-                raise WatchError(f"WATCH {store.kind.name}: HTTP {response.status} {await response.text()}")
-            async for line in _lines(response.content):
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise ExpiredError()
-                    raise WatchError(f"WATCH {store.kind.name}: {obj.get('message') or obj}")
-                meta = obj.get("metadata") or {}
-                namespace, name = meta.get("namespace", ""), meta.get("name", "")
-                if kind in ("ADDED", "MODIFIED") and self._wanted(namespace):
-                    view = store.kind.view(obj)
-                    self._wake_claims(namespace, store.put(namespace, name, view), view)
-                elif kind == "DELETED":
-                    store.drop(namespace, name)
-                yield str(meta.get("resourceVersion") or version)
+        changes = watch_events(
+            self._session, url, version, self._headers, store.kind.name, _selecting(store.kind)
+        )
+        async for kind, obj in changes:
+            meta = obj.get("metadata") or {}
+            namespace, name = meta.get("namespace", ""), meta.get("name", "")
+            if kind in ("ADDED", "MODIFIED") and self._wanted(namespace):
+                view = store.kind.view(obj)
+                self._wake_claims(namespace, store.put(namespace, name, view), view)
+            elif kind == "DELETED":
+                store.drop(namespace, name)
+            yield str(meta.get("resourceVersion") or version)
 
     def _wake_claims(
         self,
@@ -565,6 +539,63 @@ class WorkloadCache:
 
 def _selecting(kind: Kind[Any]) -> dict[str, str]:
     return {"labelSelector": kind.selector} if kind.selector else {}
+
+
+async def list_pages(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Callable[[], Mapping[str, str]],
+    what: str,
+    selecting: Mapping[str, str] | None = None,
+) -> AsyncIterator[Mapping[str, Any]]:
+    """Each page of a paged LIST (with `selecting`'s query, e.g. a labelSelector); the last one's metadata
+    holds the listing's resourceVersion. ForbiddenError on a 403, WatchError on any other refusal."""
+    params = {"limit": str(PAGE_SIZE), **(selecting or {})}
+    while True:
+        async with session.get(url, params=params, headers=headers()) as response:
+            if response.status != 200:
+                error = ForbiddenError if response.status == 403 else WatchError
+                raise error(f"LIST {what}: HTTP {response.status} {await response.text()}")
+            page = await response.json()
+        yield page
+        metadata = page.get("metadata") or {}
+        if not metadata.get("continue"):
+            return
+        params = {"limit": str(PAGE_SIZE), "continue": metadata["continue"], **(selecting or {})}
+
+
+async def watch_events(
+    session: aiohttp.ClientSession,
+    url: str,
+    version: str,
+    headers: Callable[[], Mapping[str, str]],
+    what: str,
+    selecting: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[str, Mapping[str, Any]]]:
+    """(type, object) of each change from `version` on (bookmarks included; with `selecting`'s query), until
+    the server ends the watch; ExpiredError when that version is gone, WatchError when the server refuses or
+    reports an error."""
+    params = {
+        "watch": "true",
+        "resourceVersion": version,
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": str(WATCH_SECONDS),
+        **(selecting or {}),
+    }
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30)
+    async with session.get(url, params=params, headers=headers(), timeout=timeout) as response:
+        if response.status == 410:
+            raise ExpiredError()
+        if response.status != 200:
+            raise WatchError(f"WATCH {what}: HTTP {response.status} {await response.text()}")
+        async for line in _lines(response.content):
+            event = json.loads(line)
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    raise ExpiredError()
+                raise WatchError(f"WATCH {what}: {obj.get('message') or obj}")
+            yield str(kind), obj
 
 
 def _where(scope: str | None) -> str:

@@ -41,6 +41,7 @@ from campaign_autoscaler.adapters.scaledobjects import (
     scaled_object_path,
     scaled_object_view,
 )
+from campaign_autoscaler.planning.capacity import CreationFailure
 from campaign_autoscaler.planning.claims import (
     BASELINE_ANNOTATION,
     CAMPAIGN_ANNOTATIONS,
@@ -122,6 +123,7 @@ class DeploymentView:
     has_annotations: bool = True
     workload: WorkloadKind = DEPLOYMENTS  # its kind: a Deployment, a StatefulSet, anything with /scale
     template: PodTemplateFacts = field(default_factory=PodTemplateFacts)  # what node headroom copies
+    creation_failure: CreationFailure | None = None  # Pods its ReplicaSet could not create (e.g. quota)
 
     @property
     def ref(self) -> str:
@@ -200,7 +202,16 @@ def deployment_view(body: Mapping[str, Any], workload: WorkloadKind = DEPLOYMENT
         has_annotations=has_annotations,
         workload=workload,
         template=pod_template_facts(spec.get("template") or {}),
+        creation_failure=creation_failure(status),
     )
+
+
+def creation_failure(status: Mapping[str, Any]) -> CreationFailure | None:
+    """The `ReplicaFailure` condition the Deployment controller copies from its new ReplicaSet, if set."""
+    for item in status.get("conditions") or ():
+        if item.get("type") == "ReplicaFailure" and item.get("status") == "True":
+            return CreationFailure(str(item.get("reason") or ""), str(item.get("message") or ""))
+    return None
 
 
 def hpa_view(body: Mapping[str, Any]) -> HpaView:

@@ -25,6 +25,7 @@ class Telemetry:
         self._lock = threading.Lock()
         self._phases: dict[tuple[str, str], str] = {}
         self._targets: dict[tuple[str, str], set[str]] = {}
+        self._unready: dict[tuple[str, str], set[tuple[str, str]]] = {}  # per event: (target, reason)
         self.events = Gauge(f"{PREFIX}_events", "CampaignEvents by phase", ["phase"], registry=self.registry)
         self.baseline = Gauge(
             f"{PREFIX}_target_baseline_replicas",
@@ -60,6 +61,12 @@ class Telemetry:
             f"{PREFIX}_target_observed_ready_seconds",
             "From the start of pre-scaling until the target's floor was first seen Ready, in this window",
             ["namespace", "event", "target"],
+            registry=self.registry,
+        )
+        self.unready = Gauge(
+            f"{PREFIX}_target_unready_replicas",
+            "Replicas of a target asked for and not Ready, by why (Unschedulable, QuotaExceeded, ...)",
+            ["namespace", "event", "target", "reason"],
             registry=self.registry,
         )
         self.passes = Counter(
@@ -171,8 +178,27 @@ class Telemetry:
             self._remove_target(namespace, name, gone)
         self._targets[(namespace, name)] = seen
 
+    def observe_unready(self, namespace: str, name: str, targets: Mapping[str, Mapping[Any, int]]) -> None:
+        """Each target's replicas not Ready by reason; a reason that no longer holds loses its series."""
+        with self._lock:
+            seen = set()
+            for target, counts in targets.items():
+                for reason, count in counts.items():
+                    self.unready.labels(
+                        namespace=namespace, event=name, target=target, reason=str(reason)
+                    ).set(count)
+                    seen.add((target, str(reason)))
+            self._drop_unready(namespace, name, self._unready.get((namespace, name), set()) - seen)
+            self._unready[(namespace, name)] = seen
+
+    def _drop_unready(self, namespace: str, name: str, series: set[tuple[str, str]]) -> None:
+        for target, reason in series:
+            with contextlib.suppress(KeyError):
+                self.unready.remove(namespace, name, target, reason)
+
     def forget_event(self, namespace: str, name: str) -> None:
         with self._lock:
+            self._drop_unready(namespace, name, self._unready.pop((namespace, name), set()))
             phase = self._phases.pop((namespace, name), None)
             if phase is not None:
                 with contextlib.suppress(KeyError):

@@ -69,6 +69,9 @@ def _headline(frame: Frame) -> Text:
     text.append(f"Traffic on checkout {sample.traffic_rps:,.0f} req/s", style="bold")
     source = "via Prometheus" if frame.live_metric else "not scraped: no Prometheus"
     text.append(f"  (synthetic 9.9 curve, {frame.timeline.pace()}; {source})")
+    if sample.nodes is not None:
+        text.append(f"\nNodes {sample.nodes}", style="bold")
+        text.append("  (the node provisioner adds one when Pods find no room)")
     return text
 
 
@@ -194,9 +197,10 @@ def progress_line(plan: DemoPlan, sample: ClusterSample) -> str:
         for name in plan.names
         if (state := sample.deployments.get(name)) is not None
     )
+    nodes = f"  nodes {sample.nodes}" if sample.nodes is not None else ""
     return (
         f"{relative(sample.at, plan):>6}  {sample.phase or '(no status)':<12} {states}  "
-        f"traffic {sample.traffic_rps:,.0f} req/s"
+        f"traffic {sample.traffic_rps:,.0f} req/s{nodes}"
     )
 
 
@@ -218,7 +222,7 @@ class LiveView:
 
 
 def _visible_state(sample: ClusterSample) -> tuple[object, ...]:
-    return (sample.phase, tuple(sorted(sample.deployments.items())))
+    return (sample.phase, tuple(sorted(sample.deployments.items())), sample.nodes)
 
 
 class ProgressLog:

@@ -19,8 +19,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
-from campaign_autoscaler.devenv.controlplane import ControlPlane, ControlPlaneError, ManagedProcess
+from campaign_autoscaler.devenv.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    ManagedProcess,
+    SchedulingWorld,
+)
+from campaign_autoscaler.devenv.nodes import NodeShape
 from campaign_autoscaler.devenv.prometheus import PrometheusServer, Sample, SyntheticExporter
+from campaign_autoscaler.devenv.provisioner import ProvisionerConfig
 
 from .scenario import (
     DEPLOYMENTS,
@@ -69,8 +76,18 @@ def throwaway_namespace() -> str:
 
 
 # --- the embedded control plane ---------------------------------------------------------------------------
+# Two Nodes with room for 6 Pods each hold the 7 baseline Pods, not the floor of 18: the node provisioner adds
+# Nodes as the ramp-up asks for them, 2 s after Pods found no room (2 to 5 minutes at the compressed pace,
+# what a cloud takes to boot one), and removes them once they stayed empty for 15 s after the ramp-down.
+DEMO_NODE_SHAPE = NodeShape(cpu="2", memory="4Gi", pods=6)
+DEMO_PROVISIONER = ProvisionerConfig(
+    shape=DEMO_NODE_SHAPE, provisioning_delay=2.0, unschedulable_after=1.0, empty_after=15.0
+)
+DEMO_WORLD = SchedulingWorld(nodes=2, shape=DEMO_NODE_SHAPE, provisioner=DEMO_PROVISIONER)
+
+
 def start_control_plane(stack: contextlib.ExitStack, assets: Path, timeline: DemoTimeline) -> ControlPlane:
-    plane = ControlPlane(assets, pod_ready_after=timeline.pod_ready_after)
+    plane = ControlPlane(assets, pod_ready_after=timeline.pod_ready_after, scheduling=DEMO_WORLD)
     stack.callback(plane.stop)
     try:
         return plane.start()

@@ -48,6 +48,7 @@ class ClusterSample:
     deployments: Mapping[str, DeploymentState]
     targets: Mapping[str, TargetStatus]
     traffic_rps: float
+    nodes: int | None = None  # Nodes of the cluster (the embedded control plane only)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,15 @@ def _event_order(event: Any) -> tuple[datetime, int]:
 class ClusterReader:
     """Reads the Deployments, the CampaignEvent and the operator's Events of the demo's namespace."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        clock: Callable[[], datetime],
+        *,
+        count_nodes: bool = False,
+    ) -> None:
+        self._count_nodes = count_nodes  # the embedded control plane's Nodes; never an existing cluster's
         self._apps = client.AppsV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
@@ -106,7 +115,10 @@ class ClusterReader:
             self._namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
         )
         event = self._campaign_event()
-        at = self._clock()  # after both answers: a change is seen no earlier than it happened
+        nodes = None
+        if self._count_nodes:
+            nodes = len(self._core.list_node(_request_timeout=REQUEST_TIMEOUT_SECONDS).items)
+        at = self._clock()  # after the answers: a change is seen no earlier than it happened
         status = (event or {}).get("status") or {}
         next_transition = status.get("nextTransition")
         return ClusterSample(
@@ -116,6 +128,7 @@ class ClusterReader:
             deployments={obj.metadata.name: _deployment_state(obj) for obj in listing.items},
             targets=_target_statuses(status),
             traffic_rps=traffic.rps_at(at),
+            nodes=nodes,
         )
 
     def operator_events(self, limit: int = RECENT_EVENTS) -> tuple[EventLine, ...]:

@@ -43,6 +43,9 @@ from .campaign_report import (
 from .dashboard import SAMPLE_SECONDS, Frame, LiveView, ProgressLog, clock_time, render_summary
 from .environment import (
     CRD_PATH,
+    DEMO_NODE_SHAPE,
+    DEMO_PROVISIONER,
+    DEMO_WORLD,
     READY_TIMEOUT_SECONDS,
     REAL_PODS_READY_TIMEOUT_SECONDS,
     DemoError,
@@ -371,8 +374,10 @@ def _embedded_cluster(
         stopwatch,
         "control plane",
         "Starting a local control plane",
-        f"Control plane up: etcd, kube-apiserver, kube-controller-manager v{KUBERNETES_VERSION}; "
-        f"Pods turn Ready {ready_after:g}s after they appear",
+        f"Control plane up: etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
+        f"v{KUBERNETES_VERSION}; {DEMO_WORLD.nodes} Nodes of {DEMO_NODE_SHAPE.pods} Pods, one more "
+        f"{DEMO_PROVISIONER.provisioning_delay:g}s after Pods find no room; "
+        f"Pods turn Ready {ready_after:g}s after they are placed",
     ):
         plane = start_control_plane(stack, assets, options.timeline)
     api_client = stack.enter_context(api_client_for(plane.kubeconfig_path))
@@ -476,7 +481,9 @@ def _run_campaign(
     create_event(stack, environment.api_client, manifest, delete_after=releases)
     _print_event(console, plan, manifest, traffic)
     frame = Frame(plan, options.timeline, environment.namespace, (), (), live_metric)
-    reader = ClusterReader(environment.api_client, environment.namespace, clock)
+    reader = ClusterReader(
+        environment.api_client, environment.namespace, clock, count_nodes=options.cluster is None
+    )
     view = LiveView(console) if console.is_terminal else ProgressLog(console)
     with stopwatch.lap("campaign"), view:
         samples = CampaignFollower(reader, traffic, environment.operator, view, frame).run()

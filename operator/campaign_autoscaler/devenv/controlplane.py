@@ -1,7 +1,13 @@
-"""A real, throw-away Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
+"""A real, throw-away Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+and with `scheduling` a kube-scheduler, simulated Nodes and a stand-in for the cluster autoscaler.
 
-Used by the integration tests and by `campaign-autoscaler demo`. There is no kubelet and no scheduler; the
-`PodReadinessSimulator` (podsim.py) plays the kubelet's part of reporting Pods Ready.
+Used by the integration tests and by `campaign-autoscaler demo`. There is no kubelet; the
+`PodReadinessSimulator` (podsim.py) plays its part of reporting Pods Ready. Without `scheduling` (the world
+most integration tests use) there is no scheduler and no Node: every Pod turns Ready after its delay. With
+it, the real scheduler places Pods on the simulated Nodes (nodes.py) by their requests, only a bound Pod
+turns Ready, one that fits nowhere stays Pending with the scheduler's condition, and the `NodeProvisioner`
+(provisioner.py) adds Nodes for such Pods after a provisioning delay and removes the ones that stay empty.
+The node-lifecycle controller is not run (no kubelet renews a Lease): a simulated Node stays Ready.
 """
 
 from __future__ import annotations
@@ -23,17 +29,22 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import kubernetes
 import yaml
 
+from campaign_autoscaler.devenv.nodes import NodeShape, create_node
 from campaign_autoscaler.devenv.podsim import DEFAULT_READY_AFTER_SECONDS, PodReadinessSimulator
+from campaign_autoscaler.devenv.provisioner import NodeProvisioner, ProvisionerConfig
 
 ASSETS_ENV_VAR = "CAMPAIGN_TESTENV_ASSETS"
 CACHE_ENV_VAR = "CAMPAIGN_TESTENV_CACHE"
 KUBERNETES_VERSION = "1.20.2"
 ASSET_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+SCHEDULER_BINARY = "kube-scheduler"  # needed only by a control plane with `scheduling`
 
 ADMIN_USER = "campaign-admin"
 ADMIN_GROUPS = ("system:masters",)
@@ -54,15 +65,15 @@ CONTROLLERS = (
     "horizontalpodautoscaling",
     "garbagecollector",
     "namespace",
-    "resourcequota",  # keeps quotas' status, without which the API server enforces none
+    "resourcequota",  # a ResourceQuota admits nothing until this controller has computed its usage
 )
+INITIAL_NODE_GROUP = "initial"
 
 MISSING_ASSETS_HELP = (
-    "The local control plane binaries (etcd, kube-apiserver, kube-controller-manager "
+    "The local control plane binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
     f"v{KUBERNETES_VERSION}) were not found. Build and cache them with `make testenv` "
     "(runs scripts/build-testenv.sh, a few minutes once), or point "
-    f"${ASSETS_ENV_VAR} at a folder holding the three binaries "
-    "(for example controller-runtime's envtest assets)."
+    f"${ASSETS_ENV_VAR} at a folder holding the four binaries."
 )
 
 STOP_GRACE_SECONDS = 10.0
@@ -86,7 +97,7 @@ def default_assets_dir() -> Path:
 
 
 def find_assets() -> Path | None:
-    """The folder holding etcd, kube-apiserver and kube-controller-manager, or None if any is missing."""
+    """The folder holding the control plane's binaries, or None if any is missing."""
     override = os.environ.get(ASSETS_ENV_VAR)
     assets_dir = Path(override) if override else default_assets_dir()
     if all(os.access(assets_dir / binary, os.X_OK) for binary in ASSET_BINARIES):
@@ -220,8 +231,19 @@ def _run_openssl(*arguments: str) -> None:
         raise ControlPlaneError(f"openssl {' '.join(arguments)} failed: {completed.stderr.strip()}")
 
 
+@dataclass(frozen=True)
+class SchedulingWorld:
+    """A kube-scheduler with `nodes` simulated Nodes of `shape` from the start, and, with `provisioner`, a
+    cluster autoscaler stand-in that adds Nodes of its own shape for Pods the scheduler cannot place."""
+
+    nodes: int = 3
+    shape: NodeShape = field(default_factory=NodeShape)
+    provisioner: ProvisionerConfig | None = None
+
+
 class ControlPlane:
-    """etcd + kube-apiserver + kube-controller-manager on loopback, in a temp dir of their own.
+    """etcd + kube-apiserver + kube-controller-manager on loopback, in a temp dir of their own; with
+    `scheduling`, also a kube-scheduler, simulated Nodes and the node provisioner.
 
     Use as a context manager, or call start() / stop(). stop() leaves no process and no file behind.
     """
@@ -233,9 +255,12 @@ class ControlPlane:
         simulate_pods: bool = True,
         pod_ready_after: float = DEFAULT_READY_AFTER_SECONDS,
         start_timeout: float = 60.0,
+        scheduling: SchedulingWorld | None = None,
     ) -> None:
         self.assets_dir = assets_dir or find_assets()
         self.simulate_pods = simulate_pods
+        self.scheduling = scheduling
+        self.provisioner: NodeProvisioner | None = None
         self.pod_ready_after = pod_ready_after
         self.start_timeout = start_timeout
         self.admin_token = secrets.token_hex(24)
@@ -294,9 +319,8 @@ class ControlPlane:
         """Start every component and wait until each is ready; on failure nothing is left running."""
         if self._workdir is not None:
             raise ControlPlaneError("The control plane is already started")
-        missing = [
-            name for name in ASSET_BINARIES if not self.assets_dir or not (self.assets_dir / name).is_file()
-        ]
+        needed = (*ASSET_BINARIES, SCHEDULER_BINARY) if self.scheduling is not None else ASSET_BINARIES
+        missing = [name for name in needed if not self.assets_dir or not (self.assets_dir / name).is_file()]
         if missing:
             raise ControlPlaneError(
                 f"Missing {', '.join(missing)} in {self.assets_dir}. {MISSING_ASSETS_HELP}"
@@ -322,6 +346,9 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop everything this instance started, newest first; idempotent, safe after a failed start."""
+        if self.provisioner is not None:
+            self.provisioner.stop()
+            self.provisioner = None
         if self._simulator is not None:
             self._simulator.request_stop()
         for process in reversed(self._processes):
@@ -364,11 +391,32 @@ class ControlPlane:
         )
         healthz = f"http://127.0.0.1:{controller_port}/healthz"
         wait_until_ready(controller_manager, lambda: http_probe(healthz), self.start_timeout)
+        if self.scheduling is not None:
+            self._start_scheduling(self.scheduling)
         if self.simulate_pods:
-            self._simulator = PodReadinessSimulator(self.kubeconfig_path, ready_after=self.pod_ready_after)
+            self._simulator = PodReadinessSimulator(
+                self.kubeconfig_path,
+                ready_after=self.pod_ready_after,
+                bound_only=self.scheduling is not None,
+            )
             self._simulator.start()
             if not self._simulator.wait_synced(self.start_timeout):
                 raise ControlPlaneError("The Pod readiness simulator could not list Pods")
+        if self.scheduling is not None and self.scheduling.provisioner is not None:
+            self.provisioner = NodeProvisioner(self.kubeconfig_path, self.scheduling.provisioner).start()
+
+    def _start_scheduling(self, world: SchedulingWorld) -> None:
+        """The Nodes first, then the scheduler: it places the first Pods on every Node at once."""
+        with kubernetes.config.new_client_from_config(
+            config_file=str(self.kubeconfig_path), persist_config=False
+        ) as api_client:
+            core = kubernetes.client.CoreV1Api(api_client)
+            for number in range(1, world.nodes + 1):
+                create_node(core, f"node-{number}", world.shape, INITIAL_NODE_GROUP)
+        scheduler_port = free_loopback_port()
+        scheduler = self._spawn("kube-scheduler", self._scheduler_argv(scheduler_port))
+        healthz = f"http://127.0.0.1:{scheduler_port}/healthz"
+        wait_until_ready(scheduler, lambda: http_probe(healthz), self.start_timeout)
 
     def _spawn(self, name: str, argv: Sequence[str]) -> ManagedProcess:
         process = ManagedProcess(name, argv, self.log_dir / f"{name}.log")
@@ -448,20 +496,30 @@ class ControlPlane:
             "--v=1",
         ]
 
-    def _controller_manager_argv(self, healthz_port: int) -> list[str]:
+    def _client_component_flags(self, healthz_port: int) -> list[str]:
+        """What the controller manager and the scheduler both take: the admin kubeconfig, no leader election,
+        a client limit that does not pace a big scale, and a loopback-only health endpoint."""
         return [
-            self._binary("kube-controller-manager"),
             f"--kubeconfig={self.kubeconfig_path}",
-            f"--controllers={','.join(CONTROLLERS)}",
             "--leader-elect=false",
-            "--horizontal-pod-autoscaler-sync-period=1s",
-            # The default client limit (20 requests/s) makes a scale to a few hundred Pods take ~20 s.
+            # The default client limits (20 and 50 requests/s) make a scale to a few hundred Pods take ~20 s.
             "--kube-api-qps=200",
             "--kube-api-burst=400",
-            # Loopback-only health endpoint; the secure port would need its own delegated authn round trips.
+            # The secure port would need its own delegated authn round trips.
             "--address=127.0.0.1",
             f"--port={healthz_port}",
             "--secure-port=0",
             "--profiling=false",
             "--v=1",
+        ]
+
+    def _scheduler_argv(self, healthz_port: int) -> list[str]:
+        return [self._binary("kube-scheduler"), *self._client_component_flags(healthz_port)]
+
+    def _controller_manager_argv(self, healthz_port: int) -> list[str]:
+        return [
+            self._binary("kube-controller-manager"),
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--horizontal-pod-autoscaler-sync-period=1s",
+            *self._client_component_flags(healthz_port),
         ]

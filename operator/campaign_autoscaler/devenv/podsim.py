@@ -1,8 +1,11 @@
-"""Plays the kubelet's part for a control plane without nodes: Pods turn Ready a fixed time after they appear.
+"""Plays the kubelet's part for a control plane without kubelets: Pods turn Ready a fixed time after they
+appear, or, with a scheduler and simulated Nodes (`bound_only`), a fixed time after they are bound to a Node.
 
 One watch on Pods in all namespaces feeds a heap of due times; one timer thread hands due Pods to a small
 pool that patches their status. The ReplicaSet and Deployment controllers then count them as ready, as in a
-real cluster. Pods get no nodeName, so the API server deletes them at once on scale-down.
+real cluster. A Pod without a nodeName is deleted by the API server at once; one bound to a Node is only
+marked for deletion, and the simulator deletes it for good, as its kubelet would once its containers stopped.
+With `bound_only`, a Pod the scheduler cannot place stays Pending with the scheduler's own condition.
 """
 
 from __future__ import annotations
@@ -54,9 +57,33 @@ def is_pod_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def needs_readiness(pod: dict[str, Any]) -> bool:
+def needs_readiness(pod: dict[str, Any], bound_only: bool = False) -> bool:
     metadata = pod.get("metadata") or {}
+    if bound_only and not node_name(pod):
+        return False
     return not metadata.get("deletionTimestamp") and not is_pod_ready(pod)
+
+
+def node_name(pod: dict[str, Any]) -> str | None:
+    return (pod.get("spec") or {}).get("nodeName") or None
+
+
+def awaits_kubelet_deletion(pod: dict[str, Any]) -> bool:
+    """Marked for deletion while bound to a Node: the API server waits for its kubelet to confirm."""
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp")) and node_name(pod) is not None
+
+
+def bound_at(pod: dict[str, Any]) -> str | None:
+    """When the scheduler bound the Pod (its PodScheduled=True transition), if it did."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return next(
+        (
+            c.get("lastTransitionTime")
+            for c in conditions
+            if c.get("type") == "PodScheduled" and c.get("status") == "True"
+        ),
+        None,
+    )
 
 
 def pod_containers(pod: dict[str, Any]) -> tuple[Container, ...]:
@@ -96,7 +123,8 @@ def ready_status_patch(due: DuePod, now: datetime) -> dict[str, Any]:
 
 
 class PodReadinessSimulator:
-    """Marks every Pod Ready `ready_after` seconds after it is first seen. start() / stop(), or a `with`."""
+    """Marks every Pod (with `bound_only`, every Pod bound to a Node) Ready `ready_after` seconds after it is
+    first seen so. start() / stop(), or a `with`."""
 
     def __init__(
         self,
@@ -104,9 +132,12 @@ class PodReadinessSimulator:
         ready_after: float = DEFAULT_READY_AFTER_SECONDS,
         *,
         workers: int = 4,
+        bound_only: bool = False,
     ) -> None:
         self.kubeconfig_path = Path(kubeconfig_path)
         self.ready_after = ready_after
+        self.bound_only = bound_only
+        self._deleting_uids: set[str] = set()
         self._workers = workers
         self._stopping = threading.Event()
         self._wakeup = threading.Condition()
@@ -218,11 +249,12 @@ class PodReadinessSimulator:
         return resource_version
 
     def _remaining_delay(self, pod: dict[str, Any]) -> float:
-        """For a Pod found by a (re)list: its delay less its age, never early.
+        """For a Pod found by a (re)list: its delay less its age (since it was bound, with `bound_only`),
+        never early.
 
-        creationTimestamp has whole seconds, so the Pod may be up to 1 s younger than it says.
+        The API's timestamps have whole seconds, so the Pod may be up to 1 s younger than it says.
         """
-        created = (pod.get("metadata") or {}).get("creationTimestamp")
+        created = bound_at(pod) if self.bound_only else (pod.get("metadata") or {}).get("creationTimestamp")
         if not created:
             return self.ready_after
         created_at = parse_kube_time(created)
@@ -232,7 +264,10 @@ class PodReadinessSimulator:
     def _consider(self, pod: dict[str, Any], delay: float) -> None:
         metadata = pod.get("metadata") or {}
         uid = metadata.get("uid", "")
-        if not needs_readiness(pod):
+        if awaits_kubelet_deletion(pod):
+            self._finish_deletion(metadata["namespace"], metadata["name"], uid)
+            return
+        if not needs_readiness(pod, self.bound_only):
             return
         with self._wakeup:
             # A Pod made Ready once is left alone: a test may mark it unready on purpose.
@@ -255,6 +290,36 @@ class PodReadinessSimulator:
         with self._wakeup:
             self._pending_uids.discard(uid)
             self._readied_uids.discard(uid)
+            self._deleting_uids.discard(uid)
+
+    def _finish_deletion(self, namespace: str, name: str, uid: str) -> None:
+        with self._wakeup:
+            self._pending_uids.discard(uid)
+            if uid in self._deleting_uids or self._pool is None:
+                return
+            self._deleting_uids.add(uid)
+        self._pool.submit(self._delete_now, namespace, name, uid)
+
+    def _delete_now(self, namespace: str, name: str, uid: str) -> None:
+        """What a kubelet does once a deleted Pod's containers stopped: delete it for good (grace 0)."""
+        if self._stopping.is_set():
+            return
+        try:
+            self._core().delete_namespaced_pod(
+                name,
+                namespace,
+                # In the body, with the uid: a body's options replace the query's gracePeriodSeconds.
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status not in QUIET_PATCH_FAILURES:
+                logger.warning("Could not delete Pod %s/%s: %s", namespace, name, error.reason)
+        except Exception as error:
+            if not self._stopping.is_set():
+                logger.warning("Could not delete Pod %s/%s: %s", namespace, name, error)
+        with self._wakeup:  # a later watch event of the same Pod may try again
+            self._deleting_uids.discard(uid)
 
     # -- making Pods ready ----------------------------------------------------------------------------------
 

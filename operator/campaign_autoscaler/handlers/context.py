@@ -9,6 +9,7 @@ from datetime import datetime
 
 from campaign_autoscaler.adapters.kube import ClaimOutcome, event_object_ref
 from campaign_autoscaler.planning import TargetSpec, claim_key
+from campaign_autoscaler.planning.capacity import READY, CapacityVerdict
 from campaign_autoscaler.planning.decision import MetricMemory, TargetDecision
 from campaign_autoscaler.planning.instants import kube_time
 
@@ -70,6 +71,7 @@ class TargetReport:
     target: TargetSpec | None = None  # the spec entry that named or selected the Deployment
     curve: CurveResult | None = None  # with metric.forecast.mode curve: the previous campaign's curve
     next_change: tuple[datetime, int] | None = None  # the curve's next planned change: when, to what
+    capacity: CapacityVerdict = READY  # why replicas asked for are not Ready, if some are not
 
     @property
     def wanted(self) -> int | None:

@@ -18,6 +18,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler.adapters.informer import DriftAlarms, WorkloadCache
+from campaign_autoscaler.adapters.podcache import PodCache
 from campaign_autoscaler.adapters.sampler import MetricSampler
 from campaign_autoscaler.planning import claim_key
 
@@ -53,6 +54,7 @@ def _world(
     # The workload cache is read here, in the event loop that keeps it current, before a pass moves to a
     # worker thread.
     workloads: WorkloadCache = memo["workloads"]
+    pods: PodCache | None = memo.get("pods")
     return EventWorld(
         name=name,
         namespace=namespace,
@@ -62,6 +64,7 @@ def _world(
         old_status=dict(status),
         snapshot=workloads.snapshot(namespace),
         deleting=bool(meta.get("deletionTimestamp")),
+        pods=pods.pods(namespace) if pods is not None else None,
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from campaign_autoscaler.adapters.kube import ClaimOutcome, deployment_object_ref
 from campaign_autoscaler.planning import CampaignSpec, Phase
+from campaign_autoscaler.planning.capacity import NotReadyReason
 from campaign_autoscaler.planning.numbers import format_sample
 from campaign_autoscaler.planning.scaledobject import PAUSED_ANNOTATION, SCALED_OBJECT_KIND
 
@@ -111,6 +113,26 @@ def warn_about_capacity(
                 f"{deployment.described} took {seconds:.0f}s to become Ready, more than the leadTime "
                 f"of {spec.lead_time.total_seconds():.0f}s of CampaignEvent {ctx.name}",
             )
+
+
+def warn_about_unready(
+    ctx: EventContext, reports: Iterable[TargetReport], old_status: Mapping[str, Any]
+) -> None:
+    """One Warning on the event per cause (QuotaExceeded, Unschedulable, ...) and target held back by it, in
+    a window; none for one the status already showed before this process saw it (a restart), and none for
+    replicas that are merely starting. Repeats of a cause that comes back are counted by the Event lane."""
+    shown = {entry.get("name"): entry.get("notReadyReason") for entry in old_status.get("targets") or ()}
+    for report in reports:
+        reason = report.capacity.reason
+        if report.wanted is None or reason is None or reason == NotReadyReason.STARTING:
+            continue
+        name = report.outcome.deployment.name
+        marker = ("unready", name, str(reason))
+        if shown.get(name) == str(reason):
+            ctx.memory.window.announced.add(marker)
+            continue
+        message = f"Deployment {report.outcome.deployment.ref} of CampaignEvent {ctx.name}: "
+        ctx.warn_once(marker, str(reason), message + report.capacity.message)
 
 
 def record_phase(ctx: EventContext, phase: Phase) -> None:

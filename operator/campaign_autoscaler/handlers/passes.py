@@ -33,6 +33,7 @@ from campaign_autoscaler.planning import (
     resolve_targets,
     resolve_window,
 )
+from campaign_autoscaler.planning.capacity import PodState, judge_capacity
 from campaign_autoscaler.planning.curve import curve_range, history_from_points
 from campaign_autoscaler.planning.decision import (
     MetricMemory,
@@ -52,6 +53,7 @@ from .events import (
     record_phase,
     warn_about_capacity,
     warn_about_paused,
+    warn_about_unready,
 )
 from .headroom import keep_headroom, release_headroom
 from .kinds import kind_problem_in
@@ -80,6 +82,8 @@ class EventWorld:
     samples: Mapping[Probe, MetricSample] = field(default_factory=dict)  # what the samplers hold
     # Each target's (apiVersion, kind) as API discovery found it (None: not served); see handlers.kinds.
     kinds: Mapping[tuple[str, str], WorkloadKind | None] = field(default_factory=dict)
+    # The not-Ready Pods of each Deployment as the Pod watch last saw them (None: not watched or not listed).
+    pods: Mapping[str, tuple[PodState, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -348,7 +352,7 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     reports = [
         report
         for target, name in targets
-        if (report := _decide_and_write(ctx, spec, window, target, name, snapshot, dry_run)) is not None
+        if (report := _decide_and_write(ctx, spec, window, target, name, world, dry_run)) is not None
     ]
     memory.metrics = {r.outcome.deployment.key: r.metric for r in reports if r.metric is not None}
     # Every target is scaled before any Event is posted: Events must not delay the next target's write.
@@ -362,10 +366,14 @@ def _valid_pass(ctx: EventContext, spec: CampaignSpec, world: EventWorld) -> Pas
     status = valid_status(ctx, spec, window, phase, upcoming, reports, world.old_status)
     record_window(ctx, spec, window, phase, reports, status, world.old_status)
     warn_about_capacity(ctx, spec, phase, reports, status["targets"])
+    warn_about_unready(ctx, reports, world.old_status)
     record_phase(ctx, phase)
     memory.reconciled_generation = ctx.generation
     runtime.telemetry.observe_event(
         ctx.namespace, ctx.name, str(phase), status["targets"], spec.lead_time.total_seconds()
+    )
+    runtime.telemetry.observe_unready(
+        ctx.namespace, ctx.name, {r.outcome.deployment.name: r.capacity.unready for r in reports}
     )
     return PassResult(status, upcoming)
 
@@ -381,9 +389,10 @@ def _decide_and_write(
     window: Window,
     target: TargetSpec,
     deployment_name: str,
-    snapshot: NamespaceSnapshot,
+    world: EventWorld,
     dry_run: bool,
 ) -> TargetReport | None:
+    snapshot = world.snapshot
     view = snapshot.deployment(deployment_name)
     if view is None:
         return None
@@ -423,7 +432,14 @@ def _decide_and_write(
     if outcome.released:
         ctx.memory.touched.discard(deployment_name)
     next_change = _next_change(ctx, inputs, deployment_name) if curve is not None else None
-    return TargetReport(outcome, decision, forecast, metric_before, target, curve, next_change)
+    deployment = outcome.deployment
+    capacity = judge_capacity(
+        decision.wanted if decision.wanted is not None else outcome.baseline.replicas,
+        deployment.ready_replicas,
+        world.pods.get(deployment_name, ()) if world.pods is not None else None,
+        deployment.creation_failure,
+    )
+    return TargetReport(outcome, decision, forecast, metric_before, target, curve, next_change, capacity)
 
 
 def _next_change(

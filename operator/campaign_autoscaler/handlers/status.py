@@ -15,6 +15,7 @@ from campaign_autoscaler.planning import (
     split_key,
     target_key,
 )
+from campaign_autoscaler.planning.capacity import NotReadyReason
 from campaign_autoscaler.planning.numbers import format_sample
 
 from .context import EventContext, TargetReport, iso
@@ -91,8 +92,11 @@ def target_status(
         "baselineReplicas": outcome.baseline.replicas,
         "desiredReplicas": report.wanted if report.wanted is not None else outcome.baseline.replicas,
         "readyReplicas": outcome.deployment.ready_replicas,
+        "pendingReplicas": report.capacity.pending,
         "reason": report.decision.reason,
     }
+    if report.capacity.reason is not None:  # absent when nothing is pending: the API server refuses ""
+        entry["notReadyReason"] = str(report.capacity.reason)
     if report.forecast is not None and report.forecast.replicas is not None:
         entry["forecastReplicas"] = report.forecast.replicas
         if report.forecast.peak is not None:
@@ -154,17 +158,17 @@ def capacity_condition(
         return condition(
             ctx, previous, "CapacityReady", "Unknown", "NotScaling", f"No capacity is held in phase {phase}"
         )
-    short = [r for r in claiming if r.outcome.deployment.ready_replicas < (r.wanted or 0)]
+    short = [r for r in claiming if r.capacity.short]
     if not short:
         return condition(
             ctx, previous, "CapacityReady", "True", "Ready", "Every target has its desired replicas Ready"
         )
-    detail = ", ".join(
-        f"{r.outcome.deployment.name} {r.outcome.deployment.ready_replicas}/{r.wanted}" for r in short
-    )
-    return condition(
-        ctx, previous, "CapacityReady", "False", "Scaling", f"Waiting for Ready replicas: {detail}"
-    )
+    # The reason of the target held back hardest (NotReadyReason is ordered most blocking first); the
+    # message says why each short target is short.
+    order = list(NotReadyReason)
+    worst = min((r.capacity.reason for r in short if r.capacity.reason), key=order.index)
+    detail = "; ".join(f"{r.outcome.deployment.name}: {r.capacity.message}" for r in short)
+    return condition(ctx, previous, "CapacityReady", "False", str(worst), detail)
 
 
 def metric_conditions(

@@ -11,6 +11,7 @@ import kopf
 
 from campaign_autoscaler import API_GROUP, API_VERSION, PLURAL
 from campaign_autoscaler.adapters.informer import DriftAlarms, WorkloadCache
+from campaign_autoscaler.adapters.podcache import PodCache
 from campaign_autoscaler.adapters.sampler import MetricSampler
 from campaign_autoscaler.adapters.session import bounded_session, connection_info
 
@@ -97,6 +98,14 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     await workloads.wait_synced()
     # After the first listings, so that a kind RBAC does not allow holds up nothing: it is only logged.
     await watch_target_kinds(runtime, workloads)
+    pods = PodCache(
+        session,
+        info.server,
+        lambda: claimed_namespaces(workloads),
+        headers=lambda: connection_info(configuration).as_http_headers(),
+    )
+    memo["pods"] = pods
+    memo["pods_task"] = asyncio.create_task(pods.run(), name="pods")
     directory = EventDirectory()
     memo["directory"] = directory
     memo["collector_task"] = asyncio.create_task(
@@ -114,8 +123,17 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     )
 
 
+def claimed_namespaces(workloads: WorkloadCache) -> list[str]:
+    """The namespaces where a Deployment carries a claim: whose Pods are watched."""
+    return [
+        namespace
+        for namespace in workloads.namespaces()
+        if any(view.claims for view in workloads.deployments.views(namespace))
+    ]
+
+
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("collector_task", "workloads_task"):
+    for name in ("collector_task", "pods_task", "workloads_task"):
         task: asyncio.Task[None] | None = memo.get(name)
         if task is not None:
             task.cancel()

@@ -1,0 +1,75 @@
+"""The Pod cache: it watches only namespaces with a claim, keeps only the not-Ready Pods of each Deployment,
+follows their changes, and forgets a namespace once its last claim goes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+
+from campaign_autoscaler.adapters import podcache
+from campaign_autoscaler.adapters.podcache import PodCache
+from campaign_autoscaler.planning.capacity import PodState
+
+
+def pod(
+    name: str, deployment: str = "web", *, ready: bool = False, node: str | None = None
+) -> dict[str, Any]:
+    template_hash = "5d8f7c9b4"
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "resourceVersion": "7",
+            "labels": {"pod-template-hash": template_hash},
+            "ownerReferences": [
+                {"kind": "ReplicaSet", "name": f"{deployment}-{template_hash}", "controller": True}
+            ],
+        },
+        "spec": {"nodeName": node} if node else {},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+    return body
+
+
+@pytest.mark.asyncio
+async def test_not_ready_pods_of_claimed_namespaces_are_kept_and_followed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    changes: asyncio.Queue[tuple[str, Mapping[str, Any]]] = asyncio.Queue()
+
+    async def list_pages(session: Any, url: str, headers: Any, what: str) -> AsyncIterator[Mapping[str, Any]]:
+        assert url == "https://api.invalid/api/v1/namespaces/shop/pods"
+        yield {
+            "items": [pod("a"), pod("b", ready=True), pod("c", "api")],
+            "metadata": {"resourceVersion": "5"},
+        }
+
+    async def watch_events(session: Any, url: str, version: str, headers: Any, what: str) -> Any:
+        assert version == "5"
+        while True:
+            yield await changes.get()
+
+    monkeypatch.setattr(podcache, "list_pages", list_pages)
+    monkeypatch.setattr(podcache, "watch_events", watch_events)
+    claimed = {"shop"}
+    cache = PodCache(None, "https://api.invalid", lambda: claimed)  # type: ignore[arg-type]
+    assert cache.pods("shop") is None
+    cache.follow()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert cache.pods("shop") == {"web": (PodState("a"),), "api": (PodState("c"),)}
+    assert cache.pods("other") is None  # never asked for: no claim there
+
+    await changes.put(("MODIFIED", pod("a", ready=True)))
+    await changes.put(("ADDED", pod("d", node="node-1")))
+    await changes.put(("DELETED", pod("c", "api")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert cache.pods("shop") == {"web": (PodState("d", bound=True),)}
+
+    claimed.clear()
+    cache.follow()
+    assert cache.pods("shop") is None and cache.watched() == []
+    await asyncio.sleep(0)  # the cancelled watch ends
