@@ -54,7 +54,13 @@ async def test_not_ready_pods_of_claimed_namespaces_are_kept_and_followed(
     monkeypatch.setattr(podcache, "list_pages", list_pages)
     monkeypatch.setattr(podcache, "watch_events", watch_events)
     claimed = {"shop"}
-    cache = PodCache(None, "https://api.invalid", lambda: claimed)  # type: ignore[arg-type]
+    woken: list[tuple[str, str]] = []
+    cache = PodCache(
+        None,  # type: ignore[arg-type]
+        "https://api.invalid",
+        lambda: claimed,
+        changed=lambda namespace, deployment: woken.append((namespace, deployment)),
+    )
     assert cache.pods("shop") is None
     cache.follow()
     for _ in range(20):
@@ -62,12 +68,17 @@ async def test_not_ready_pods_of_claimed_namespaces_are_kept_and_followed(
     assert cache.pods("shop") == {"web": (PodState("a"),), "api": (PodState("c"),)}
     assert cache.pods("other") is None  # never asked for: no claim there
 
+    assert woken == []  # the first listing wakes nobody: the passes read it
     await changes.put(("MODIFIED", pod("a", ready=True)))
     await changes.put(("ADDED", pod("d", node="node-1")))
+    await changes.put(("MODIFIED", pod("d", node="node-1")))  # nothing the capacity report reads moved
     await changes.put(("DELETED", pod("c", "api")))
+    await changes.put(("DELETED", pod("b", ready=True)))  # was Ready: not kept, nothing to report
     for _ in range(20):
         await asyncio.sleep(0)
     assert cache.pods("shop") == {"web": (PodState("d", bound=True),)}
+    # The events claiming each Deployment are woken once per change of its not-Ready Pods.
+    assert woken == [("shop", "web"), ("shop", "web"), ("shop", "api")]
 
     claimed.clear()
     cache.follow()

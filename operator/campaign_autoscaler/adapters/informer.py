@@ -242,6 +242,11 @@ class WorkloadCache:
         stores = [*self.workloads.values(), self.placeholders]
         return sorted({ns for store in stores for ns in store.by_namespace})
 
+    def claims_of(self, namespace: str, key: str) -> Mapping[str, int]:
+        """The claims on one workload of the cache (none when it is not there)."""
+        workload = self._workload_at(namespace, key)
+        return workload.claims if workload is not None else {}
+
     def _stores(self) -> list[Store[Any]]:
         """Every store watched from the start or since a target named its kind; ScaledObjects aside (they
         follow discovery)."""

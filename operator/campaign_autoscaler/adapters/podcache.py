@@ -84,7 +84,10 @@ def pod_state(body: Mapping[str, Any]) -> PodState | None:
 
 class PodCache:
     """Run `run()` as a task in the event loop that reads `pods()`. `claimed_namespaces` says, when asked,
-    which namespaces hold a claim now (read from the workload cache, in the same loop)."""
+    which namespaces hold a claim now (read from the workload cache, in the same loop). `changed(namespace,
+    deployment)` is called, in the loop, when the watch shows a not-Ready Pod of a Deployment appear, change
+    (e.g. found unschedulable) or go: the events that claim it report why capacity is missing without polling.
+    """
 
     def __init__(
         self,
@@ -92,8 +95,10 @@ class PodCache:
         server: str,
         claimed_namespaces: Callable[[], Iterable[str]],
         headers: Callable[[], Mapping[str, str]] = dict,
+        changed: Callable[[str, str], None] | None = None,
     ) -> None:
         self._session = session
+        self._changed = changed
         self._server = server.rstrip("/")
         self._claimed = claimed_namespaces
         self._headers = headers
@@ -168,27 +173,33 @@ class PodCache:
         return str((page.get("metadata") or {}).get("resourceVersion", ""))
 
     @staticmethod
-    def _keep(pods: DeploymentPods, item: Mapping[str, Any]) -> None:
-        """Keep (or drop) one Pod as its latest state says."""
+    def _keep(pods: DeploymentPods, item: Mapping[str, Any]) -> str | None:
+        """Keep (or drop) one Pod as its latest state says; the Deployment whose not-Ready Pods this changed."""
         deployment = owning_deployment(item)
         if deployment is None:
-            return
+            return None
         name = str((item.get("metadata") or {}).get("name", ""))
         state = pod_state(item)
         if state is None:
-            pods.get(deployment, {}).pop(name, None)
+            before = pods.get(deployment, {}).pop(name, None)
         else:
-            pods.setdefault(deployment, {})[name] = state
+            before = pods.setdefault(deployment, {}).get(name)
+            pods[deployment][name] = state
+        return deployment if before != state else None
 
     async def _watch(self, namespace: str, version: str) -> AsyncIterator[str]:
         """Apply every change from `version` on; yields the version after each one, until the server ends."""
         url = self._url(namespace)
         async for kind, obj in watch_events(self._session, url, version, self._headers, "Pods"):
             pods = self._pods.setdefault(namespace, {})
+            changed = None
             if kind == "DELETED":
                 deployment = owning_deployment(obj)
-                if deployment is not None:
-                    pods.get(deployment, {}).pop(str((obj.get("metadata") or {}).get("name", "")), None)
+                name = str((obj.get("metadata") or {}).get("name", ""))
+                if deployment is not None and pods.get(deployment, {}).pop(name, None) is not None:
+                    changed = deployment
             elif kind in ("ADDED", "MODIFIED"):
-                self._keep(pods, obj)
+                changed = self._keep(pods, obj)
+            if changed is not None and self._changed is not None:
+                self._changed(namespace, changed)
             yield str((obj.get("metadata") or {}).get("resourceVersion") or version)

@@ -103,6 +103,9 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         info.server,
         lambda: claimed_namespaces(workloads),
         headers=lambda: connection_info(configuration).as_http_headers(),
+        changed=lambda namespace, deployment: alarms.ring(
+            workloads.claims_of(namespace, deployment), urgent=False
+        ),
     )
     memo["pods"] = pods
     memo["pods_task"] = asyncio.create_task(pods.run(), name="pods")
