@@ -174,7 +174,7 @@ class PodCache:
 
     @staticmethod
     def _keep(pods: DeploymentPods, item: Mapping[str, Any]) -> str | None:
-        """Keep (or drop) one Pod as its latest state says; the Deployment whose not-Ready Pods this changed."""
+        """Keep (or drop) one Pod as its latest state says; the Deployment whose not-Ready Pods it changed."""
         deployment = owning_deployment(item)
         if deployment is None:
             return None
