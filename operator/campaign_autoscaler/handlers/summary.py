@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from campaign_autoscaler.planning import CampaignSpec, Phase, Window, replicas_for_metric
+from campaign_autoscaler.planning.instants import parse_kube_time
 from campaign_autoscaler.planning.numbers import format_sample
 from campaign_autoscaler.planning.summary import (
     Observation,
@@ -190,7 +191,7 @@ def _ended_window(
     before = old_status.get("window") or {}
     if not before.get("start") or before["start"] == iso(window.start) or not before.get("end"):
         return None
-    over = Window(_instant(before["start"]), _instant(before["end"]))
+    over = Window(parse_kube_time(before["start"]), parse_kube_time(before["end"]))
     if over.end > ctx.now:
         return None  # the window was edited, not finished
     finished = ctx.memory.finished
@@ -205,7 +206,3 @@ def _plan(spec: CampaignSpec, report: TargetReport) -> TargetPlan:
         target_per_replica=metric.target_per_replica if metric is not None else None,
         growth=metric.forecast.growth if metric is not None and metric.forecast is not None else None,
     )
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text)
