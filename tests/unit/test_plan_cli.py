@@ -22,6 +22,7 @@ from campaign_autoscaler.adapters.kube import (
     deployment_view,
     hpa_view,
 )
+from campaign_autoscaler.adapters.scaledobjects import scaled_object_view
 from campaign_autoscaler.adapters.workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
 from campaign_autoscaler.planning import parse_spec, resolve_window, transitions
 from campaign_autoscaler.planning.preflight import ClusterCapacity, NodeFacts
@@ -581,6 +582,44 @@ def test_kubeconfig_plan_shows_each_targets_kind_and_what_is_written(
     }
     code, out, _ = plan(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)
     assert code == 0 and "Rollout /scale (rollouts.argoproj.io)" in out and "StatefulSet spec.replicas" in out
+
+
+@pytest.mark.parametrize(
+    ("paused", "written"),
+    [
+        (False, "ScaledObject/checkout-so minReplicaCount (maxReplicaCount when below the floor)"),
+        (True, "nothing: ScaledObject/checkout-so is paused (autoscaling.keda.sh/paused-replicas)"),
+    ],
+)
+def test_kubeconfig_plan_of_a_keda_scaled_target_names_its_scaled_object(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    paused: bool,
+    written: str,
+) -> None:
+    annotations = {"autoscaling.keda.sh/paused-replicas": "2"} if paused else {}
+    scaled = scaled_object_view(
+        {
+            "metadata": {"name": "checkout-so", "annotations": annotations},
+            "spec": {"scaleTargetRef": {"name": "checkout"}, "minReplicaCount": 2, "maxReplicaCount": 8},
+        }
+    )
+    keda_hpa = hpa_view(  # the HPA KEDA owns for it: never what a claim writes
+        {
+            "metadata": {"name": "keda-hpa-checkout-so"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"},
+                "minReplicas": 2,
+                "maxReplicas": 8,
+            },
+        }
+    )
+    kube = FakeKube([deployment("checkout", 2, {})], [keda_hpa, scaled])  # type: ignore[list-item]
+    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: kube)
+    path = write(tmp_path, KINDS_EVENT.split("    - {name: ledger")[0])
+    (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)["events"]
+    assert [(t["name"], t["writes"]) for t in event["targets"]] == [("checkout", written)]
 
 
 def test_kubeconfig_plan_of_a_kind_the_cluster_cannot_scale_is_bad_input(

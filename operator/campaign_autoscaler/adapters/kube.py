@@ -774,8 +774,13 @@ def claim_outcome(
     )
 
 
-def planned_write(view: DeploymentView, hpa: HpaView | None) -> str:
-    """What a claim on the workload writes (`plan --kubeconfig`), `hpa` being the one it is scaled through."""
+def planned_write(view: DeploymentView, hpa: ScalerView | None) -> str:
+    """What a claim on the workload writes (`plan --kubeconfig`), `hpa` being the autoscaler (an HPA or a KEDA
+    ScaledObject) it is scaled through."""
+    if isinstance(hpa, ScaledObjectView):
+        if hpa.paused:
+            return f"nothing: ScaledObject/{hpa.name} is paused (autoscaling.keda.sh/paused-replicas)"
+        return f"ScaledObject/{hpa.name} minReplicaCount (maxReplicaCount when below the floor)"
     if hpa is not None:
         return f"HorizontalPodAutoscaler/{hpa.name} minReplicas (maxReplicas when below the floor)"
     if view.workload.native:
