@@ -588,7 +588,7 @@ def test_kubeconfig_plan_shows_each_targets_kind_and_what_is_written(
     ("paused", "written"),
     [
         (False, "ScaledObject/checkout-so minReplicaCount (maxReplicaCount when below the floor)"),
-        (True, "nothing: ScaledObject/checkout-so is paused (autoscaling.keda.sh/paused-replicas)"),
+        (True, "nothing: ScaledObject/checkout-so is paused on purpose (KEDA's paused annotations)"),
     ],
 )
 def test_kubeconfig_plan_of_a_keda_scaled_target_names_its_scaled_object(

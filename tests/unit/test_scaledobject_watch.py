@@ -64,6 +64,24 @@ def test_a_scaled_object_reads_with_keda_s_defaults_and_its_hpa_name():
     assert not scaled_object_view(scaled_object_body("db", "db", kind="StatefulSet")).scales("db")
 
 
+@pytest.mark.parametrize(
+    ("annotations", "paused"),
+    [
+        ({"autoscaling.keda.sh/paused-replicas": "0"}, True),
+        ({"autoscaling.keda.sh/paused": "true"}, True),  # KEDA 2.13+: paused where it stands
+        ({"autoscaling.keda.sh/paused": "True "}, True),
+        ({"autoscaling.keda.sh/paused": "false"}, False),
+        ({}, False),
+    ],
+)
+def test_either_of_kedas_pause_annotations_leaves_the_scaled_object_alone(
+    annotations: dict[str, str], paused: bool
+) -> None:
+    body = scaled_object_body("checkout", "web")
+    body["metadata"]["annotations"] = annotations
+    assert scaled_object_view(body).paused is paused
+
+
 def test_the_scaled_object_is_chosen_never_the_hpa_keda_owns():
     scalers = [
         hpa_view(keda_hpa_body("keda-hpa-checkout", "web", "checkout")),

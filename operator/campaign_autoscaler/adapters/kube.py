@@ -779,7 +779,7 @@ def planned_write(view: DeploymentView, hpa: ScalerView | None) -> str:
     ScaledObject) it is scaled through."""
     if isinstance(hpa, ScaledObjectView):
         if hpa.paused:
-            return f"nothing: ScaledObject/{hpa.name} is paused (autoscaling.keda.sh/paused-replicas)"
+            return f"nothing: ScaledObject/{hpa.name} is paused on purpose (KEDA's paused annotations)"
         return f"ScaledObject/{hpa.name} minReplicaCount (maxReplicaCount when below the floor)"
     if hpa is not None:
         return f"HorizontalPodAutoscaler/{hpa.name} minReplicas (maxReplicas when below the floor)"

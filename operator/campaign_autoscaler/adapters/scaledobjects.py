@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from campaign_autoscaler.planning.scaledobject import (
-    PAUSED_ANNOTATION,
     SCALED_OBJECT_GROUP,
     SCALED_OBJECT_KIND,
     SCALED_OBJECT_PLURAL,
     SCALED_OBJECT_VERSION,
     min_replica_level,
+    paused_by,
 )
 from campaign_autoscaler.planning.targets import workload_key
 
@@ -35,7 +35,7 @@ class ScaledObjectView:
     target_kind: str = "Deployment"
     target_api_version: str = "apps/v1"
     hpa_name: str = ""  # the HPA KEDA owns for it: never touched by the operator
-    paused: bool = False  # annotated autoscaling.keda.sh/paused-replicas: left alone
+    paused: bool = False  # annotated autoscaling.keda.sh/paused-replicas (or paused: "true"): left alone
     created: str = ""
     kind: str = SCALED_OBJECT_KIND
 
@@ -70,7 +70,7 @@ def scaled_object_view(body: Mapping[str, Any]) -> ScaledObjectView:
         target_kind=ref.get("kind") or "Deployment",
         target_api_version=ref.get("apiVersion") or "apps/v1",
         hpa_name=hpa_config.get("name") or f"keda-hpa-{name}",
-        paused=PAUSED_ANNOTATION in (meta.get("annotations") or {}),
+        paused=paused_by(meta.get("annotations") or {}) is not None,
         created=str(meta.get("creationTimestamp", "")),
     )
 

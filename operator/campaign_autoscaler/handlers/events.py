@@ -9,7 +9,7 @@ from campaign_autoscaler.adapters.kube import ClaimOutcome, deployment_object_re
 from campaign_autoscaler.planning import CampaignSpec, Phase
 from campaign_autoscaler.planning.capacity import NotReadyReason
 from campaign_autoscaler.planning.numbers import format_sample
-from campaign_autoscaler.planning.scaledobject import PAUSED_ANNOTATION, SCALED_OBJECT_KIND
+from campaign_autoscaler.planning.scaledobject import SCALED_OBJECT_KIND
 
 from .context import EventContext, TargetReport, log
 
@@ -85,8 +85,8 @@ def warn_about_paused(ctx: EventContext, reports: Iterable[TargetReport]) -> Non
             ("paused", outcome.deployment.name),
             "ScaledObjectPaused",
             f"Left ScaledObject {outcome.deployment.namespace}/{outcome.hpa.name} alone: it is paused "
-            f"({PAUSED_ANNOTATION}); Deployment {outcome.deployment.ref} is not scaled for CampaignEvent "
-            f"{ctx.name}",
+            "(autoscaling.keda.sh/paused-replicas or paused); "
+            f"Deployment {outcome.deployment.ref} is not scaled for CampaignEvent {ctx.name}",
         )
 
 

@@ -8,12 +8,27 @@ restored absent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 SCALED_OBJECT_KIND = "ScaledObject"
 SCALED_OBJECT_GROUP = "keda.sh"
 SCALED_OBJECT_VERSION = "v1alpha1"
 SCALED_OBJECT_PLURAL = "scaledobjects"
-# Set by a person who pauses autoscaling on purpose: the operator leaves such a ScaledObject alone.
+# Set by a person who pauses autoscaling on purpose: the operator leaves such a ScaledObject alone. KEDA
+# holds the workload at paused-replicas; since KEDA 2.13 `paused: "true"` pauses it where it stands.
 PAUSED_ANNOTATION = "autoscaling.keda.sh/paused-replicas"
+PAUSED_FLAG_ANNOTATION = "autoscaling.keda.sh/paused"
+
+
+def paused_by(annotations: Mapping[str, str]) -> str | None:
+    """The annotation that pauses a ScaledObject, if one does."""
+    if PAUSED_ANNOTATION in annotations:
+        return PAUSED_ANNOTATION
+    if str(annotations.get(PAUSED_FLAG_ANNOTATION, "")).strip().lower() == "true":
+        return PAUSED_FLAG_ANNOTATION
+    return None
+
+
 # KEDA's defaults for the bounds a ScaledObject leaves out.
 DEFAULT_MIN_REPLICA_COUNT = 0
 DEFAULT_MAX_REPLICA_COUNT = 100
