@@ -439,6 +439,12 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         "only (default: nodes always have room)",
     )
     simulate.add_argument(
+        "--with-hpa",
+        action="store_true",
+        help="the target is scaled by an HPA (the reactive HPA row's, minReplicas the baseline): adds this "
+        "operator's rows on it (`... + HPA`: the claim raises the HPA's minReplicas, the HPA keeps scaling)",
+    )
+    simulate.add_argument(
         "--capacity-per-pod",
         type=_positive_number,
         help="requests/s one pod serves (default: normal peak demand / baseline replicas)",
@@ -796,6 +802,7 @@ def _simulation_inputs(
         max_scale_factor=args.max_scale_factor,
         history=history,
         node_startup=args.node_startup,
+        with_hpa=args.with_hpa,
     )
     return setup, curve, notes
 
