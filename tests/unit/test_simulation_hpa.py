@@ -3,18 +3,14 @@ HPA's bounds; the HPA keeps scaling from the demand within them)."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from campaign_autoscaler import cli
 from campaign_autoscaler.planning import Baseline, CampaignSpec, lifecycle_end, lifecycle_start, parse_spec
 from campaign_autoscaler.simulation import (
-    CURVE_POLICY,
     ON_HPA,
     TICK,
     CampaignAutoscaler,
@@ -223,61 +219,3 @@ def test_hpa_replicas_outside_its_bounds_go_to_the_bound_at_once() -> None:
     assert hpa.decide(HpaState(), Observation(T0, 0.0, 4, 4)) == (HpaState(), 20)
     assert hpa.decide(HpaState(), Observation(T0, 2500.0, 4, 4)) == (HpaState(), 20)
     assert hpa.decide(HpaState(), Observation(T0, 0.0, 50, 50)) == (HpaState(), 30)
-
-
-# --- the CLI ----------------------------------------------------------------------------------------------
-SALE = """\
-apiVersion: autoscaling.campaigns.dev/v1alpha1
-kind: CampaignEvent
-metadata: {name: sale, namespace: shop}
-spec:
-  start: "2026-09-09T00:00:00Z"
-  end: "2026-09-09T02:00:00Z"
-  leadTime: 30m
-  rampUp: {steps: 3}
-  rampDown: {duration: 1h, steps: 4}
-  trafficMultiplier: 2.5
-  targets:
-    - name: checkout
-"""
-
-
-def campaign_csv(path: Path, level: float, surge: float) -> Path:
-    rows = ["minute_offset_or_timestamp,rps"]
-    rows += [f"{m},{surge if 0 <= m < 30 else level}" for m in range(-180, 300)]
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def simulate_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, dict]:
-    assert cli.main(["simulate", *argv, "--output", "json", "--now", "2026-09-01T00:00:00Z"]) == 0
-    return {row["policy"]: row for row in json.loads(capsys.readouterr().out)["policies"]}
-
-
-def test_with_hpa_adds_each_operator_row_on_the_hpa(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    event = tmp_path / "sale.yaml"
-    event.write_text(SALE)
-    this_year = campaign_csv(tmp_path / "this.csv", level=600, surge=3000)
-    last_year = campaign_csv(tmp_path / "last.csv", level=500, surge=2500)
-    argv = ("-f", str(event), "--traffic", str(this_year), "--history", str(last_year))
-    argv += ("--baseline", "checkout=5", "--capacity-per-pod", "100")
-    plain = simulate_json(capsys, *argv)
-    assert not any(name.endswith(ON_HPA) for name in plain)
-    rows = simulate_json(capsys, *argv, "--with-hpa")
-    assert list(rows) == [
-        *list(plain)[:-1],
-        f"campaign-autoscaler{ON_HPA}",
-        f"{CURVE_POLICY}{ON_HPA}",
-        "oracle",
-    ]
-    assert {name: rows[name] for name in plain} == plain  # the other rows are the same replay
-    # This year's normal level (6 pods) is above the baseline (5): only the HPA-backed rows serve it before
-    # the lead time.
-    for name in (f"campaign-autoscaler{ON_HPA}", f"{CURVE_POLICY}{ON_HPA}"):
-        assert (
-            rows[name]["underProvisionedMinutes"]
-            < plain[name.removesuffix(ON_HPA)]["underProvisionedMinutes"]
-        )
-        assert rows[name]["underProvisionedMinutes"] <= rows["reactive HPA"]["underProvisionedMinutes"]
