@@ -404,7 +404,7 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
     simulate = subparsers.add_parser(
         "simulate",
         help="replay traffic against static, reactive HPA, cron-at-start and this operator (its multiplier "
-        "floor, and its last campaign's curve)",
+        "floor, its last campaign's curve, and with --with-hpa both on the target's HPA)",
     )
     _add_event_input_flags(simulate)
     simulate.add_argument(
