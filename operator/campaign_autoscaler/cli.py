@@ -404,7 +404,7 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
     simulate = subparsers.add_parser(
         "simulate",
         help="replay traffic against static, reactive HPA, cron-at-start and this operator (its multiplier "
-        "floor, and its last campaign's curve)",
+        "floor, its last campaign's curve, and with --with-hpa both on the target's HPA)",
     )
     _add_event_input_flags(simulate)
     simulate.add_argument(
@@ -437,6 +437,12 @@ def _add_simulate_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="a new node is Ready this long after pods need it; the nodes start with room for the baseline "
         "only (default: nodes always have room)",
+    )
+    simulate.add_argument(
+        "--with-hpa",
+        action="store_true",
+        help="the target is scaled by an HPA (the reactive HPA row's, minReplicas the baseline): adds this "
+        "operator's rows on it (`... + HPA`: the claim raises the HPA's minReplicas, the HPA keeps scaling)",
     )
     simulate.add_argument(
         "--capacity-per-pod",
@@ -796,6 +802,7 @@ def _simulation_inputs(
         max_scale_factor=args.max_scale_factor,
         history=history,
         node_startup=args.node_startup,
+        with_hpa=args.with_hpa,
     )
     return setup, curve, notes
 

@@ -13,6 +13,7 @@ from campaign_autoscaler import cli
 from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.simulation import (
     CURVE_POLICY,
+    ON_HPA,
     SimulationSetup,
     TrafficCurve,
     curve_target,
@@ -260,3 +261,24 @@ def test_a_year_above_the_forecast_is_short_less_than_a_reactive_hpa_inside_the_
 def test_a_year_as_forecast_is_never_short():
     short = year_above(1.0)
     assert short[CURVE_POLICY] == {"whole": 0, "lifecycle": 0}
+
+
+def test_with_hpa_adds_each_operator_row_on_the_hpa(
+    capsys: pytest.CaptureFixture[str], sale_file: Path, tmp_path: Path
+) -> None:
+    this_year = campaign_csv(tmp_path / "this.csv", level=600, surge=3000)
+    last_year = campaign_csv(tmp_path / "last.csv", level=500, surge=2500)
+    argv = ("-f", str(sale_file), "--traffic", str(this_year), "--history", str(last_year))
+    argv += ("--baseline", "checkout=5", "--capacity-per-pod", "100")
+    plain = rows(run(capsys, *argv))
+    assert not any(name.endswith(ON_HPA) for name in plain)
+    with_hpa = rows(run(capsys, *argv, "--with-hpa"))
+    on_hpa = [f"campaign-autoscaler{ON_HPA}", f"{CURVE_POLICY}{ON_HPA}"]
+    assert list(with_hpa) == [*list(plain)[:-1], *on_hpa, "oracle"]
+    assert {name: with_hpa[name] for name in plain} == plain  # the other rows are the same replay
+    # This year's normal level (6 pods) is above the baseline (5): before the lead time only the HPA serves
+    # it, and on an HPA-backed target it still does.
+    for name in on_hpa:
+        short = with_hpa[name]["underProvisionedMinutes"]
+        assert short < plain[name.removesuffix(ON_HPA)]["underProvisionedMinutes"]
+        assert short <= with_hpa["reactive HPA"]["underProvisionedMinutes"]

@@ -1,5 +1,6 @@
 """Replay of a traffic curve against scaling policies: static, reactive HPA, cron-at-start and this operator
-(its multiplier floor, and with the last campaign's traffic, its curve).
+(its multiplier floor, and with the last campaign's traffic, its curve), and this operator on a target an HPA
+scales (it raises the HPA's bounds; the HPA keeps scaling).
 
 Imports only `campaign_autoscaler.planning` from this project; matplotlib is imported lazily by `plot`.
 """
@@ -7,7 +8,9 @@ Imports only `campaign_autoscaler.planning` from this project; matplotlib is imp
 from .policies import (
     TICK,
     CampaignAutoscaler,
+    CampaignAutoscalerOnHpa,
     CronAtStart,
+    HpaBackedState,
     HpaState,
     Observation,
     Policy,
@@ -18,6 +21,7 @@ from .policies import (
 )
 from .replay import (
     CURVE_POLICY,
+    ON_HPA,
     CapacityError,
     PodPool,
     Simulation,
@@ -48,10 +52,13 @@ from .traffic import (
 __all__ = [
     "CSV_HEADER",
     "CURVE_POLICY",
+    "ON_HPA",
     "TICK",
     "CampaignAutoscaler",
+    "CampaignAutoscalerOnHpa",
     "CapacityError",
     "CronAtStart",
+    "HpaBackedState",
     "HpaState",
     "Observation",
     "PodPool",

@@ -8,17 +8,19 @@ would observe at that instant, and scales the pod pool to the replicas it return
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from campaign_autoscaler.planning import (
+    Baseline,
     CampaignSpec,
     TargetSpec,
     Window,
     compute_floor,
     effective_replicas,
+    hpa_bounds,
     lifecycle_end,
     lifecycle_start,
 )
@@ -113,7 +115,10 @@ class ReactiveHpa(NoPlaceholders):
     - default `behavior.scaleUp`: no stabilization, policies `Percent 100 / 15s` and `Pods 4 / 15s` with
       `selectPolicy: Max`: at most max(double, +4 pods) per 15 s;
     - default `behavior.scaleDown`: 300 s stabilization window (the highest recommendation of the last
-      5 minutes wins), then `Percent 100 / 15s`.
+      5 minutes wins), then `Percent 100 / 15s`;
+    - replicas outside `[minReplicas, maxReplicas]` (the bounds were just changed) are set to the bound
+      they cross at once, with no rate limit and no recommendation recorded (the controller's
+      "Current number of replicas below Spec.MinReplicas" / "above Spec.MaxReplicas").
 
     The metric is the request rate per pod with a target of `capacity_per_pod` (a 100 % target, the same
     per-pod capacity the oracle uses), read at the sync instant without the metrics pipeline's delay:
@@ -133,6 +138,10 @@ class ReactiveHpa(NoPlaceholders):
         return HpaState()
 
     def decide(self, state: HpaState, seen: Observation) -> tuple[HpaState, int]:
+        if seen.replicas > self.max_replicas:
+            return state, self.max_replicas
+        if seen.replicas < self.min_replicas:
+            return state, self.min_replicas
         recommendation = self.recommendation(seen)
         cutoff = seen.at - self.scale_down_stabilization
         history = tuple((at, value) for at, value in state.recommendations if at > cutoff)
@@ -222,9 +231,15 @@ class CampaignAutoscaler:
         return MetricMemory()
 
     def decide(self, state: MetricMemory, seen: Observation) -> tuple[MetricMemory, int]:
+        memory, wanted = self.claim(state, seen)
+        claims = {} if wanted is None else {SIMULATED_EVENT: wanted}
+        return memory, effective_replicas(self.baseline, claims)
+
+    def claim(self, state: MetricMemory, seen: Observation) -> tuple[MetricMemory, int | None]:
+        """The metric's memory afterwards and the event's claim at `seen.at` (None: no claim)."""
         window = self._window_at(seen.at)
         if window is None:
-            return MetricMemory(), self.baseline
+            return MetricMemory(), None
         decision = decide_target(
             TargetInputs(
                 spec=self.spec,
@@ -240,8 +255,7 @@ class CampaignAutoscaler:
                 raise_every=TICK,
             )
         )
-        claims = {} if decision.wanted is None else {SIMULATED_EVENT: decision.wanted}
-        return decision.memory, effective_replicas(self.baseline, claims)
+        return decision.memory, decision.wanted
 
     def placeholders(self, seen: Observation, replicas: int) -> int:
         """What the operator's pass keeps (`plan_headroom`) once it has asked for `replicas`."""
@@ -260,3 +274,63 @@ class CampaignAutoscaler:
             if lifecycle_start(self.spec, window) <= at < lifecycle_end(self.spec, window):
                 return window
         return None
+
+
+# --- 5. campaign-autoscaler on a target an HPA scales -------------------------------------------------------
+HPA_NAME = "simulated"  # how the baseline the operator records names the target's HPA
+
+
+@dataclass(frozen=True)
+class HpaBackedState:
+    memory: MetricMemory = field(default_factory=MetricMemory)  # the operator's
+    hpa: HpaState = field(default_factory=HpaState)
+    bounds: tuple[int | None, int | None] | None = None  # what the operator last wrote; None: the HPA's own
+    baseline: Baseline | None = None  # what the operator recorded at its first claim, gone with the release
+
+
+@dataclass(frozen=True)
+class CampaignAutoscalerOnHpa:
+    """This operator on a target an HPA scales, as in a cluster: the HPA keeps scaling the target, the
+    operator's claim only moves the HPA's bounds (it never replaces the HPA).
+
+    Every TICK the HPA (`hpa`, the reactive HPA's model) syncs within the bounds last written, then the
+    operator's pass (`operator`, whose `claim` is `decide_target`) decides its claim and writes the bounds
+    `hpa_bounds` gives for it, as a claim on an HPA-backed target does (planning/claims.py): minReplicas
+    raised to the claim, maxReplicas too when below it, the HPA's own bounds back once no claim is left. So
+    outside the lifecycle the target is the HPA's alone; inside it gets max(claim, what the HPA computes
+    from the demand). The HPA applies a write at its next sync: one TICK later (its 15 s sync period, the
+    longest it waits). The decision's baseline is the one the operator records on the target: the replicas
+    it had when first claimed (the HPA's, then), as the pass reads it back.
+    """
+
+    operator: CampaignAutoscaler
+    hpa: ReactiveHpa
+    name: str
+
+    def initial_state(self) -> HpaBackedState:
+        return HpaBackedState(memory=self.operator.initial_state(), hpa=self.hpa.initial_state())
+
+    def decide(self, state: HpaBackedState, seen: Observation) -> tuple[HpaBackedState, int]:
+        hpa_state, replicas = self.bounded_hpa(state.bounds).decide(state.hpa, seen)
+        recorded = state.baseline or Baseline(
+            seen.replicas, HPA_NAME, self.hpa.min_replicas, self.hpa.max_replicas
+        )
+        memory, wanted = replace(self.operator, baseline=recorded.replicas).claim(state.memory, seen)
+        if wanted is None:
+            return HpaBackedState(memory, hpa_state), replicas
+        bounds = hpa_bounds(recorded, {SIMULATED_EVENT: wanted})
+        return HpaBackedState(memory, hpa_state, bounds, recorded), replicas
+
+    def bounded_hpa(self, bounds: tuple[int | None, int | None] | None) -> ReactiveHpa:
+        """The HPA with `bounds` written on it (None: its own)."""
+        if bounds is None:
+            return self.hpa
+        low, high = bounds
+        return replace(
+            self.hpa,
+            min_replicas=self.hpa.min_replicas if low is None else low,
+            max_replicas=self.hpa.max_replicas if high is None else high,
+        )
+
+    def placeholders(self, seen: Observation, replicas: int) -> int:
+        return self.operator.placeholders(seen, replicas)

@@ -27,6 +27,7 @@ from .nodes import NodeRoom
 from .policies import (
     TICK,
     CampaignAutoscaler,
+    CampaignAutoscalerOnHpa,
     CronAtStart,
     Observation,
     Policy,
@@ -96,6 +97,9 @@ class SimulationSetup:
     # replay adds this operator following that curve (metric.forecast.mode curve).
     history: TrafficCurve | None = None
     node_startup: timedelta | None = None  # None: the nodes always have room
+    # The target is scaled by an HPA (the reactive HPA's, minReplicas the baseline): adds this operator
+    # raising that HPA's bounds, as it does on such a target, beside each of its rows.
+    with_hpa: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ def campaign_windows(spec: CampaignSpec, start: datetime, end: datetime) -> tupl
 
 
 CURVE_POLICY = "campaign-autoscaler curve"
+ON_HPA = " + HPA"  # what an operator row's name gains when the target is HPA-backed (`--with-hpa`)
 DEFAULT_HISTORY_OFFSET = timedelta(days=365)
 _SIMULATED_QUERY = "demand"  # the replay's metric is the demand itself
 
@@ -145,7 +150,13 @@ def replay_history(history: TrafficCurve) -> History:
 def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ...]) -> tuple[Policy, ...]:
     """The policies compared: static, a reactive HPA, cron at the start and this operator; with a node
     start-up time, this operator both with and without node headroom (the spec's own nodeHeadroom, or one as
-    long as the node start-up); with a history, this operator following the last campaign's curve too."""
+    long as the node start-up); with a history, this operator following the last campaign's curve too; with
+    `with_hpa`, each of this operator's rows again on the reactive HPA's target, named `... + HPA`."""
+    hpa = ReactiveHpa(
+        capacity_per_pod=setup.capacity_per_pod,
+        min_replicas=setup.baseline,
+        max_replicas=max(setup.baseline, floor.max_replicas),
+    )
     ours: tuple[CampaignAutoscaler, ...] = (
         CampaignAutoscaler(
             spec=setup.spec,
@@ -175,15 +186,13 @@ def policies_for(setup: SimulationSetup, floor: Floor, windows: tuple[Window, ..
                 history=replay_history(setup.history),
             ),
         )
+    on_hpa = tuple(CampaignAutoscalerOnHpa(plain, hpa, f"{plain.name}{ON_HPA}") for plain in ours)
     return (
         StaticBaseline(replicas=setup.baseline),
-        ReactiveHpa(
-            capacity_per_pod=setup.capacity_per_pod,
-            min_replicas=setup.baseline,
-            max_replicas=max(setup.baseline, floor.max_replicas),
-        ),
+        hpa,
         CronAtStart(windows=windows, baseline=setup.baseline, floor=floor.replicas),
         *ours,
+        *(on_hpa if setup.with_hpa else ()),
     )
 
 
