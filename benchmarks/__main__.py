@@ -1,4 +1,4 @@
-"""`python -m benchmarks [lag|lag-hanging|drift|scale|prometheus|requests|curve ...]`: run the named
+"""`python -m benchmarks [lag|lag-hanging|drift|scale|prometheus|requests|curve|headroom ...]`: run the named
 benchmarks (all when none is named) and print their results as Markdown, headed by the machine, the command
 and the date, each followed by its duration and the machine's load average before and after it, ready for
 RESULTS.md."""
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from benchmarks import curve, drift, lag, prometheus_load, requests, scale
+from benchmarks import curve, drift, headroom, lag, prometheus_load, requests, scale
 from benchmarks.common import BenchmarkResult, source_state, this_machine
 
 BENCHMARKS: dict[str, Callable[[], BenchmarkResult]] = {
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[], BenchmarkResult]] = {
     "prometheus": prometheus_load.run,
     "requests": requests.run,
     "curve": curve.run,
+    "headroom": headroom.run,
 }
 
 

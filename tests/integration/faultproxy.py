@@ -502,6 +502,7 @@ class DeploymentVersion:
     resource_version: str
     replicas: int
     annotations: Mapping[str, str]
+    ready_replicas: int = 0  # status.readyReplicas (0 for a custom resource)
 
 
 WATCH_SECONDS = 30
@@ -618,6 +619,7 @@ class DeploymentRecorder:
             resource_version=metadata["resourceVersion"],
             replicas=1 if replicas is None else int(replicas),
             annotations=dict(metadata.get("annotations") or {}),
+            ready_replicas=int((item.get("status") or {}).get("readyReplicas") or 0),
         )
         with self._lock:
             self._versions.append(version)

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import kubernetes
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -97,9 +98,18 @@ def _served(custom: client.CustomObjectsApi, group: str, version: str, plural: s
         return False
 
 
-def deployment_body(name: str, replicas: int, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """A Deployment of `replicas` Pods labelled app=<name> (plus `labels` on the Deployment)."""
+def deployment_body(
+    name: str,
+    replicas: int,
+    labels: dict[str, str] | None = None,
+    requests: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Deployment of `replicas` Pods labelled app=<name> (plus `labels` on the Deployment), each Pod
+    requesting `requests` (nothing when None)."""
     selector = {"app": name}
+    container: dict[str, Any] = {"name": "app", "image": "registry.invalid/shop/app:1"}
+    if requests is not None:
+        container["resources"] = {"requests": requests}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -109,10 +119,17 @@ def deployment_body(name: str, replicas: int, labels: dict[str, str] | None = No
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": selector},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/shop/app:1"}]},
+                "spec": {"containers": [container]},
             },
         },
     }
+
+
+def install_from_manifests(api_client: client.ApiClient, kinds: Collection[str]) -> None:
+    """Create the objects of `kinds` from manifests/campaign-autoscaler.yaml (the chart as it renders)."""
+    documents = yaml.safe_load_all((REPO / "manifests" / "campaign-autoscaler.yaml").read_text())
+    chosen = [doc for doc in documents if doc and doc["kind"] in kinds]
+    kubernetes.utils.create_from_yaml(api_client, yaml_objects=chosen)
 
 
 class Cluster:

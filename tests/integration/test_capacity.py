@@ -2,19 +2,20 @@
 Unschedulable with the scheduler's own message, a ResourceQuota that refuses the floor as QuotaExceeded.
 
 The operator runs as its own ServiceAccount with exactly the ClusterRole of manifests/ (Pods: list and watch,
-nothing on Secrets), so a missing grant shows as a 403 in its log.
+and create and delete for node headroom's placeholders; nothing on Secrets), so a missing grant shows as a 403
+in its log. test_preemption.py runs in a world of its own made the same way.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from campaign_autoscaler.devenv.controlplane import (
@@ -27,12 +28,12 @@ from campaign_autoscaler.devenv.controlplane import (
 from campaign_autoscaler.devenv.nodes import NodeShape
 from tests.integration.conftest import namespace_name, require
 from tests.integration.harness import (
-    REPO,
     Cluster,
     OperatorProcess,
     active_soon,
     deployment_body,
     ensure_crd,
+    install_from_manifests,
     scrape,
     wait_until,
 )
@@ -40,25 +41,29 @@ from tests.integration.harness import (
 NODES = 3
 NODE_SHAPE = NodeShape(cpu="2", memory="8Gi", pods=30)
 SCHEDULER_MESSAGE = "0/3 nodes are available: 3 Insufficient cpu."
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+INSTALLED_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "PriorityClass")
 DENIED = re.compile(r"\b403\b")
 
 
-@pytest.fixture(scope="module")
-def scheduling_plane() -> Iterator[ControlPlane]:
-    """A control plane of its own with a kube-scheduler and three Nodes of 2 CPU (no node provisioner: what
-    does not fit stays Pending), and the operator's CRD and RBAC from crds/ and manifests/."""
+@contextmanager
+def operator_ready_plane(world: SchedulingWorld) -> Iterator[ControlPlane]:
+    """A control plane of its own with `world`, the operator's CRD from crds/, and its RBAC and node
+    headroom's PriorityClass from manifests/ (as the chart renders them)."""
     assets = find_assets()
     require(assets is not None and (assets / SCHEDULER_BINARY).is_file(), MISSING_ASSETS_HELP)
-    world = SchedulingWorld(nodes=NODES, shape=NODE_SHAPE)
     with ControlPlane(assets, scheduling=world, pod_ready_after=0.5) as plane:
         with kubernetes.config.new_client_from_config(
             config_file=str(plane.kubeconfig_path), persist_config=False
         ) as api_client:
             ensure_crd(api_client)
-            documents = yaml.safe_load_all((REPO / "manifests" / "campaign-autoscaler.yaml").read_text())
-            rbac = [doc for doc in documents if doc and doc["kind"] in RBAC_KINDS]
-            kubernetes.utils.create_from_yaml(api_client, yaml_objects=rbac)
+            install_from_manifests(api_client, INSTALLED_KINDS)
+        yield plane
+
+
+@pytest.fixture(scope="module")
+def scheduling_plane() -> Iterator[ControlPlane]:
+    """Three Nodes of 2 CPU and no node provisioner: what does not fit stays Pending."""
+    with operator_ready_plane(SchedulingWorld(nodes=NODES, shape=NODE_SHAPE)) as plane:
         yield plane
 
 
@@ -98,9 +103,7 @@ def operator(scheduling_plane: ControlPlane, cluster: Cluster, tmp_path: Path) -
 
 
 def requesting(name: str, replicas: int, cpu: str) -> dict[str, Any]:
-    body = deployment_body(name, replicas)
-    body["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
-    return body
+    return deployment_body(name, replicas, requests={"cpu": cpu})
 
 
 def capacity(cluster: Cluster) -> dict[str, Any]:
@@ -122,14 +125,15 @@ def unready_series(operator: OperatorProcess, namespace: str) -> dict[str, float
     return found
 
 
-def held_back(cluster: Cluster, cpu: str, reason: str) -> dict[str, Any]:
+def held_back(cluster: Cluster, cpu: str, reason: str, settled: Callable[[str], bool]) -> dict[str, Any]:
     """Deployment web, 2 Pods of `cpu` each, Ready; then an event whose window opens at once raises it to
-    its floor of 2 x 2.5 = 5. Returns CapacityReady once its reason is `reason`."""
+    its floor of 2 x 2.5 = 5. Returns CapacityReady once its reason is `reason` and its message `settled`
+    (a pod may still be starting when the reason first shows: the message then says so)."""
     cluster.apps.create_namespaced_deployment(cluster.namespace, requesting("web", 2, cpu))
     wait_until(lambda: cluster.ready("web") == 2, timeout=30, message="the baseline Ready")
     cluster.create_event("sale", active_soon([{"name": "web"}]))
     wait_until(
-        lambda: capacity(cluster).get("reason") == reason,
+        lambda: capacity(cluster).get("reason") == reason and settled(capacity(cluster).get("message", "")),
         timeout=45,
         message=f"CapacityReady=False/{reason}",
     )
@@ -140,9 +144,10 @@ def test_too_few_nodes_read_as_unschedulable_with_the_schedulers_message(
     cluster: Cluster, operator: OperatorProcess
 ) -> None:
     # 1.5 CPU a Pod on Nodes of 2 CPU: one Pod a Node, three in all.
-    condition = held_back(cluster, "1500m", "Unschedulable")
+    expected = f"web: 3/5 Ready; 2 unschedulable: {SCHEDULER_MESSAGE}"
+    condition = held_back(cluster, "1500m", "Unschedulable", lambda message: message == expected)
     assert condition["status"] == "False"
-    assert condition["message"] == f"web: 3/5 Ready; 2 unschedulable: {SCHEDULER_MESSAGE}"
+    assert condition["message"] == expected
     entry = target_entry(cluster)
     assert (entry["desiredReplicas"], entry["pendingReplicas"], entry["notReadyReason"]) == (
         5,
@@ -170,7 +175,12 @@ def test_a_quota_that_refuses_the_floor_reads_as_quota_exceeded(
         timeout=30,
         message="the quota's usage computed",
     )
-    condition = held_back(cluster, "100m", "QuotaExceeded")
+    condition = held_back(
+        cluster,
+        "100m",
+        "QuotaExceeded",
+        lambda message: message.startswith("web: 3/5 Ready; 2 not created: pods "),
+    )
     assert condition["status"] == "False"
     assert condition["message"].startswith("web: 3/5 Ready; 2 not created: pods ")
     assert "exceeded quota: floor-quota" in condition["message"]

@@ -76,10 +76,9 @@ def operator(
 
 
 def create_deployment(cluster: Cluster, name: str, replicas: int, requests: dict[str, str] | None) -> None:
-    body = deployment_body(name, replicas)
-    if requests is not None:
-        body["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": requests}
-    cluster.apps.create_namespaced_deployment(cluster.namespace, body)
+    cluster.apps.create_namespaced_deployment(
+        cluster.namespace, deployment_body(name, replicas, requests=requests)
+    )
 
 
 def placeholders(cluster: Cluster) -> list[client.V1Pod]:
@@ -121,23 +120,24 @@ def test_placeholders_hold_the_pre_scale_from_the_headroom_start_and_none_is_lef
 ):
     create_deployment(cluster, "checkout", 2, REQUESTS)
     create_deployment(cluster, "search", 1, None)  # requests nothing: skipped, with a Warning
-    start = seconds_from_now(16)
+    start = seconds_from_now(18)
     spec = campaign_spec(
         start=start,
         end=start + timedelta(seconds=3),
         targets=[{"name": "checkout", "replicas": 6}, {"name": "search", "replicas": 2}],
-        lead_time="6s",
+        lead_time="8s",
         ramp_up_steps=2,
         ramp_down={"duration": "2s", "steps": 1},
         nodeHeadroom={"leadTime": "6s"},
     )
     cluster.create_event("sale", spec)
     at = start.timestamp()
-    headroom_start, first_step, second_step = at - 12, at - 6, at - 3
+    headroom_start, first_step, second_step = at - 14, at - 8, at - 4
     seen = count_over_time(cluster, at + 1)
 
-    # floor 6 - 2 replicas = 4 placeholders from start - 12 s; the first step (2 -> 4) leaves 2, the second
-    # (4 -> 6) none: each real pod takes the room one placeholder held.
+    # floor 6 - 2 replicas = 4 placeholders from start - 14 s; once the first step's pods (2 -> 4) are Ready
+    # (2 s here) 2 are left, after the second's (4 -> 6) none: each real pod takes the room one placeholder
+    # held (no scheduler preempts them here: the operator deletes one for each new pod Ready).
     assert seen[0][1] == 0
     appeared = next(moment for moment, count in seen if count > 0)
     assert headroom_start - 0.1 <= appeared <= headroom_start + 1.5, (seen, headroom_start)

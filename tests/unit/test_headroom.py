@@ -109,11 +109,15 @@ def test_the_ramp_and_readiness_lower_what_is_held() -> None:
     window = resolve_window(spec, START)
     during_ramp = START - timedelta(minutes=20)
     # The first two steps raised the replicas to 8: room is held for the last 2 only, so a placeholder the
-    # scheduler preempted for a real pod is not made again.
-    assert plan_headroom(spec, window, during_ramp, targets(replicas=8, ready=6)).sets[0].count == 2
-    assert plan_headroom(spec, window, during_ramp, targets(replicas=10, ready=7)).sets[0].count == 0
+    # scheduler preempted for a real pod is not made again; but 4 are kept, the 2 pods not Ready yet being
+    # the scheduler's to place (by preempting two of them).
+    held = plan_headroom(spec, window, during_ramp, targets(replicas=8, ready=6)).sets[0]
+    assert (held.count, held.keep) == (2, 4)
+    held = plan_headroom(spec, window, during_ramp, targets(replicas=10, ready=7)).sets[0]
+    assert (held.count, held.keep) == (0, 3)
     # Ready at the floor: nothing is held, whatever the replicas say.
-    assert plan_headroom(spec, window, during_ramp, targets(replicas=4, ready=10)).sets[0].count == 0
+    held = plan_headroom(spec, window, during_ramp, targets(replicas=4, ready=10)).sets[0]
+    assert (held.count, held.keep) == (0, 0)
 
 
 def test_the_operator_wakes_up_for_the_headroom() -> None:
@@ -142,10 +146,15 @@ def existing(index: int, requests: dict[str, Decimal] = CPU, **extra: Any) -> Ex
     return ExistingPlaceholder(f"p{index}", "checkout", index, requests, **extra)
 
 
-def changes_for(count: int, pods: list[ExistingPlaceholder]):
+def changes_for(count: int, pods: list[ExistingPlaceholder], ready: int | None = None):
+    """The changes for `count` placeholders wanted (`ready` replicas of the floor 10 Ready: all there are,
+    unless given)."""
     spec = spec_of()
     window = resolve_window(spec, START)
-    plan = plan_headroom(spec, window, START - timedelta(minutes=35), targets(replicas=10 - count))
+    replicas = 10 - count
+    plan = plan_headroom(
+        spec, window, START - timedelta(minutes=35), targets(replicas, replicas if ready is None else ready)
+    )
     return placeholder_changes("sale", "uid-1", plan, pods)
 
 
@@ -165,6 +174,19 @@ def test_too_many_lose_their_highest_indexes_and_stale_requests_are_replaced() -
     changes = changes_for(2, [stale, existing(1)])
     assert changes.delete == (stale,)
     assert [p.index for p in changes.create] == [2]  # name 0 is still taken until it is gone
+
+
+def test_the_surplus_is_left_to_the_scheduler_until_the_new_pods_are_ready() -> None:
+    pods = [existing(index) for index in range(4)]
+    # The ramp just raised 6 -> 8 replicas: the two new pods preempt two placeholders, none is deleted.
+    assert changes_for(2, pods, ready=6).empty
+    # Both Ready, one in the room of the placeholder it preempted, the other on room found elsewhere: the one
+    # placeholder too many goes.
+    changes = changes_for(2, pods[:3], ready=8)
+    assert [p.index for p in changes.delete] == [2] and changes.create == ()
+    # Preempted beyond what is wanted: made again up to what the ramp still needs.
+    changes = changes_for(2, pods[:1], ready=6)
+    assert [p.index for p in changes.create] == [1] and changes.delete == ()
 
 
 def test_a_terminating_placeholder_counts_as_gone_and_keeps_its_name() -> None:

@@ -115,10 +115,18 @@ def test_placeholders_follow_the_headroom_the_ramp_and_the_opening() -> None:
     world.step(START - timedelta(minutes=39))  # nothing changed: nothing written
     assert len(world.headroom.created) == 6 and world.headroom.deleted == []
 
-    world.step(START - timedelta(minutes=30))  # ramp-up step 1: 4 -> 6, two placeholders fewer
+    # Ramp-up step 1: 4 -> 6. The new pods are not Ready in the pass that asks for them: the placeholders
+    # are left for the scheduler to preempt; once the pods are Ready, the two they stand for are gone.
+    world.step(START - timedelta(minutes=30))
     assert world.kube.replicas("checkout") == 6
+    assert len(world.headroom.pods) == 6 and world.headroom.deleted == []
+    world.step(START - timedelta(minutes=29))
     assert len(world.headroom.pods) == 4
-    world.step(START)  # the window opens: none is left
+    # The window opens, the rest of the ramp asked for at once: the placeholders are the scheduler's until
+    # those pods are Ready, then none is left.
+    world.step(START)
+    assert world.kube.replicas("checkout") == 10 and len(world.headroom.pods) == 4
+    world.step(START + timedelta(seconds=1))
     assert world.headroom.pods == {}
 
 

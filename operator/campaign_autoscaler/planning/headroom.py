@@ -4,7 +4,11 @@ From `start - leadTime - nodeHeadroom.leadTime` until the window ends, each targ
 its floor gets `floor - current replicas` placeholder pods, each requesting what one of its pods requests:
 room for exactly the pods the ramp-up will add. The scheduler preempts a placeholder (lowest priority) for
 each real pod that needs its room, and as the ramp raises the replicas fewer placeholders are wanted, so a
-preempted one is not made again. A target whose pod template requests nothing is skipped (nothing to hold).
+preempted one is not made again. The operator itself removes a placeholder only once a real pod is Ready in
+its stead (up to `floor - ready replicas` are kept): were it to delete the surplus as it raises the replicas,
+the new pods would race its deletes to the scheduler, which would then preempt other placeholders as well
+and leave fewer than wanted (made again at once). A target whose pod template requests nothing is skipped
+(nothing to hold).
 
 `placeholder_changes` turns the wanted sets and the placeholders that exist into the pods to create and to
 delete; names are fixed per (event uid, target, index), so a create repeated on a lagging watch is refused
@@ -43,11 +47,13 @@ class HeadroomTarget:
 
 @dataclass(frozen=True)
 class PlaceholderSet:
-    """The placeholders one target wants: `count` pods, each requesting `requests`."""
+    """The placeholders one target wants: `count` pods, each requesting `requests`; of those there are, up to
+    `keep` (at least `count`) stay, the rest being the scheduler's to preempt for pods not Ready yet."""
 
     deployment: str
     count: int
     requests: Mapping[str, Decimal]
+    keep: int
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,8 @@ def plan_headroom(
     spec: CampaignSpec, window: Window, now: datetime, targets: Sequence[HeadroomTarget]
 ) -> HeadroomPlan:
     """The placeholders wanted at `now`: none outside `[headroom start, window end)`. Once the ramp-up has
-    raised a target to its floor it wants none either: the window's own pods hold the nodes then."""
+    raised a target to its floor it wants none either: the window's own pods hold the nodes then. Those there
+    are stay while pods the ramp asked for are not Ready, unless the floor is Ready."""
     begin = headroom_start(spec, window)
     if begin is None or not begin <= now < window.end:
         return HeadroomPlan(active=False)
@@ -102,8 +109,9 @@ def plan_headroom(
         if not target.requests:
             without.append(target.deployment)
             continue
-        missing = 0 if target.ready_replicas >= target.floor else max(0, target.floor - target.replicas)
-        sets.append(PlaceholderSet(target.deployment, missing, dict(target.requests)))
+        unready = max(0, target.floor - target.ready_replicas)
+        missing = min(unready, max(0, target.floor - target.replicas))
+        sets.append(PlaceholderSet(target.deployment, missing, dict(target.requests), keep=unready))
     return HeadroomPlan(active=True, sets=tuple(sets), without_requests=tuple(without))
 
 
@@ -150,10 +158,10 @@ def placeholder_changes(
     """The pods to create and delete so that each target has its wanted set and nothing else is left.
 
     A placeholder that requests something else than its target's pods now (the template changed) is
-    replaced; of too many, the highest indexes go; a terminating one (preempted) counts as gone, and its name
-    is not taken again while it is there.
+    replaced; of more than a set keeps, the highest indexes go; a terminating one (preempted) counts as gone,
+    and its name is not taken again while it is there.
     """
-    wanted = {placeholder.deployment: placeholder for placeholder in plan.sets if placeholder.count > 0}
+    wanted = {placeholder.deployment: placeholder for placeholder in plan.sets if placeholder.keep > 0}
     create: list[NewPlaceholder] = []
     delete: list[ExistingPlaceholder] = []
     by_target: dict[str, list[ExistingPlaceholder]] = {}
@@ -168,7 +176,7 @@ def placeholder_changes(
             continue
         fitting = [pod for pod in live if dict(pod.requests) == dict(target.requests)]
         delete += [pod for pod in live if pod not in fitting]
-        delete += fitting[target.count :]
+        delete += fitting[target.keep :]
         taken = {pod.index for pod in pods}
         index = 0
         for _ in range(target.count - len(fitting[: target.count])):
