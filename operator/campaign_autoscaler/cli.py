@@ -655,9 +655,10 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def _read_histories(
     prometheus_url: str | None, spec: CampaignSpec, workloads: Sequence[Workload], now: datetime
-) -> tuple[dict[str, History], list[str]]:
+) -> tuple[dict[str, History] | None, list[str]]:
     """Each curve target's last campaign, read as the operator reads it (one 1-minute range query); a
-    failure is a note, and the plan shows the plain floor the operator would fall back on."""
+    failure is a note, and the plan shows the plain floor the operator would fall back on. None without a
+    Prometheus to ask."""
     from campaign_autoscaler.adapters.prometheus import (
         MetricsUnavailableError,
         PrometheusMetricsSource,
@@ -666,10 +667,10 @@ def _read_histories(
     from campaign_autoscaler.planning import resolve_window
     from campaign_autoscaler.planning.curve import CURVE_STEP, curve_range, history_from_points
 
+    if prometheus_url is None:
+        return None, []
     histories: dict[str, History] = {}
     notes: list[str] = []
-    if prometheus_url is None:
-        return histories, notes
     source = PrometheusMetricsSource(PrometheusSettings(prometheus_url))
     window = resolve_window(spec, now)
     for workload in workloads:
@@ -680,10 +681,16 @@ def _read_histories(
         try:
             points = source.series(metric.query, start, end, CURVE_STEP.total_seconds())
         except MetricsUnavailableError as err:
-            notes.append(f"{workload.label}: the last campaign's curve could not be read ({err}).")
+            notes.append(
+                f"{workload.label}: the last campaign's curve could not be read ({err}); the timeline "
+                "shows the plain floor the operator falls back on."
+            )
             continue
         if not points:
-            notes.append(f"{workload.label}: no data {metric.forecast.offset_text} ago in Prometheus.")
+            notes.append(
+                f"{workload.label}: no data {metric.forecast.offset_text} ago in Prometheus; the timeline "
+                "shows the plain floor the operator falls back on."
+            )
             continue
         begin, finish = start + metric.forecast.offset, end + metric.forecast.offset
         histories[workload.label] = history_from_points(points, begin, finish, metric.forecast.offset)

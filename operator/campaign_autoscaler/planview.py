@@ -327,7 +327,7 @@ def build_plan(
         workloads=tuple(workloads),
         steps=steps,
         upcoming=_upcoming_windows(spec, window),
-        notes=(*notes, *_spec_notes(spec, workloads, histories or {})),
+        notes=(*notes, *_spec_notes(spec, workloads, histories)),
         curves=_curves(spec, window, workloads, histories or {}, max_scale_factor),
         writes=dict(cluster.writes) if cluster is not None else {},
         preflight=checked,
@@ -394,8 +394,10 @@ def _upcoming_windows(spec: CampaignSpec, window: Window) -> tuple[Window, ...]:
 
 
 def _spec_notes(
-    spec: CampaignSpec, workloads: Sequence[Workload], histories: Mapping[str, History]
+    spec: CampaignSpec, workloads: Sequence[Workload], histories: Mapping[str, History] | None
 ) -> Iterator[str]:
+    """What the tables cannot show. `histories` None: Prometheus was not asked for the curves (when it was,
+    a curve it could not give has a note of its own, from the reading)."""
     if spec.dry_run:
         yield "dryRun is set: the operator only reports this plan, it patches nothing."
     for workload in workloads:
@@ -408,13 +410,12 @@ def _spec_notes(
             f"(ceil(value / {metric.target_per_replica:g}))."
         )
         if metric.forecast is not None and metric.forecast.follows_curve:
-            history = histories.get(workload.label)
-            if history is None:
+            if histories is None:
                 yield (
                     f"{workload.label}: the curve floor (the query {metric.forecast.offset_text} ago) needs "
                     "Prometheus (--prometheus-url); the timeline shows the plain floor it falls back on."
                 )
-            elif history.gaps:
+            elif (history := histories.get(workload.label)) is not None and history.gaps:
                 yield f"{workload.label}: {history.describe_gaps()}; the plain floor applies there."
         elif metric.forecast is not None:
             yield (

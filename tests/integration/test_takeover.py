@@ -87,12 +87,14 @@ def takeover_round(
             active.kill()
         else:
             assert active.stop() == 0
-        wait_until(
-            lambda: cluster.replicas(name) == 6,
-            timeout=AFTER_KILL_SECONDS + 10,
-            message="the standby made the transition",
+
+        def seen_scaled() -> float | None:
+            """When the test's own watch first saw the change (a GET can see it before the watch does)."""
+            return next((v.seen_at for v in recorder.versions() if v.name == name and v.replicas == 6), None)
+
+        changed = wait_until(
+            seen_scaled, timeout=AFTER_KILL_SECONDS + 10, message="the standby made the transition"
         )
-        changed = next(v.seen_at for v in recorder.versions() if v.name == name and v.replicas == 6)
     finally:
         active.stop()
         assert standby.stop() == 0

@@ -45,7 +45,7 @@ def plan_with(history: History | None):
     [event] = planview.load_event_manifests(MANIFEST, "sale.yaml")
     spec = parse_spec(event.raw_spec)
     workloads, notes = planview.plan_workloads(spec, {"checkout": 4}, None)
-    histories = {"checkout": history} if history is not None else {}
+    histories = {"checkout": history} if history is not None else None
     return planview.build_plan(event, spec, workloads, notes, NOW, histories)
 
 
@@ -88,6 +88,7 @@ def test_an_unreachable_prometheus_is_a_note_not_a_failure(capsys, tmp_path):
     assert cli.main([*argv, "--prometheus-url", "http://127.0.0.1:9", "-o", "json"]) == 0
     notes = json.loads(capsys.readouterr().out)["events"][0]["notes"]
     assert any("could not be read (ConnectionFailed" in note for note in notes)
+    assert not any("needs Prometheus" in note for note in notes)  # it was asked: one note, not two
 
 
 def test_consecutive_planned_changes_differ():

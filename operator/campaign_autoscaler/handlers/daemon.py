@@ -81,7 +81,7 @@ def _sampled(memo: kopf.Memo, runtime: Runtime, memory: EventMemory, world: Even
     """Tell the samplers what the event needs now, and hand the pass what they hold of it."""
     sampler: MetricSampler = memo["sampler"]
     probes = wanted_probes(runtime, memory, world)
-    sampler.want(world.uid, probes, memory.wakeup.set)
+    sampler.want(world.uid, probes, memory.wake)
     return dataclasses.replace(world, samples=sampler.samples(probes))
 
 
@@ -254,7 +254,7 @@ async def write_status(
     def judged(finished: Future[None]) -> None:
         error = None if finished.cancelled() else finished.exception()
         if isinstance(error, ApiException) and error.status in GONE_STATUSES:
-            loop.call_soon_threadsafe(memory.wakeup.set)
+            loop.call_soon_threadsafe(memory.wake, True)
 
     done.add_done_callback(judged)
     return StatusWrite(dict(status), dict(world.old_status), done)
@@ -304,7 +304,7 @@ async def on_event_seen(
     directory.seen(key, uid, deleting)
     memory = event_memory(memo)
     if deleting or memory.reconciled_generation != meta.get("generation"):
-        memory.wakeup.set()
+        memory.wake(urgent=True)
 
 
 async def gone_after(runtime: Runtime, err: Exception, namespace: str, name: str, uid: str) -> bool:
@@ -323,7 +323,7 @@ async def let_go(runtime: Runtime, memory: EventMemory, world: EventWorld, why: 
     """Release an event that is gone without its finalizer, and fence its daemon off for good. A failed
     release, or one refused because the operator is stopping, is left to the orphan collector (of this
     replica or of the one that takes over)."""
-    memory.wakeup.set()
+    memory.wake(urgent=True)
     if memory.fence.released:  # the watch's DELETED and a refused status write may both report it
         return
     try:
@@ -349,7 +349,7 @@ async def on_event_deleted(
     """Finalizer: release every claim of the event at once, after the pass in flight, before any other."""
     runtime: Runtime = memo["runtime"]
     memory = event_memory(memo)
-    memory.wakeup.set()
+    memory.wake(urgent=True)
     memo["sampler"].forget(uid)
     world = _world(memo, name=name, namespace=namespace, uid=uid, meta=meta, spec=spec, status=status)
     outcomes = await asyncio.to_thread(release_event, runtime, memory, world)
