@@ -4,7 +4,7 @@ follows their changes, and forgets a namespace once its last claim goes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -39,19 +39,18 @@ async def test_not_ready_pods_of_claimed_namespaces_are_kept_and_followed(
 ) -> None:
     changes: asyncio.Queue[tuple[str, Mapping[str, Any]]] = asyncio.Queue()
 
-    async def list_pages(session: Any, url: str, headers: Any, what: str) -> AsyncIterator[Mapping[str, Any]]:
+    async def list_all(session: Any, url: str, headers: Any, what: str, keep: Any) -> tuple[str, int]:
         assert url == "https://api.invalid/api/v1/namespaces/shop/pods"
-        yield {
-            "items": [pod("a"), pod("b", ready=True), pod("c", "api")],
-            "metadata": {"resourceVersion": "5"},
-        }
+        for item in (pod("a"), pod("b", ready=True), pod("c", "api")):
+            keep(item)
+        return "5", 1
 
     async def watch_events(session: Any, url: str, version: str, headers: Any, what: str) -> Any:
         assert version == "5"
         while True:
             yield await changes.get()
 
-    monkeypatch.setattr(podcache, "list_pages", list_pages)
+    monkeypatch.setattr(podcache, "list_all", list_all)
     monkeypatch.setattr(podcache, "watch_events", watch_events)
     claimed = {"shop"}
     woken: list[tuple[str, str]] = []

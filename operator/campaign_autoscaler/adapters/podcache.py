@@ -22,7 +22,7 @@ from campaign_autoscaler.adapters.informer import (
     BACKOFF_SECONDS,
     ExpiredError,
     WatchError,
-    list_pages,
+    list_all,
     watch_events,
 )
 from campaign_autoscaler.planning.capacity import PodState
@@ -164,13 +164,13 @@ class PodCache:
 
     async def _list(self, namespace: str) -> str:
         pods: DeploymentPods = {}
-        async for page in list_pages(self._session, self._url(namespace), self._headers, "Pods"):
-            self.lists += 1
-            for item in page.get("items") or ():
-                self._keep(pods, item)
+        version, pages = await list_all(
+            self._session, self._url(namespace), self._headers, "Pods", lambda item: self._keep(pods, item)
+        )
+        self.lists += pages
         self._pods[namespace] = pods
         self._listed.add(namespace)
-        return str((page.get("metadata") or {}).get("resourceVersion", ""))
+        return version
 
     @staticmethod
     def _keep(pods: DeploymentPods, item: Mapping[str, Any]) -> str | None:
