@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -368,3 +371,62 @@ async def test_an_unexpected_error_of_a_watch_ends_the_cache() -> None:
     cache = Broken({"shop"})
     with pytest.raises(RuntimeError, match="a bug"):
         await cache.run()
+
+
+class Page(dict):  # a dict that a weak reference can follow
+    pass
+
+
+class PagedServer:
+    """Stands in for the aiohttp session of a paged LIST. Like aiohttp's, a response keeps the body's bytes
+    and decodes them anew on each json(); the server follows each decoded page weakly and notes whether the
+    page before was still alive when the next one was asked for."""
+
+    def __init__(self, pages: list[dict[str, Any]]) -> None:
+        self.bodies = [json.dumps(page).encode() for page in pages]
+        self.decoded: list[weakref.ref[Page]] = []
+        self.alive_at_next_request: list[bool] = []
+        self.params: list[dict[str, str]] = []
+
+    @contextlib.asynccontextmanager
+    async def get(self, url: str, params: dict[str, str], headers: Any) -> AsyncIterator[Response]:
+        gc.collect()
+        self.alive_at_next_request += [ref() is not None for ref in self.decoded[-1:]]
+        self.params.append(dict(params))
+        yield Response(self, self.bodies[len(self.params) - 1])
+
+
+class Response:
+    status = 200
+
+    def __init__(self, server: PagedServer, body: bytes) -> None:
+        self.server, self.body = server, body
+
+    async def json(self) -> Page:
+        page = Page(json.loads(self.body))
+        self.server.decoded.append(weakref.ref(page))
+        return page
+
+
+@pytest.mark.asyncio
+async def test_a_listing_lets_each_page_go_before_asking_for_the_next() -> None:
+    server = PagedServer(
+        [
+            {"items": [{"n": 1}, {"n": 2}], "metadata": {"continue": "c1"}},
+            {"items": [{"n": 3}], "metadata": {"continue": "c2"}},
+            {"items": [], "metadata": {"resourceVersion": "42"}},
+        ]
+    )
+    kept: list[Any] = []
+    version, pages = await informer.list_all(
+        server,  # type: ignore[arg-type]
+        "https://api.invalid/apis/apps/v1/deployments",
+        dict,
+        "Deployments",
+        lambda item: kept.append(item["n"]),
+        {"labelSelector": "a=b"},
+    )
+    assert (version, pages, kept) == ("42", 3, [1, 2, 3])
+    assert server.alive_at_next_request == [False, False]
+    assert [p.get("continue") for p in server.params] == [None, "c1", "c2"]
+    assert all(p["labelSelector"] == "a=b" and p["limit"] == str(informer.PAGE_SIZE) for p in server.params)

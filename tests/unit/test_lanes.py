@@ -6,6 +6,11 @@ import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 
+import kopf
+import pytest
+
+from campaign_autoscaler.handlers.collector import EventDirectory
+from campaign_autoscaler.handlers.daemon import on_event_seen
 from campaign_autoscaler.handlers.lanes import PassLanes
 from campaign_autoscaler.handlers.runtime import EventMemory, OperatorConfig, Runtime
 from tests.unit.fakes import FakeKube
@@ -71,3 +76,22 @@ def test_an_urgent_pass_runs_while_every_routine_thread_is_busy():
 def test_without_lanes_a_pass_runs_in_the_default_executor():
     runtime = Runtime(config=OperatorConfig(), kube=FakeKube())
     assert asyncio.run(runtime.in_lane(True, threading.current_thread)) is not threading.main_thread()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("meta", "urgent"),
+    [
+        ({"generation": 2}, True),  # the spec changed: its first pass may carry a write due now
+        ({"generation": 1, "deletionTimestamp": "2026-12-12T00:00:00Z"}, True),  # its claims go at once
+        ({"generation": 1}, False),  # a status write of its own, seen back: no pass needed
+    ],
+)
+async def test_a_spec_change_or_a_deletion_wakes_the_event_urgently(meta: dict, urgent: bool) -> None:
+    memory = EventMemory(reconciled_generation=1, urgent=False)
+    memo = kopf.Memo(event=memory, directory=EventDirectory())
+    await on_event_seen(
+        type="MODIFIED", name="sale", namespace="shop", uid="u1", meta=meta, spec={}, status={}, memo=memo
+    )
+    assert memory.wakeup.is_set() is urgent
+    assert memory.take_urgency(NOW) is urgent
