@@ -152,6 +152,7 @@ def test_run_with_peering_and_no_api_server_ends_in_one_line_exit_1(
 ) -> None:
     """A runtime failure (nothing listens at the kubeconfig's server): one line, exit 1, no traceback."""
     from campaign_autoscaler import cli
+    from campaign_autoscaler.cli import run as cli_run
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
@@ -166,7 +167,7 @@ def test_run_with_peering_and_no_api_server_ends_in_one_line_exit_1(
             }
         )
     )
-    monkeypatch.setattr(cli, "PEERING_CRD_WAIT", 0.5)
+    monkeypatch.setattr(cli_run, "PEERING_CRD_WAIT", 0.5)
     code = cli.main(["run", "--kubeconfig", str(kubeconfig), "--peering", "campaign-autoscaler"])
     err = capsys.readouterr().err
     assert code == 1

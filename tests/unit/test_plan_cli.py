@@ -24,6 +24,7 @@ from campaign_autoscaler.adapters.kube import (
 )
 from campaign_autoscaler.adapters.scaledobjects import scaled_object_view
 from campaign_autoscaler.adapters.workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
+from campaign_autoscaler.cli import plan as cli_plan
 from campaign_autoscaler.planning import parse_spec, resolve_window, transitions
 from campaign_autoscaler.planning.preflight import ClusterCapacity, NodeFacts
 
@@ -432,7 +433,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
             deployment("search", 7, {"tier": "search"}),
         ]
     )
-    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: kube)
+    monkeypatch.setattr(cli_plan, "_kube_adapter", lambda kubeconfig, context: kube)
     return kube
 
 
@@ -488,7 +489,7 @@ def test_a_cluster_error_is_reported(
         def list_hpas(self, namespace: str) -> NamespaceSnapshot:
             raise ApiException(status=403, reason="Forbidden")
 
-    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: Forbidden([]))
+    monkeypatch.setattr(cli_plan, "_kube_adapter", lambda kubeconfig, context: Forbidden([]))
     code, _, err = plan(capsys, "-f", write(tmp_path, SELECTOR_EVENT), "--kubeconfig", "k")
     assert code == 1
     assert err == "error: --kubeconfig k: 403 Forbidden\n"
@@ -523,7 +524,7 @@ def test_an_unreadable_baseline_annotation_is_one_line_naming_the_deployment(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = deployment("order-tracking", 10, {}, {"autoscaling.campaigns.dev/baseline": "{not json"})
-    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: FakeKube([broken]))
+    monkeypatch.setattr(cli_plan, "_kube_adapter", lambda kubeconfig, context: FakeKube([broken]))
     code, out, err = plan(capsys, "-f", write(tmp_path, SELECTOR_EVENT), "--kubeconfig", "k")
     assert (code, out) == (1, "")
     assert err.startswith("error: Deployment shop/order-tracking: ") and err.count("\n") == 1
@@ -568,7 +569,7 @@ def test_kubeconfig_plan_shows_each_targets_kind_and_what_is_written(
         ],
         [hpa],
     )
-    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: kube)
+    monkeypatch.setattr(cli_plan, "_kube_adapter", lambda kubeconfig, context: kube)
     path = write(tmp_path, KINDS_EVENT)
     (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)["events"]
     assert {t["name"]: (t["kind"], t["writes"], t["baselineReplicas"]) for t in event["targets"]} == {
@@ -616,7 +617,7 @@ def test_kubeconfig_plan_of_a_keda_scaled_target_names_its_scaled_object(
         }
     )
     kube = FakeKube([deployment("checkout", 2, {})], [keda_hpa, scaled])  # type: ignore[list-item]
-    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: kube)
+    monkeypatch.setattr(cli_plan, "_kube_adapter", lambda kubeconfig, context: kube)
     path = write(tmp_path, KINDS_EVENT.split("    - {name: ledger")[0])
     (event,) = plan_json(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)["events"]
     assert [(t["name"], t["writes"]) for t in event["targets"]] == [("checkout", written)]
@@ -625,7 +626,7 @@ def test_kubeconfig_plan_of_a_keda_scaled_target_names_its_scaled_object(
 def test_kubeconfig_plan_of_a_kind_the_cluster_cannot_scale_is_bad_input(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_kube_adapter", lambda kubeconfig, context: FakeKube([]))
+    monkeypatch.setattr(cli_plan, "_kube_adapter", lambda kubeconfig, context: FakeKube([]))
     path = write(tmp_path, KINDS_EVENT.replace("argoproj.io/v1alpha1", "example.com/v1"))
     code, out, err = plan(capsys, "-f", path, "--kubeconfig", "k", "--now", NOW)
     assert (code, out) == (2, "")

@@ -8,6 +8,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from campaign_autoscaler import cli, planview
+from campaign_autoscaler.cli.console import _stdout_console
 from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.planning.curve import History
 
@@ -76,7 +77,7 @@ def test_gaps_are_noted():
 
 
 def test_the_curve_table_is_printed(capsys):
-    planview.render_plan(plan_with(surge_history()), cli._stdout_console())
+    planview.render_plan(plan_with(surge_history()), _stdout_console())
     out = capsys.readouterr().out
     assert "Curve of checkout" in out and "23:49:45" in out
 
