@@ -18,8 +18,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from campaign_autoscaler.adapters.kube import KubeAdapter, NamespaceSnapshot, deployment_view
+from campaign_autoscaler.adapters.kube import KubeAdapter
 from campaign_autoscaler.adapters.scaledobjects import scaled_object_view
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import deployment_view
 from campaign_autoscaler.devenv.controlplane import ControlPlane
 from campaign_autoscaler.planning.claims import BASELINE_ANNOTATION
 from tests.integration.faultproxy import FaultProxy, RequestKind, ServingCertificate, proxied_kubeconfig

@@ -17,18 +17,15 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler.adapters.eventlane import EventLane
-from campaign_autoscaler.adapters.kube import (
-    BASELINE_ANNOTATION,
-    CLAIMS_ANNOTATION,
-    KubeAdapter,
-    NamespaceSnapshot,
-    deployment_view,
-    hpa_view,
-)
+from campaign_autoscaler.adapters.kube import KubeAdapter
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
 from campaign_autoscaler.adapters.statuslane import StatusLane
+from campaign_autoscaler.adapters.views import deployment_view, hpa_view
 from campaign_autoscaler.handlers.daemon import GONE_STATUSES
 from campaign_autoscaler.planning.claims import (
+    BASELINE_ANNOTATION,
     CAMPAIGN_ANNOTATIONS,
+    CLAIMS_ANNOTATION,
     OWNERS_ANNOTATION,
     parse_baseline,
     parse_claims,

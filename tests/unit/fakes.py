@@ -28,18 +28,14 @@ from campaign_autoscaler.adapters.kube import (
     STALE_WRITE,
     ClaimOutcome,
     CorruptAnnotationError,
-    DeploymentView,
-    HpaView,
-    NamespaceSnapshot,
-    ScalerView,
     TargetConflictError,
     claim_outcome,
-    deployment_view,
-    hpa_view,
     target_state,
 )
 from campaign_autoscaler.adapters.prometheus import MetricsUnavailableError
 from campaign_autoscaler.adapters.sampler import MetricSampler
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import DeploymentView, HpaView, ScalerView, deployment_view, hpa_view
 from campaign_autoscaler.adapters.workloads import KindDirectory
 from campaign_autoscaler.handlers.passes import (
     EventWorld,

@@ -1,5 +1,5 @@
 """Why capacity is missing: the pure judgement (planning.capacity), and how Pods and a Deployment's
-ReplicaFailure condition are read into it (adapters.podcache, adapters.kube)."""
+ReplicaFailure condition are read into it (adapters.podcache, adapters.views)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from campaign_autoscaler.adapters.kube import deployment_view
 from campaign_autoscaler.adapters.podcache import owning_deployment, pod_state
+from campaign_autoscaler.adapters.views import deployment_view
 from campaign_autoscaler.planning.capacity import (
     READY,
     CreationFailure,

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from campaign_autoscaler.adapters.kube import NamespaceSnapshot
 from campaign_autoscaler.adapters.placeholders import (
     PlaceholderAdapter,
     PlaceholderView,
     PodTemplateFacts,
     placeholder_view,
 )
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
 from campaign_autoscaler.handlers.collector import EventDirectory, collect
 from campaign_autoscaler.handlers.passes import release_event
 from campaign_autoscaler.handlers.runtime import OperatorConfig, Runtime

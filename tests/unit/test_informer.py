@@ -20,7 +20,7 @@ from campaign_autoscaler.adapters.informer import (
     WatchError,
     WorkloadCache,
 )
-from campaign_autoscaler.adapters.kube import deployment_view, hpa_view
+from campaign_autoscaler.adapters.views import deployment_view, hpa_view
 from campaign_autoscaler.adapters.workloads import WorkloadKind
 from tests.unit.fakes import deployment_body, hpa_body
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import campaign_autoscaler.handlers.runtime as runtime_module
-from campaign_autoscaler.adapters.kube import NamespaceSnapshot
 from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsUnavailableError
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
 from campaign_autoscaler.handlers.passes import release_event, run_pass
 from campaign_autoscaler.handlers.runtime import OperatorConfig, OperatorStoppingError, Runtime
 from campaign_autoscaler.planning import parse_spec

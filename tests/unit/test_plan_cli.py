@@ -15,14 +15,9 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import cli
-from campaign_autoscaler.adapters.kube import (
-    DeploymentView,
-    HpaView,
-    NamespaceSnapshot,
-    deployment_view,
-    hpa_view,
-)
 from campaign_autoscaler.adapters.scaledobjects import scaled_object_view
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import DeploymentView, HpaView, deployment_view, hpa_view
 from campaign_autoscaler.adapters.workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
 from campaign_autoscaler.cli import plan as cli_plan
 from campaign_autoscaler.planning import parse_spec, resolve_window, transitions

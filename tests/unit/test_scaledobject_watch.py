@@ -10,13 +10,14 @@ import pytest
 
 from campaign_autoscaler.adapters import informer
 from campaign_autoscaler.adapters.informer import DriftAlarms, WorkloadCache
-from campaign_autoscaler.adapters.kube import NamespaceSnapshot, deployment_view, hpa_view
 from campaign_autoscaler.adapters.scaledobjects import (
     ScaledObjectView,
     bounds_operations,
     scaled_object_view,
     serves_scaled_objects,
 )
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import deployment_view, hpa_view
 from tests.unit.fakes import deployment_body, hpa_body
 from tests.unit.test_informer import CLAIMS, SelectedCache, running, settle
 

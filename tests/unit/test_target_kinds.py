@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from campaign_autoscaler.adapters.informer import workload_kind
-from campaign_autoscaler.adapters.kube import NamespaceSnapshot, deployment_view, hpa_view
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import deployment_view, hpa_view
 from campaign_autoscaler.adapters.workloads import (
     DEPLOYMENTS,
     STATEFULSETS,

@@ -23,14 +23,6 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from campaign_autoscaler.adapters.kube import (
-    DeploymentView,
-    HpaView,
-    NamespaceSnapshot,
-    ScalerView,
-    hpa_view,
-    workload_view,
-)
 from campaign_autoscaler.adapters.placeholders import PLACEHOLDER_SELECTOR, PlaceholderView, placeholder_view
 from campaign_autoscaler.adapters.scaledobjects import (
     SCALED_OBJECTS_API,
@@ -38,6 +30,8 @@ from campaign_autoscaler.adapters.scaledobjects import (
     scaled_object_view,
     serves_scaled_objects,
 )
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import DeploymentView, HpaView, ScalerView, hpa_view, workload_view
 from campaign_autoscaler.adapters.workloads import DEPLOYMENTS as DEPLOYMENT_KIND
 from campaign_autoscaler.adapters.workloads import WorkloadKind
 from campaign_autoscaler.planning import split_key

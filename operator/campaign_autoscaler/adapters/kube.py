@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -29,38 +29,28 @@ from kubernetes.client.exceptions import ApiException
 
 from campaign_autoscaler import API_GROUP, API_VERSION, KIND, PLURAL
 from campaign_autoscaler.adapters.capacity import read_capacity
-from campaign_autoscaler.adapters.placeholders import (
-    PlaceholderAdapter,
-    PlaceholderView,
-    PodTemplateFacts,
-    pod_template_facts,
-)
+from campaign_autoscaler.adapters.placeholders import PlaceholderAdapter
 from campaign_autoscaler.adapters.scaledobjects import (
     ScaledObjectView,
     bounds_operations,
     scaled_object_path,
     scaled_object_view,
 )
-from campaign_autoscaler.planning.capacity import CreationFailure
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import DeploymentView, ScalerView, deployment_view, hpa_view
 from campaign_autoscaler.planning.claims import (
-    BASELINE_ANNOTATION,
     CAMPAIGN_ANNOTATIONS,
-    CLAIMS_ANNOTATION,
     HPA_KIND,
-    OWNERS_ANNOTATION,
     Baseline,
     ClaimPlan,
     HpaBounds,
     TargetState,
-    parse_baseline,
-    parse_claims,
-    parse_owners,
     plan_claim,
 )
 from campaign_autoscaler.planning.instants import kube_time
 from campaign_autoscaler.planning.preflight import ClusterCapacity
 from campaign_autoscaler.planning.scaledobject import SCALED_OBJECT_KIND
-from campaign_autoscaler.planning.targets import split_key, workload_key
+from campaign_autoscaler.planning.targets import split_key
 
 from .workloads import DEPLOYMENTS, KindDirectory, WorkloadKind
 
@@ -87,69 +77,6 @@ class CorruptAnnotationError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class HpaView:
-    name: str
-    min_replicas: int
-    max_replicas: int
-    target: str | None = None  # the key of the workload its scaleTargetRef names
-    created: str = ""
-    owner: str | None = None  # the KEDA ScaledObject that owns it (and rewrites it): never touched
-    kind: str = HPA_KIND
-
-    @property
-    def level(self) -> int:
-        return self.min_replicas
-
-
-# The autoscalers a target can be scaled through.
-ScalerView = HpaView | ScaledObjectView
-
-
-@dataclass(frozen=True)
-class DeploymentView:
-    namespace: str
-    name: str
-    uid: str
-    replicas: int
-    ready_replicas: int
-    labels: Mapping[str, str]
-    baseline: Baseline | None
-    claims: Mapping[str, int]
-    owners: Mapping[str, str] = field(default_factory=dict)  # the uid of each claim's event, where recorded
-    annotation_error: str | None = None  # a campaign annotation that cannot be read
-    # The campaign annotations as served (absent: None), and whether the object has annotations at all:
-    # what a write tests before it changes anything.
-    campaign_texts: Mapping[str, str | None] = field(default_factory=dict)
-    has_annotations: bool = True
-    workload: WorkloadKind = DEPLOYMENTS  # its kind: a Deployment, a StatefulSet, anything with /scale
-    template: PodTemplateFacts = field(default_factory=PodTemplateFacts)  # what node headroom copies
-    creation_failure: CreationFailure | None = None  # Pods its ReplicaSet could not create (e.g. quota)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def kind(self) -> str:
-        return self.workload.kind
-
-    @property
-    def key(self) -> str:
-        """The workload's key in snapshots and memories (planning.workload_key)."""
-        return workload_key(self.workload.api_version, self.workload.kind, self.name)
-
-    @property
-    def described(self) -> str:
-        """`StatefulSet shop/db`, as log lines and Events name it."""
-        return f"{self.workload.kind} {self.ref}"
-
-    @property
-    def baseline_replicas(self) -> int:
-        """The replicas it returns to: the baseline the operator recorded on it, else its replicas now."""
-        return self.baseline.replicas if self.baseline is not None else self.replicas
-
-
-@dataclass(frozen=True)
 class ClaimOutcome:
     """What a claim (or a release) left on one target."""
 
@@ -164,151 +91,6 @@ class ClaimOutcome:
     written: bool
     released: bool  # no claim at all is left on the target: it is back at its baseline
     paused: bool = False  # scaled through a paused ScaledObject: left alone
-
-
-def workload_view(workload: WorkloadKind) -> Callable[[Mapping[str, Any]], DeploymentView]:
-    """How objects of `workload`'s kind are read (see `deployment_view`)."""
-    return lambda body: deployment_view(body, workload)
-
-
-def deployment_view(body: Mapping[str, Any], workload: WorkloadKind = DEPLOYMENTS) -> DeploymentView:
-    """A workload (a Deployment unless `workload` says otherwise) as the API serves it (camelCase JSON, e.g.
-    a watch event's body). Every scalable kind keeps its replicas in `spec.replicas` and its ready ones in
-    `status.readyReplicas`, as Deployments, StatefulSets and Argo Rollouts do."""
-    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    annotations = meta.get("annotations")
-    has_annotations = annotations is not None
-    annotations = annotations or {}
-    baseline, claims, owners, problem = None, {}, {}, None
-    try:
-        if BASELINE_ANNOTATION in annotations:
-            baseline = parse_baseline(annotations[BASELINE_ANNOTATION])
-        claims = parse_claims(annotations.get(CLAIMS_ANNOTATION))
-        owners = parse_owners(annotations.get(OWNERS_ANNOTATION))
-    except ValueError as err:
-        problem = f"{workload.kind} {meta.get('namespace')}/{meta.get('name')}: {err}"
-    return DeploymentView(
-        namespace=meta.get("namespace", ""),
-        name=meta.get("name", ""),
-        uid=meta.get("uid", ""),
-        replicas=spec["replicas"] if spec.get("replicas") is not None else 1,
-        ready_replicas=status.get("readyReplicas") or 0,
-        labels=dict(meta.get("labels") or {}),
-        baseline=baseline,
-        claims=claims,
-        owners=owners,
-        annotation_error=problem,
-        campaign_texts={key: annotations.get(key) for key in CAMPAIGN_ANNOTATIONS},
-        has_annotations=has_annotations,
-        workload=workload,
-        template=pod_template_facts(spec.get("template") or {}),
-        creation_failure=creation_failure(status),
-    )
-
-
-def creation_failure(status: Mapping[str, Any]) -> CreationFailure | None:
-    """The `ReplicaFailure` condition the Deployment controller copies from its new ReplicaSet, if set."""
-    for item in status.get("conditions") or ():
-        if item.get("type") == "ReplicaFailure" and item.get("status") == "True":
-            return CreationFailure(str(item.get("reason") or ""), str(item.get("message") or ""))
-    return None
-
-
-def hpa_view(body: Mapping[str, Any]) -> HpaView:
-    """An autoscaling/v1 HorizontalPodAutoscaler as the API serves it."""
-    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
-    ref = spec.get("scaleTargetRef") or {}
-    target = None
-    if ref.get("kind") and ref.get("name"):
-        target = workload_key(str(ref.get("apiVersion") or "apps/v1"), str(ref["kind"]), str(ref["name"]))
-    keda_owner = next(
-        (
-            owner.get("name")
-            for owner in meta.get("ownerReferences") or ()
-            if owner.get("kind") == SCALED_OBJECT_KIND and str(owner.get("apiVersion")).startswith("keda.sh/")
-        ),
-        None,
-    )
-    return HpaView(
-        name=meta.get("name", ""),
-        min_replicas=spec["minReplicas"] if spec.get("minReplicas") is not None else 1,
-        max_replicas=spec.get("maxReplicas", 1),
-        target=target,
-        created=str(meta.get("creationTimestamp", "")),
-        owner=keda_owner,
-    )
-
-
-@dataclass(frozen=True)
-class NamespaceSnapshot:
-    """The workloads (by key, planning.workload_key) and autoscalers (HPAs, KEDA ScaledObjects) of one
-    namespace as the operator's watches last saw them.
-
-    Reconciles read from here, not from LIST calls: the API server is asked only to write, and to re-read one
-    object when a write was refused (which also says the snapshot was stale).
-    """
-
-    deployments: Mapping[str, DeploymentView]
-    hpas: tuple[ScalerView, ...] = ()
-    namespace: str = ""
-    placeholders: tuple[PlaceholderView, ...] = ()  # node headroom's pods, of every event
-
-    @classmethod
-    def of(
-        cls,
-        deployments: Iterable[DeploymentView],
-        hpas: Iterable[ScalerView] = (),
-        namespace: str = "",
-        placeholders: Iterable[PlaceholderView] = (),
-    ) -> NamespaceSnapshot:
-        return cls({view.key: view for view in deployments}, tuple(hpas), namespace, tuple(placeholders))
-
-    def placeholders_of(self, event_uid: str) -> list[PlaceholderView]:
-        return [pod for pod in self.placeholders if pod.event_uid == event_uid]
-
-    def deployment(self, key: str) -> DeploymentView | None:
-        """The workload of that key (a Deployment's key is its name)."""
-        return self.deployments.get(key)
-
-    def matching(
-        self,
-        labels_match: Callable[[Mapping[str, str]], bool],
-        kind: tuple[str, str] | None = ("apps", "Deployment"),
-    ) -> list[DeploymentView]:
-        """The workloads of `kind` (group, kind; None: every kind) whose labels match, sorted by name."""
-        return sorted(
-            (
-                v
-                for v in self.deployments.values()
-                if labels_match(v.labels) and (kind is None or (v.workload.group, v.workload.kind) == kind)
-            ),
-            key=lambda v: (v.name, v.kind),
-        )
-
-    def claimed_by(self, event_key: str) -> list[str]:
-        return sorted(key for key, view in self.deployments.items() if event_key in view.claims)
-
-    def hpa_for(self, key: str) -> ScalerView | None:
-        """The autoscaler whose scaleTargetRef is this workload, if any: a KEDA ScaledObject before any HPA,
-        and never the HPA a ScaledObject owns (KEDA rewrites it from the ScaledObject)."""
-        keda_hpas = {s.hpa_name for s in self.hpas if isinstance(s, ScaledObjectView)}
-        # Two autoscalers on one workload already fight each other; follow the oldest, deterministically.
-        matches = sorted(
-            (scaler for scaler in self.hpas if _scales(scaler, key, keda_hpas)),
-            key=lambda s: (s.kind != SCALED_OBJECT_KIND, s.created, s.name),
-        )
-        return matches[0] if matches else None
-
-    def hpa(self, name: str, kind: str = HPA_KIND) -> ScalerView | None:
-        """The autoscaler of that kind and name."""
-        return next((s for s in self.hpas if (s.name, s.kind) == (name, kind)), None)
-
-
-def _scales(scaler: ScalerView, key: str, keda_hpas: set[str]) -> bool:
-    """Whether `scaler` scales the workload of that key (planning.workload_key); never the HPA KEDA owns."""
-    if isinstance(scaler, ScaledObjectView):
-        return scaler.scales(key)
-    return scaler.target == key and scaler.owner is None and scaler.name not in keda_hpas
 
 
 class EventPoster(Protocol):

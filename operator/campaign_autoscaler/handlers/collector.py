@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from campaign_autoscaler.adapters.kube import (
-    ClaimOutcome,
-    DeploymentView,
-    NamespaceSnapshot,
-    deployment_object_ref,
-)
+from campaign_autoscaler.adapters.kube import ClaimOutcome, deployment_object_ref
 from campaign_autoscaler.adapters.placeholders import PlaceholderView
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.adapters.views import DeploymentView
 from campaign_autoscaler.planning import split_key
 from campaign_autoscaler.planning.instants import parse_kube_time
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from campaign_autoscaler.adapters.kube import NamespaceSnapshot
 from campaign_autoscaler.adapters.placeholders import (
     PlaceholderRefusedError,
     PodTemplateFacts,
     QuotaExceededError,
 )
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
 from campaign_autoscaler.planning import CampaignSpec, Window
 from campaign_autoscaler.planning.headroom import (
     HeadroomPlan,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from campaign_autoscaler.adapters.informer import WorkloadCache
-from campaign_autoscaler.adapters.kube import NamespaceSnapshot
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
 from campaign_autoscaler.adapters.workloads import (
     STATEFULSETS,
     KindDirectory,

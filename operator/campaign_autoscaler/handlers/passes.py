@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from campaign_autoscaler.adapters.kube import ClaimOutcome, NamespaceSnapshot
+from campaign_autoscaler.adapters.kube import ClaimOutcome
 from campaign_autoscaler.adapters.sampler import NO_DATA, Probe
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
 from campaign_autoscaler.adapters.workloads import WorkloadKind
 from campaign_autoscaler.planning import (
     CampaignSpec,
