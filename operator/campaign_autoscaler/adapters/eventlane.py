@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .kube import EventRecorder
+from .priority import TransitionsFirst
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,10 @@ class EventLane:
         correlator: EventCorrelator | None = None,
         repeat_delay: float = REPEAT_DELAY,
         kept_apart: Callable[[Mapping[str, str], str], bool] | None = None,
+        priority: TransitionsFirst | None = None,
     ) -> None:
         """`kept_apart(involved, reason)`: whether such Events are each posted anew, never counted as repeats
-        (those a reader relies on one by one)."""
+        (those a reader relies on one by one). `priority`: each Event waits its turn behind urgent passes."""
         self._recorder = recorder
         self._queue: queue.Queue[_Event | _Flush] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._drain, name="events", daemon=True)
@@ -152,6 +154,7 @@ class EventLane:
         self._repeat_delay = repeat_delay
         self._kept_apart = kept_apart or (lambda involved, reason: False)
         self._repeats: dict[EventKey, _Repeat] = {}  # at most one per key the correlator holds
+        self._priority = priority
         self.dropped = 0
 
     def start(self) -> EventLane:
@@ -187,8 +190,10 @@ class EventLane:
             try:
                 item = self._queue.get(timeout=None if due is None else max(0.0, due - time.monotonic()))
             except queue.Empty:
+                self._wait_turn()
                 self._write_repeats(time.monotonic())
                 continue
+            self._wait_turn()
             try:
                 if isinstance(item, _Flush):
                     self._write_repeats(float("inf"))
@@ -196,6 +201,10 @@ class EventLane:
                     self._guarded(item, self._record)
             finally:
                 self._queue.task_done()
+
+    def _wait_turn(self) -> None:
+        if self._priority is not None:
+            self._priority.wait_turn()
 
     @staticmethod
     def _guarded(event: _Event, record: Callable[[_Event], None]) -> None:

@@ -3,7 +3,9 @@
 A daemon hands the status its pass decided to `StatusLane.submit` and goes on; a few threads of the lane write
 it. Only the latest status of an event counts: one handed over while an earlier one of the same event still
 waits replaces it (both callers get the same future), so the lane holds at most one write per event. The
-future tells the daemon how the write went: a failed one is written again by the event's next pass.
+future tells the daemon how the write went: a failed one is written again by the event's next pass. With
+`priority`, a write waits its turn behind urgent passes (adapters/priority.py) before it takes the latest
+status of an event: a burst of transitions is written first, and each event's status once, after it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
+
+from .priority import TransitionsFirst
 
 STATUS_WORKERS = 2
 
@@ -30,8 +34,11 @@ class _Pending:
 class StatusLane:
     """Writes statuses through `writer` (the uid-guarded `replace_event_status`) on `workers` threads."""
 
-    def __init__(self, writer: StatusWriter, workers: int = STATUS_WORKERS) -> None:
+    def __init__(
+        self, writer: StatusWriter, workers: int = STATUS_WORKERS, priority: TransitionsFirst | None = None
+    ) -> None:
         self._writer = writer
+        self._priority = priority
         self._pending: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
         self._ready = threading.Condition()
         self._threads = [
@@ -66,6 +73,11 @@ class StatusLane:
             with self._ready:
                 while not self._pending:
                     self._ready.wait()
+            if self._priority is not None:
+                self._priority.wait_turn()
+            with self._ready:
+                if not self._pending:  # another worker took it meanwhile
+                    continue
                 (namespace, name), pending = self._pending.popitem(last=False)
             if not pending.done.set_running_or_notify_cancel():
                 continue

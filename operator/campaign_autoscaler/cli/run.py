@@ -346,15 +346,16 @@ def run_operator(args: argparse.Namespace) -> int:
         target_kinds=args.target_kinds,
     )
     kube = KubeAdapter(api_client)
+    lanes = PassLanes()  # bookkeeping waits its turn behind the urgent lane's passes
     runtime = Runtime(
         config=config,
         kube=kube,
         api_client=api_client,
         metrics=metrics,
         telemetry=telemetry,
-        events=EventLane(kube, kept_apart=transition_record).start(),
-        statuses=StatusLane(kube.replace_event_status).start(),
-        lanes=PassLanes(),
+        events=EventLane(kube, kept_apart=transition_record, priority=lanes.priority).start(),
+        statuses=StatusLane(kube.replace_event_status, priority=lanes.priority).start(),
+        lanes=lanes,
         headroom=kube.placeholders(args.placeholder_image, args.placeholder_priority_class),
     )
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
