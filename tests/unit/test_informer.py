@@ -430,3 +430,34 @@ async def test_a_listing_lets_each_page_go_before_asking_for_the_next() -> None:
     assert server.alive_at_next_request == [False, False]
     assert [p.get("continue") for p in server.params] == [None, "c1", "c2"]
     assert all(p["labelSelector"] == "a=b" and p["limit"] == str(informer.PAGE_SIZE) for p in server.params)
+
+
+# --- one snapshot per namespace until something in it changes ----------------------------------------------
+def test_a_snapshot_is_shared_until_a_view_of_its_namespace_changes() -> None:
+    cache, _, _ = drift_cache()
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS))
+    first = cache.snapshot("shop")
+    assert cache.snapshot("shop") is first
+    other = deployment_view({**deployment_body("web", 2), "metadata": {"name": "web", "namespace": "tools"}})
+    cache.deployments.put("tools", "web", other)  # another namespace
+    assert cache.snapshot("shop") is first
+    put(cache, deployment_body("checkout", 4, annotations=CLAIMS))
+    changed = cache.snapshot("shop")
+    assert changed is not first and changed.deployments["checkout"].replicas == 4
+    put(cache, hpa_body("checkout-hpa", "checkout", 2, 10))
+    assert cache.snapshot("shop") is not changed and cache.snapshot("shop").hpa("checkout-hpa") is not None
+    cache.deployments.drop("shop", "checkout")
+    assert "checkout" not in cache.snapshot("shop").deployments
+    put(cache, deployment_body("checkout", 4, annotations=CLAIMS))
+    cache.deployments.forget("shop")
+    assert cache.snapshot("shop").deployments == {}
+
+
+def test_a_snapshot_says_which_workloads_each_event_claims() -> None:
+    cache, _, _ = drift_cache()
+    put(cache, deployment_body("web", 20, annotations=CLAIMS))
+    put(cache, deployment_body("checkout", 20, annotations=CLAIMS))
+    put(cache, deployment_body("cart", 3))
+    snapshot = cache.snapshot("shop")
+    assert snapshot.claimed_by("shop/sale") == ["checkout", "web"]
+    assert snapshot.claimed_by("shop/other") == []

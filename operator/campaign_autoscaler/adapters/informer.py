@@ -111,28 +111,52 @@ def is_glob(pattern: str) -> bool:
 
 
 class Store(Generic[View]):
-    """One kind's views by namespace and name; written only by its own sync task, in the event loop."""
+    """One kind's views by namespace and name; written only by its own sync task, in the event loop. Every
+    change of a namespace's views moves its `version`, so that a snapshot is made again only when something
+    in it changed."""
 
     def __init__(self, kind: Kind[View]) -> None:
         self.kind = kind
         self.by_namespace: dict[str, dict[str, View]] = {}
+        self._changes: dict[str, int] = {}  # per namespace
+        self._relisted = 0  # listings of every namespace at once, and clear()
+
+    def version(self, namespace: str) -> tuple[int, int]:
+        """Moves whenever the namespace's views change."""
+        return self._relisted, self._changes.get(namespace, 0)
+
+    def _changed(self, namespace: str) -> None:
+        self._changes[namespace] = self._changes.get(namespace, 0) + 1
 
     def replace(self, scope: str | None, views: Mapping[str, dict[str, View]]) -> None:
         """A fresh listing of `scope` (None: every namespace) replaces what was known of it."""
         if scope is None:
             self.by_namespace = dict(views)
+            self._relisted += 1
         else:
             self.by_namespace[scope] = dict(views.get(scope, {}))
+            self._changed(scope)
 
     def put(self, namespace: str, name: str, view: View) -> View | None:
         """Keep `view`; returns the view it replaced, if any."""
         views = self.by_namespace.setdefault(namespace, {})
         previous = views.get(name)
         views[name] = view
+        self._changed(namespace)
         return previous
 
     def drop(self, namespace: str, name: str) -> None:
-        self.by_namespace.get(namespace, {}).pop(name, None)
+        if self.by_namespace.get(namespace, {}).pop(name, None) is not None:
+            self._changed(namespace)
+
+    def forget(self, namespace: str) -> None:
+        """Every view of the namespace (no longer watched)."""
+        self.by_namespace.pop(namespace, None)
+        self._changed(namespace)
+
+    def clear(self) -> None:
+        self.by_namespace.clear()
+        self._relisted += 1
 
     def views(self, namespace: str) -> list[View]:
         return list(self.by_namespace.get(namespace, {}).values())
@@ -224,12 +248,24 @@ class WorkloadCache:
         self._tasks: dict[str | None, list[asyncio.Task[None]]] = {}
         self._failure: asyncio.Future[None] | None = None  # set by run(); a sync task's unexpected error
         self.lists = 0  # LIST requests made, pages included
+        self._snapshots: dict[str, tuple[tuple[tuple[int, int], ...], NamespaceSnapshot]] = {}
         self.restarts = 0  # watches that had to start over with a LIST
 
     def snapshot(self, namespace: str) -> NamespaceSnapshot:
+        """The namespace as the watches last saw it. The same snapshot (it is immutable) until a view in it
+        changes: every event whose transition falls due in the same second reads one snapshot, where each
+        made its own (100 events x 300 Deployments: 30,000 views gathered in the event loop at the instant
+        the replica writes should go out)."""
+        stores = [*self.workloads.values(), self.hpas, self.scaled_objects, self.placeholders]
+        version = tuple(store.version(namespace) for store in stores)
+        cached = self._snapshots.get(namespace)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         scalers: list[ScalerView] = [*self.hpas.views(namespace), *self.scaled_objects.views(namespace)]
         views = [view for store in self.workloads.values() for view in store.views(namespace)]
-        return NamespaceSnapshot.of(views, scalers, namespace, self.placeholders.views(namespace))
+        snapshot = NamespaceSnapshot.of(views, scalers, namespace, self.placeholders.views(namespace))
+        self._snapshots[namespace] = (version, snapshot)
+        return snapshot
 
     def namespaces(self) -> list[str]:
         """Every namespace with a workload or a placeholder pod in the cache."""
@@ -312,7 +348,8 @@ class WorkloadCache:
         if not self._pending and self._failure is not None:
             self._synced.set()
         for store in [*self._stores(), self.scaled_objects]:
-            store.by_namespace.pop(namespace, None)
+            store.forget(namespace)
+        self._snapshots.pop(namespace, None)
         log.info("Stopped watching namespace %s; its Deployments and HPAs are forgotten", namespace)
         return True
 
@@ -396,7 +433,7 @@ class WorkloadCache:
                 self._pending = {p for p in self._pending if p[0] != SCALED_OBJECTS.name}
                 if not self._pending:
                     self._synced.set()
-                self.scaled_objects.by_namespace.clear()
+                self.scaled_objects.clear()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self._failure is None or self._failure.done():

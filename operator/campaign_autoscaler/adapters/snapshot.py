@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from campaign_autoscaler.adapters.placeholders import PlaceholderView
 from campaign_autoscaler.adapters.scaledobjects import ScaledObjectView
@@ -59,7 +60,18 @@ class NamespaceSnapshot:
         )
 
     def claimed_by(self, event_key: str) -> list[str]:
-        return sorted(key for key, view in self.deployments.items() if event_key in view.claims)
+        """The keys of the workloads the event of that claim key claims, sorted."""
+        return list(self._claimed.get(event_key, ()))
+
+    @cached_property
+    def _claimed(self) -> Mapping[str, tuple[str, ...]]:
+        """Each claim key's workloads; gathered once per snapshot, which every pass of the namespace shares
+        until a view in it changes (see informer.WorkloadCache.snapshot)."""
+        claimed: dict[str, list[str]] = {}
+        for key, view in self.deployments.items():
+            for event_key in view.claims:
+                claimed.setdefault(event_key, []).append(key)
+        return {event_key: tuple(sorted(keys)) for event_key, keys in claimed.items()}
 
     def hpa_for(self, key: str) -> ScalerView | None:
         """The autoscaler whose scaleTargetRef is this workload, if any: a KEDA ScaledObject before any HPA,

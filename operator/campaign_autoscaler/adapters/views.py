@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from campaign_autoscaler.adapters.placeholders import PodTemplateFacts, pod_template_facts
@@ -73,9 +74,10 @@ class DeploymentView:
     def kind(self) -> str:
         return self.workload.kind
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The workload's key in snapshots and memories (planning.workload_key)."""
+        """The workload's key in snapshots and memories (planning.workload_key); worked out once per view
+        (every snapshot and pass asks for it)."""
         return workload_key(self.workload.api_version, self.workload.kind, self.name)
 
     @property
