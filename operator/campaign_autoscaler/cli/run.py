@@ -296,6 +296,9 @@ def _peering_priority(args: argparse.Namespace) -> int:
 
 
 def run_operator(args: argparse.Namespace) -> int:
+    from campaign_autoscaler.adapters.arenas import limit_arenas
+
+    limit_arenas()  # before any thread starts (adapters/arenas.py)
     import kopf
 
     from campaign_autoscaler.adapters.eventlane import EventLane
