@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .series import SeriesTable
+
 PREFIX = "campaign_autoscaler"
 PHASES = ("Pending", "PreScaling", "Active", "RampingDown", "Completed", "Invalid")
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
@@ -27,47 +29,47 @@ class Telemetry:
         self._targets: dict[tuple[str, str], set[str]] = {}
         self._unready: dict[tuple[str, str], set[tuple[str, str]]] = {}  # per event: (target, reason)
         self.events = Gauge(f"{PREFIX}_events", "CampaignEvents by phase", ["phase"], registry=self.registry)
-        self.baseline = Gauge(
+        self.baseline = SeriesTable(
             f"{PREFIX}_target_baseline_replicas",
             "Baseline replicas of a target",
             ["namespace", "event", "target"],
-            registry=self.registry,
+            self.registry,
         )
-        self.desired = Gauge(
+        self.desired = SeriesTable(
             f"{PREFIX}_target_desired_replicas",
             "Replicas a CampaignEvent wants for a target now",
             ["namespace", "event", "target"],
-            registry=self.registry,
+            self.registry,
         )
-        self.ready = Gauge(
+        self.ready = SeriesTable(
             f"{PREFIX}_target_ready_replicas",
             "Ready replicas of a target as last seen",
             ["namespace", "event", "target"],
-            registry=self.registry,
+            self.registry,
         )
-        self.event_phase = Gauge(
+        self.event_phase = SeriesTable(
             f"{PREFIX}_event_phase",
             "1 for the phase a CampaignEvent is in now (one series per event)",
             ["namespace", "event", "phase"],
-            registry=self.registry,
+            self.registry,
         )
-        self.lead_time = Gauge(
+        self.lead_time = SeriesTable(
             f"{PREFIX}_event_lead_time_seconds",
             "spec.leadTime of a CampaignEvent: its capacity must be Ready this long after pre-scaling starts",
             ["namespace", "event"],
-            registry=self.registry,
+            self.registry,
         )
-        self.observed_ready = Gauge(
+        self.observed_ready = SeriesTable(
             f"{PREFIX}_target_observed_ready_seconds",
             "From the start of pre-scaling until the target's floor was first seen Ready, in this window",
             ["namespace", "event", "target"],
-            registry=self.registry,
+            self.registry,
         )
-        self.unready = Gauge(
+        self.unready = SeriesTable(
             f"{PREFIX}_target_unready_replicas",
             "Replicas of a target asked for and not Ready, by why (Unschedulable, QuotaExceeded, ...)",
             ["namespace", "event", "target", "reason"],
-            registry=self.registry,
+            self.registry,
         )
         self.passes = Counter(
             f"{PREFIX}_event_passes",
@@ -75,11 +77,11 @@ class Telemetry:
             ["namespace", "event"],
             registry=self.registry,
         )
-        self.metric_value = Gauge(
+        self.metric_value = SeriesTable(
             f"{PREFIX}_target_metric_value",
             "Last value of a target's metric query as the operator read it (when the target has a metric)",
             ["namespace", "event", "target"],
-            registry=self.registry,
+            self.registry,
         )
         self.transitions = Counter(
             f"{PREFIX}_transitions", "Phase transitions acted on", ["phase"], registry=self.registry
@@ -153,27 +155,27 @@ class Telemetry:
                     self.event_phase.remove(namespace, name, previous_phase)
                 self.events.labels(phase=previous_phase).dec()
             self.events.labels(phase=phase).inc()
-            self.event_phase.labels(namespace=namespace, event=name, phase=phase).set(1)
+            self.event_phase.set((namespace, name, phase), 1)
             self._phases[(namespace, name)] = phase
         if lead_time_seconds is not None:
-            self.lead_time.labels(namespace=namespace, event=name).set(lead_time_seconds)
+            self.lead_time.set((namespace, name), lead_time_seconds)
         else:  # an invalid spec has no lead time
             with contextlib.suppress(KeyError):
                 self.lead_time.remove(namespace, name)
         seen = set()
         for entry in targets:
-            labels = {"namespace": namespace, "event": name, "target": entry["name"]}
+            labels = (namespace, name, entry["name"])
             seen.add(entry["name"])
-            self.baseline.labels(**labels).set(entry["baselineReplicas"])
-            self.desired.labels(**labels).set(entry["desiredReplicas"])
-            self.ready.labels(**labels).set(entry["readyReplicas"])
+            self.baseline.set(labels, entry["baselineReplicas"])
+            self.desired.set(labels, entry["desiredReplicas"])
+            self.ready.set(labels, entry["readyReplicas"])
             if entry.get("observedReadySeconds") is not None:
-                self.observed_ready.labels(**labels).set(entry["observedReadySeconds"])
+                self.observed_ready.set(labels, entry["observedReadySeconds"])
             else:
                 with contextlib.suppress(KeyError):
                     self.observed_ready.remove(namespace, name, entry["name"])
             if "metricValue" in entry:
-                self.metric_value.labels(**labels).set(float(entry["metricValue"]))
+                self.metric_value.set(labels, float(entry["metricValue"]))
         for gone in self._targets.get((namespace, name), set()) - seen:
             self._remove_target(namespace, name, gone)
         self._targets[(namespace, name)] = seen
@@ -184,9 +186,7 @@ class Telemetry:
             seen = set()
             for target, counts in targets.items():
                 for reason, count in counts.items():
-                    self.unready.labels(
-                        namespace=namespace, event=name, target=target, reason=str(reason)
-                    ).set(count)
+                    self.unready.set((namespace, name, target, str(reason)), count)
                     seen.add((target, str(reason)))
             self._drop_unready(namespace, name, self._unready.get((namespace, name), set()) - seen)
             self._unready[(namespace, name)] = seen
