@@ -1,7 +1,7 @@
-"""`python -m benchmarks [lag|lag-hanging|drift|scale|prometheus|requests|curve|headroom ...]`: run the named
-benchmarks (all when none is named) and print their results as Markdown, headed by the machine, the command
-and the date, each followed by its duration and the machine's load average before and after it, ready for
-RESULTS.md."""
+"""`python -m benchmarks [lag|lag-hanging|lag-floor|drift|scale|prometheus|requests|curve|headroom ...]`: run
+the named benchmarks (all when none is named) and print their results as Markdown, headed by the machine, the
+command and the date, each followed by its duration and the machine's load average before and after it, ready
+for RESULTS.md."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from benchmarks import curve, drift, headroom, lag, prometheus_load, requests, scale
+from benchmarks import curve, drift, headroom, lag, lag_floor, prometheus_load, requests, scale
 from benchmarks.common import BenchmarkResult, source_state, this_machine
 
 BENCHMARKS: dict[str, Callable[[], BenchmarkResult]] = {
     "lag": lag.run,
     "lag-hanging": lag.run_hanging,
+    "lag-floor": lag_floor.run,
     "drift": drift.run,
     "scale": scale.run,
     "prometheus": prometheus_load.run,

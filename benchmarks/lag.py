@@ -75,7 +75,7 @@ def _timeline() -> Timeline:
     return Timeline(pre_scale, start, start + timedelta(seconds=WINDOW_SECONDS))
 
 
-def _target_name(event: int, target: int) -> str:
+def target_name(event: int, target: int) -> str:
     return f"shop-{event:03d}-{target}"
 
 
@@ -93,7 +93,7 @@ def _specs(timeline: Timeline, with_metric: bool = False) -> dict[str, dict[str,
             ramp_down={"duration": "0s", "steps": 1},
             multiplier=FLOOR / BASELINE,
             targets=[
-                {"name": _target_name(event, k), **({"metric": _metric(event)} if with_metric else {})}
+                {"name": target_name(event, k), **({"metric": _metric(event)} if with_metric else {})}
                 for k in range(TARGETS_PER_EVENT)
             ],
         )
@@ -138,7 +138,7 @@ def _measure(directory: Path, args: list[str], hanging: bool) -> BenchmarkResult
         ensure_crd(api)
         create_namespace(api, NAMESPACE)
         bodies = [
-            deployment_body(_target_name(event, k), BASELINE)
+            deployment_body(target_name(event, k), BASELINE)
             for event in range(EVENTS)
             for k in range(TARGETS_PER_EVENT)
         ]
