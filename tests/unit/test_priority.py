@@ -14,6 +14,8 @@ from campaign_autoscaler.adapters.priority import TransitionsFirst
 from campaign_autoscaler.adapters.statuslane import StatusLane
 from campaign_autoscaler.handlers.lanes import PassLanes
 
+from .fakes import FakeKube
+
 NOW = datetime(2026, 9, 9, tzinfo=UTC)
 
 
@@ -95,31 +97,10 @@ def test_a_status_write_waits_its_turn_and_only_the_latest_status_is_written() -
     assert written == [{"phase": "Active"}]
 
 
-class Poster:
-    def __init__(self) -> None:
-        self.posted: list[str] = []
-
-    def post_event(
-        self,
-        *,
-        namespace: str,
-        involved: Mapping[str, str],
-        event_type: str,
-        reason: str,
-        message: str,
-        now: datetime,
-    ) -> str | None:
-        self.posted.append(reason)
-        return None
-
-    def patch_event(self, namespace: str, name: str, *, count: int, message: str, now: datetime) -> bool:
-        raise AssertionError("nothing to count repeats on")
-
-
 def test_an_event_waits_its_turn() -> None:
     priority = TransitionsFirst(patience=60)
-    poster = Poster()
-    lane = EventLane(poster, priority=priority).start()
+    kube = FakeKube()
+    lane = EventLane(kube, priority=priority).start()
     involved = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout", "uid": "u1"}
     with priority.busy():
         lane.post_event(
@@ -131,6 +112,6 @@ def test_an_event_waits_its_turn() -> None:
             now=NOW,
         )
         time.sleep(0.3)
-        assert poster.posted == []
+        assert kube.posted == []
     lane.wait_empty()
-    assert poster.posted == ["Scaled"]
+    assert [event.reason for event in kube.posted] == ["Scaled"]

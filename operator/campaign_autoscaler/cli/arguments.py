@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from campaign_autoscaler.planning import SpecError, parse_duration
 
 # Prometheus' label names (its data model, not PromQL).
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+T = TypeVar("T")
 
 
 def _positive_seconds(text: str) -> float:
@@ -26,11 +30,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _scale_factor(text: str) -> float:
+def _converted(text: str, convert: Callable[[str], T], what: str) -> T:
+    """`convert(text)`, or the argparse error that names what was expected."""
     try:
-        value = float(text)
+        return convert(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from err
+
+
+def _scale_factor(text: str) -> float:
+    value = _converted(text, float, "a number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
@@ -68,20 +77,14 @@ def _non_negative_duration(text: str) -> timedelta:
 
 
 def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
+    value = _converted(text, float, "a number")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from err
+    value = _converted(text, int, "a whole number")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
     return value
