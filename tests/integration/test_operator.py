@@ -35,6 +35,7 @@ def operator(
     process = OperatorProcess(
         str(kubeconfig), tmp_path / "operator.log", ["--namespace", namespace, "--resync-interval", RESYNC]
     ).start()
+    process.wait_ready()
     yield process
     code = process.stop()
     print(process.log()[-4000:])
