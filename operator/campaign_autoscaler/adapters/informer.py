@@ -256,8 +256,7 @@ class WorkloadCache:
         changes: every event whose transition falls due in the same second reads one snapshot, where each
         made its own (100 events x 300 Deployments: 30,000 views gathered in the event loop at the instant
         the replica writes should go out)."""
-        stores = [*self.workloads.values(), self.hpas, self.scaled_objects, self.placeholders]
-        version = tuple(store.version(namespace) for store in stores)
+        version = tuple(store.version(namespace) for store in self._every_store())
         cached = self._snapshots.get(namespace)
         if cached is not None and cached[0] == version:
             return cached[1]
@@ -281,6 +280,10 @@ class WorkloadCache:
         """Every store watched from the start or since a target named its kind; ScaledObjects aside (they
         follow discovery)."""
         return [*self.workloads.values(), self.hpas, self.placeholders]
+
+    def _every_store(self) -> list[Store[Any]]:
+        """Every store, ScaledObjects included: what a namespace's snapshot is made of."""
+        return [*self._stores(), self.scaled_objects]
 
     def watch_kind(self, workload: WorkloadKind) -> bool:
         """Watch a workload kind too, in every scope, from now on; False when it is watched already."""
@@ -340,14 +343,14 @@ class WorkloadCache:
         self._scopes.remove(namespace)
         for task in [*self._tasks.pop(namespace, ()), *filter(None, [self._keda_tasks.pop(namespace, None)])]:
             task.cancel()  # a cancelled task runs no more of its code: nothing is stored after the drop
-        self._pending -= {(store.kind.name, namespace) for store in [*self._stores(), self.scaled_objects]}
+        self._pending -= {(store.kind.name, namespace) for store in self._every_store()}
         for name, listed in self._kind_listed.items():  # a kind listed everywhere still watched is listed
             if not any(kind == name for kind, _ in self._pending):
                 listed.set()
         self._listed_scopes.pop(namespace, asyncio.Event()).set()  # nobody waits for it any longer
         if not self._pending and self._failure is not None:
             self._synced.set()
-        for store in [*self._stores(), self.scaled_objects]:
+        for store in self._every_store():
             store.forget(namespace)
         self._snapshots.pop(namespace, None)
         log.info("Stopped watching namespace %s; its Deployments and HPAs are forgotten", namespace)
