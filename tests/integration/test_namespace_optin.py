@@ -82,7 +82,7 @@ def test_a_namespace_is_read_and_handled_only_while_it_carries_the_label(
             args,
         ) as operator,
     ):
-        wait_until(lambda: "every first listing is in" in operator.log(), timeout=60, message="start-up")
+        operator.wait_ready(timeout=60)
         time.sleep(4 * RESYNC_SECONDS)  # past the window's opening: it would have scaled by now
         event = cluster.event("sale") or {}
         assert not event.get("status"), event.get("status")

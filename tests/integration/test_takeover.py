@@ -65,8 +65,8 @@ def takeover_round(
     name = f"app-{index}"
     try:
         cluster.create_deployment(name, replicas=2)
-        wait_until(lambda: "every first listing is in" in standby.log(), timeout=20, message="standby up")
-        wait_until(lambda: "every first listing is in" in active.log(), timeout=20, message="active up")
+        standby.wait_ready(timeout=20)
+        active.wait_ready(timeout=20)
         time.sleep(2)  # both have seen each other in the peering object
         stop_at = seconds_from_now(6)
         start = stop_at + timedelta(seconds=DUE_AFTER_STOP + 1)  # pre-scale (lead 1 s) 1 s after the stop
