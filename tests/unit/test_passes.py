@@ -15,7 +15,7 @@ import pytest
 import campaign_autoscaler.handlers.runtime as runtime_module
 from campaign_autoscaler.adapters.prometheus import BadQueryError, MetricsUnavailableError
 from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
-from campaign_autoscaler.handlers.passes import release_event, run_pass
+from campaign_autoscaler.handlers.passes import release_event, release_gone_event, run_pass
 from campaign_autoscaler.handlers.runtime import OperatorConfig, OperatorStoppingError, Runtime
 from campaign_autoscaler.planning import parse_spec
 from campaign_autoscaler.planning.claims import (
@@ -443,6 +443,40 @@ def test_the_release_waits_for_the_pass_in_flight(env):
     env.clock.advance(seconds=15)
     assert driver.step() is None
     assert len(env.kube.writes) == 2
+
+
+def test_a_gone_event_reported_twice_at_once_is_released_once(env):
+    """The watch's DELETED and the daemon's refused status write can report the same deletion in the same
+    instant: both wait for the fence, the first releases, the second writes nothing and says so (None)."""
+    env.kube.add_deployment(deployment_body("checkout", 4))
+    driver = env.driver(raw_spec())
+    env.clock.set(START + MINUTE)
+    driver.step()
+    assert env.kube.replicas("checkout") == 10
+    writes_before = len(env.kube.writes)
+    world = driver.world()
+    answers: list[Any] = []
+    with driver.memory.fence.lock:  # both reporters are in before either can release
+        reporters = [
+            threading.Thread(
+                target=lambda: answers.append(release_gone_event(driver.runtime, driver.memory, world))
+            )
+            for _ in range(2)
+        ]
+        for reporter in reporters:
+            reporter.start()
+        for reporter in reporters:
+            reporter.join(0.2)
+        assert all(reporter.is_alive() for reporter in reporters), "a reporter did not wait for the fence"
+    for reporter in reporters:
+        reporter.join(10)
+    released = [answer for answer in answers if answer is not None]
+    assert len(answers) == 2 and len(released) == 1
+    assert [outcome.deployment.name for outcome in released[0]] == ["checkout"]
+    assert [w.replicas for w in env.kube.writes[writes_before:]] == [4]
+    assert env.kube.replicas("checkout") == 4
+    # After the finalizer's own release, a late report is None too.
+    assert release_gone_event(driver.runtime, driver.memory, world) is None
 
 
 def test_the_release_covers_a_claim_the_snapshot_does_not_show_yet(env):

@@ -26,7 +26,7 @@ from .collector import EventDirectory
 from .context import log
 from .kinds import find_kinds, named_kinds, watch_kinds
 from .namespaces import in_selected_namespace
-from .passes import EventWorld, PassResult, release_event, run_pass, wanted_probes
+from .passes import EventWorld, PassResult, release_event, release_gone_event, run_pass, wanted_probes
 from .runtime import PASS_ERRORS, TRANSITION_GRACE_SECONDS, EventMemory, OperatorStoppingError, Runtime
 
 # What a write to an event answers when the event is gone: 404, or 422 when the uid test of a JSON Patch
@@ -324,12 +324,14 @@ async def let_go(runtime: Runtime, memory: EventMemory, world: EventWorld, why: 
     release, or one refused because the operator is stopping, is left to the orphan collector (of this
     replica or of the one that takes over)."""
     memory.wake(urgent=True)
-    if memory.fence.released:  # the watch's DELETED and a refused status write may both report it
+    if memory.fence.released:  # released already: no thread hop to be told so
         return
     try:
-        outcomes = await asyncio.to_thread(release_event, runtime, memory, world)
+        outcomes = await asyncio.to_thread(release_gone_event, runtime, memory, world)
     except (*PASS_ERRORS, OperatorStoppingError) as err:
         log.warning("Failed to release CampaignEvent %s/%s (%s): %s", world.namespace, world.name, why, err)
+        return
+    if outcomes is None:  # another report of the same deletion released it first
         return
     log.info(
         "Released CampaignEvent %s/%s from %d target(s): %s", world.namespace, world.name, len(outcomes), why

@@ -492,7 +492,23 @@ def release_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> l
     this process wrote a claim to, and every one the spec targets. Refused (OperatorStoppingError) once the
     operator is stopping: the finalizer stays, and the replica that takes over releases the event.
     """
-    with memory.fence.lock, runtime.gate.writing() as admitted:
+    with memory.fence.lock:
+        return _release_fenced(runtime, memory, world)
+
+
+def release_gone_event(runtime: Runtime, memory: EventMemory, world: EventWorld) -> list[ClaimOutcome] | None:
+    """`release_event` for an event found gone without its finalizer, which several of the operator's paths
+    may report at once (the watch's DELETED, a refused status write, a failed pass): the first releases it;
+    the others, and any after the finalizer, get None and write nothing."""
+    with memory.fence.lock:
+        if memory.fence.released:
+            return None
+        return _release_fenced(runtime, memory, world)
+
+
+def _release_fenced(runtime: Runtime, memory: EventMemory, world: EventWorld) -> list[ClaimOutcome]:
+    """The release, its caller holding the event's fence."""
+    with runtime.gate.writing() as admitted:
         if not admitted:
             raise OperatorStoppingError(f"not releasing CampaignEvent {world.namespace}/{world.name}")
         memory.fence.released = True
