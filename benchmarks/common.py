@@ -142,13 +142,14 @@ def local_control_plane(**options: Any) -> Iterator[ControlPlane]:
         yield plane
 
 
-def admin_client(plane: ControlPlane) -> ApiClient:
+def admin_client(plane: ControlPlane, pool_size: int = CREATE_WORKERS * 2) -> ApiClient:
+    """A client with the control plane's admin credentials; `pool_size` connections kept (the creating
+    threads share one client: one pooled connection each, unless told)."""
     configuration = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(
         config_file=str(plane.kubeconfig_path), client_configuration=configuration, persist_config=False
     )
-    # The creating threads share one client: one pooled connection each.
-    configuration.connection_pool_maxsize = CREATE_WORKERS * 2
+    configuration.connection_pool_maxsize = pool_size
     return ApiClient(configuration)
 
 

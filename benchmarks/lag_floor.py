@@ -5,8 +5,9 @@ lag is the operator's; the rest is how fast the local API server (on the same co
 manager and the pod simulator) takes 300 writes and publishes them. This benchmark measures that rest: on a
 control plane set up exactly as `lag` sets up its own, it writes the 300 changes at the due instant itself,
 in the operator's shape (one worker per event writing its three Deployments in turn, as many workers as the
-urgent pass lane has, each write the same guarded JSON Patch through `KubeAdapter`), and times them with the
-same watch. Whatever `lag` measures above this is the operator's own.
+urgent pass lane has, each write the operator's own first claim through `KubeAdapter.set_claim`: the claim
+and baseline annotations and the replicas in one JSON Patch guarded by the replicas read), and times them
+with the same watch. Whatever `lag` measures above this is the operator's own.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from benchmarks.common import (
     sleep_until,
 )
 from benchmarks.lag import BASELINE, EVENTS, FLOOR, POD_READY_AFTER, TARGETS_PER_EVENT, target_name
-from campaign_autoscaler.adapters.kube import JSON_PATCH, KubeAdapter
-from campaign_autoscaler.adapters.workloads import DEPLOYMENTS
+from campaign_autoscaler.adapters.kube import KubeAdapter
+from campaign_autoscaler.adapters.snapshot import NamespaceSnapshot
+from campaign_autoscaler.cli.run import WORKER_THREADS
 from campaign_autoscaler.handlers.lanes import URGENT_WORKERS
 
 NAMESPACE = "bench-lag-floor"
@@ -45,24 +47,20 @@ def run() -> BenchmarkResult:
         create_namespace(api, NAMESPACE)
         names = [target_name(event, k) for event in range(EVENTS) for k in range(TARGETS_PER_EVENT)]
         create_deployments(api, NAMESPACE, [deployment_body(name, BASELINE) for name in names])
-        kube = KubeAdapter(api)
+        # As many pooled connections as the operator keeps (`run`'s worker threads).
+        kube = KubeAdapter(admin_client(plane, pool_size=WORKER_THREADS))
         time.sleep(SETTLE_SECONDS)
+        # What the operator's watch shows at the due instant: the writes are decided on it, as a pass's are.
+        snapshot = NamespaceSnapshot.of(kube.list_deployments(NAMESPACE), namespace=NAMESPACE)
         with DeploymentRecorder(api, namespace=NAMESPACE) as recorder:
             due = seconds_from_now(2)
 
-            def write(name: str) -> None:
-                kube._patch(
-                    DEPLOYMENTS.path(NAMESPACE, name),
-                    [
-                        {"op": "test", "path": "/spec/replicas", "value": BASELINE},
-                        {"op": "replace", "path": "/spec/replicas", "value": FLOOR},
-                    ],
-                    JSON_PATCH,
-                )
+            def write(event: int, name: str) -> None:
+                kube.set_claim(snapshot, name, f"{NAMESPACE}/event-{event}", FLOOR, owner_uid=f"uid-{event}")
 
             def one_event(event: int) -> None:
                 for k in range(TARGETS_PER_EVENT):
-                    write(target_name(event, k))
+                    write(event, target_name(event, k))
 
             sleep_until(due)
             with ThreadPoolExecutor(URGENT_WORKERS) as workers:
@@ -83,8 +81,9 @@ def run() -> BenchmarkResult:
         f"No operator. {EVENTS * TARGETS_PER_EVENT} Deployments (baseline {BASELINE}) in one namespace of a "
         f"control plane set up as `lag`'s; at one instant, {URGENT_WORKERS} threads (the urgent pass lane's "
         f"size) write the {EVENTS * TARGETS_PER_EVENT} changes to {FLOOR}, one thread per event's "
-        f"{TARGETS_PER_EVENT} Deployments in turn, each the operator's guarded JSON Patch through "
-        "`KubeAdapter`. Lag = watch-observed replica change - that instant: what the API server alone allows "
-        "on this machine, the floor under `lag`'s numbers."
+        f"{TARGETS_PER_EVENT} Deployments in turn, each the operator's own first claim "
+        "(`KubeAdapter.set_claim`: annotations and replicas in one guarded JSON Patch). Lag = "
+        "watch-observed replica change - that instant: what the API server alone allows on this machine, the "
+        "floor under `lag`'s numbers."
     )
     return BenchmarkResult("Transition lag floor (no operator)", setup, tuple(rows))
