@@ -50,6 +50,25 @@ def test_bookkeeping_waits_until_the_last_urgent_pass_ends() -> None:
     assert turned.wait(5) and priority.waits == 1
 
 
+def test_bookkeeping_waits_out_one_busy_spell_not_the_next_one_too() -> None:
+    """The spell a request waited behind ends, and the next begins before the waiting thread runs again (as
+    under a steady stream of urgent passes): it goes, instead of waiting behind spell after spell."""
+    priority = TransitionsFirst(patience=60)
+    first = priority.busy()
+    first.__enter__()
+    _, turned = waiter(priority)
+    assert not turned.wait(0.3)
+    second = priority.busy()
+    with priority._changed:  # the end of one spell and the start of the next, before the waiter looks
+        first.__exit__(None, None, None)
+        second.__enter__()
+    assert turned.wait(5) and priority.waits == 1
+    _, next_one = waiter(priority)  # a request that comes during the new spell waits it out in turn
+    assert not next_one.wait(0.3)
+    second.__exit__(None, None, None)
+    assert next_one.wait(5)
+
+
 def test_bookkeeping_is_never_starved_it_goes_once_a_busy_spell_outlasts_the_patience() -> None:
     priority = TransitionsFirst(patience=0.3)
     with priority.busy():

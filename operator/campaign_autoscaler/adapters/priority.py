@@ -4,9 +4,10 @@ One thread at a time runs Python code. While a burst of transitions is written (
 in the same second), each Event and status write the bookkeeping lanes send takes the interpreter from the
 passes that write replicas, and each status write comes back as a watch event the operator handles too. The
 urgent pass lane marks itself busy for as long as it holds passes (`TransitionsFirst.busy`); the bookkeeping
-lanes call `wait_turn()` before each request, which returns once the urgent lane is idle, or once its busy
-spell has lasted `patience` seconds: a lane is never starved, and under urgent work that never stops,
-bookkeeping flows beside it as if there were no priority. Only bookkeeping waits here, never a pass: a pass
+lanes call `wait_turn()` before each request, which returns once the busy spell it found has ended (even if
+another began before the waiting thread got the interpreter back), or once that spell has lasted `patience`
+seconds: a lane is never starved, and under urgent work that never stops, bookkeeping flows beside it as if
+there were no priority. Only bookkeeping waits here, never a pass: a pass
 that waited for the urgent lane could hold up the urgent pass of its own event behind it.
 """
 
@@ -34,6 +35,7 @@ class TransitionsFirst:
         self._changed = threading.Condition()
         self._urgent = 0
         self._since = 0.0  # when the busy spell began (the urgent lane went from idle to busy)
+        self._spell = 0  # busy spells so far
         self.waits = 0  # requests that held back, for tests and benchmarks
 
     @contextmanager
@@ -42,6 +44,7 @@ class TransitionsFirst:
         with self._changed:
             if self._urgent == 0:
                 self._since = self._clock()
+                self._spell += 1
             self._urgent += 1
         try:
             yield
@@ -52,10 +55,17 @@ class TransitionsFirst:
                     self._changed.notify_all()
 
     def wait_turn(self) -> None:
-        """Until no urgent pass is in hand, or the busy spell has lasted `patience` seconds."""
+        """Until the busy spell in hand now has ended or lasted `patience` seconds (at once when none is).
+        Only that spell is waited out: one that begins while this thread waits for the interpreter after the
+        wake-up would hold it back again, spell after spell, under a steady stream of urgent passes."""
         with self._changed:
             waited = False
-            while self._urgent and (left := self._since + self.patience - self._clock()) > 0:
+            spell = self._spell
+            while (
+                self._urgent
+                and self._spell == spell
+                and (left := self._since + self.patience - self._clock()) > 0
+            ):
                 waited = True
                 self._changed.wait(left)
             self.waits += waited
