@@ -7,8 +7,8 @@ urgent pass lane marks itself busy for as long as it holds passes (`TransitionsF
 lanes call `wait_turn()` before each request, which returns once the busy spell it found has ended (even if
 another began before the waiting thread got the interpreter back), or once that spell has lasted `patience`
 seconds: a lane is never starved, and under urgent work that never stops, bookkeeping flows beside it as if
-there were no priority. Only bookkeeping waits here, never a pass: a pass
-that waited for the urgent lane could hold up the urgent pass of its own event behind it.
+there were no priority. Only bookkeeping waits here, never a pass: a pass that waited for the urgent lane
+could hold up the urgent pass of its own event behind it.
 """
 
 from __future__ import annotations

@@ -324,8 +324,6 @@ async def let_go(runtime: Runtime, memory: EventMemory, world: EventWorld, why: 
     release, or one refused because the operator is stopping, is left to the orphan collector (of this
     replica or of the one that takes over)."""
     memory.wake(urgent=True)
-    if memory.fence.released:  # released already: no thread hop to be told so
-        return
     try:
         outcomes = await asyncio.to_thread(release_gone_event, runtime, memory, world)
     except (*PASS_ERRORS, OperatorStoppingError) as err:
