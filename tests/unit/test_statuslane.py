@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -44,6 +45,34 @@ def test_a_status_waiting_is_replaced_by_the_latest_of_its_event() -> None:
         ("shop", "a", "u-a", {"phase": "Pending"}),
         ("shop", "b", "u-b", {"phase": "PreScaling"}),
     ]
+
+
+class FirstWriteHeld(HeldWriter):
+    """Holds the first write until the test lets it go; writes every later one at once."""
+
+    def __call__(self, namespace: str, name: str, uid: str, status: Mapping[str, Any]) -> None:
+        if self.started.is_set():
+            self.written.append((namespace, name, uid, dict(status)))
+            return
+        super().__call__(namespace, name, uid, status)
+
+
+def test_a_status_handed_over_while_its_event_is_being_written_lands_after_that_write() -> None:
+    writer = FirstWriteHeld()
+    lane = StatusLane(writer, workers=2).start()
+    first = lane.submit("shop", "a", "u-a", {"phase": "PreScaling"})
+    assert writer.started.wait(10)  # one thread holds the write of a; the other is idle
+    newer = {"phase": "PreScaling", "targets": [{"forecastReplicas": 18}]}
+    second = lane.submit("shop", "a", "u-a", newer)
+    other = lane.submit("shop", "b", "u-b", {"phase": "Pending"})
+    # The idle thread writes b, and leaves the newer status of a waiting while a's write goes on.
+    assert other.result(10) is None
+    time.sleep(0.2)
+    assert not second.done() and lane.waiting() == 1
+    writer.go_on.set()
+    assert first.result(10) is None and second.result(10) is None
+    of_a = [status for _, name, _, status in writer.written if name == "a"]
+    assert of_a == [{"phase": "PreScaling"}, newer]
 
 
 def test_a_failed_write_is_told_through_its_future() -> None:
